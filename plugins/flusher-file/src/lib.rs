@@ -1,0 +1,168 @@
+//! `file`: appends each event as one JSON line to a file inside a granted
+//! directory, rotating it by size.
+//!
+//! Config:
+//! - `path` (required): the file, inside one of `grants.dirs`;
+//! - `max_bytes`: rotate when the file would grow past this (default 100 MiB);
+//! - `max_files`: rotated files kept as `path.1` (newest) … `path.N`
+//!   (default 5; the oldest is deleted).
+//!
+//! Each batch is written with one `write` call, so a batch is never split
+//! across two files.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+
+use gleaner_sdk::{Batch, FlushError, Flusher};
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    path: PathBuf,
+    #[serde(default = "default_max_bytes")]
+    max_bytes: u64,
+    #[serde(default = "default_max_files")]
+    max_files: u32,
+}
+
+fn default_max_bytes() -> u64 {
+    100 * 1024 * 1024
+}
+fn default_max_files() -> u32 {
+    5
+}
+
+/// The flusher.
+pub struct FileFlusher {
+    config: Config,
+    file: Option<File>,
+    size: u64,
+    buf: Vec<u8>,
+}
+
+impl FileFlusher {
+    fn rotated(&self, n: u32) -> PathBuf {
+        let mut p = self.config.path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }
+
+    fn open(&mut self) -> std::io::Result<()> {
+        if self.file.is_none() {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.config.path)?;
+            self.size = f.metadata()?.len();
+            self.file = Some(f);
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.file = None;
+        let _ = std::fs::remove_file(self.rotated(self.config.max_files));
+        for n in (1..self.config.max_files).rev() {
+            let from = self.rotated(n);
+            if from.exists() {
+                std::fs::rename(&from, self.rotated(n + 1))?;
+            }
+        }
+        if self.config.max_files > 0 {
+            std::fs::rename(&self.config.path, self.rotated(1))?;
+        } else {
+            std::fs::remove_file(&self.config.path)?;
+        }
+        gleaner_sdk::host::counter_add("rotations", 1);
+        self.open()
+    }
+
+    fn write_batch(&mut self) -> std::io::Result<()> {
+        self.open()?;
+        if self.size > 0 && self.size + self.buf.len() as u64 > self.config.max_bytes {
+            self.rotate()?;
+        }
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(&self.buf)?;
+            f.flush()?;
+            self.size += self.buf.len() as u64;
+        }
+        Ok(())
+    }
+}
+
+impl Flusher for FileFlusher {
+    fn init(config: &str) -> Result<Self, String> {
+        let config: Config = gleaner_sdk::parse_config(config)?;
+        if config.max_bytes == 0 {
+            return Err("max_bytes: must be at least 1".into());
+        }
+        let mut f = FileFlusher {
+            config,
+            file: None,
+            size: 0,
+            buf: Vec::new(),
+        };
+        f.open().map_err(|e| {
+            format!(
+                "path: cannot open {} ({e}); is its directory listed in grants.dirs?",
+                f.config.path.display()
+            )
+        })?;
+        Ok(f)
+    }
+
+    fn flush(&mut self, input: Batch) -> Result<(), FlushError> {
+        self.buf.clear();
+        gleaner_sdk::json::write_ndjson(&input, &mut self.buf);
+        self.write_batch().map_err(|e| {
+            // Reopen on the next attempt: the file may have been removed.
+            self.file = None;
+            FlushError::Retryable(format!("cannot write {}: {e}", self.config.path.display()))
+        })
+    }
+}
+
+gleaner_sdk::export_flusher!(FileFlusher);
+
+#[cfg(test)]
+mod tests {
+    use gleaner_sdk::testing::batch_of_lines;
+
+    use super::*;
+
+    #[test]
+    fn files_rotate_by_size_and_keep_max_files() {
+        let dir = std::env::temp_dir().join(format!("gleaner-file-flusher-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.ndjson");
+        let cfg = format!(
+            r#"{{"path":{:?},"max_bytes":300,"max_files":2}}"#,
+            path.display().to_string()
+        );
+        let mut f = FileFlusher::init(&cfg).unwrap();
+        for i in 0..5 {
+            let line = format!("line {i} {}", "x".repeat(100));
+            f.flush(batch_of_lines(&[&line])).unwrap();
+        }
+        let lines = |p: &std::path::Path| {
+            std::fs::read_to_string(p)
+                .map(|s| s.lines().count())
+                .unwrap_or(0)
+        };
+        // ~180 bytes per event: one event per file; current + 2 rotated kept.
+        assert_eq!(lines(&path), 1);
+        assert_eq!(lines(&dir.join("out.ndjson.1")), 1);
+        assert_eq!(lines(&dir.join("out.ndjson.2")), 1);
+        assert!(!dir.join("out.ndjson.3").exists());
+        assert!(std::fs::read_to_string(&path).unwrap().contains("line 4"));
+        assert!(
+            std::fs::read_to_string(dir.join("out.ndjson.2"))
+                .unwrap()
+                .contains("line 2")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,66 @@
+//! Test fixture, not a builtin: a processor that misbehaves when an event
+//! body contains a trigger word, so the runtime's fault handling can be
+//! tested with a real component.
+//!
+//! Config (all optional): `panic_on`, `spin_on` (loops forever), `hog_on`
+//! (allocates until memory runs out), `fail_on` (returns an error),
+//! `refuse_init` (init fails with this message). Other batches pass
+//! unchanged with a field `seen_by = misbehave`.
+
+use gleaner_sdk::{Batch, Processor};
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    panic_on: Option<String>,
+    spin_on: Option<String>,
+    hog_on: Option<String>,
+    fail_on: Option<String>,
+    refuse_init: Option<String>,
+}
+
+struct Misbehave(Config);
+
+fn has(batch: &Batch, word: &Option<String>) -> bool {
+    word.as_ref()
+        .is_some_and(|w| batch.events().any(|e| e.body_str().contains(w.as_str())))
+}
+
+impl Processor for Misbehave {
+    fn init(config: &str) -> Result<Self, String> {
+        let c: Config = gleaner_sdk::parse_config(config)?;
+        if let Some(m) = &c.refuse_init {
+            return Err(m.clone());
+        }
+        Ok(Misbehave(c))
+    }
+
+    fn process(&mut self, input: Batch) -> Result<Batch, String> {
+        if has(&input, &self.0.panic_on) {
+            panic!("misbehave: panic requested");
+        }
+        if has(&input, &self.0.spin_on) {
+            let mut x: u64 = 1;
+            loop {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        }
+        if has(&input, &self.0.hog_on) {
+            let mut hog: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hog.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hog);
+            }
+        }
+        if has(&input, &self.0.fail_on) {
+            return Err("misbehave: failure requested".into());
+        }
+        let mut out = input.builder();
+        for e in input.events() {
+            out.push_copy(&e).field("seen_by", "misbehave");
+        }
+        Ok(out.finish())
+    }
+}
+
+gleaner_sdk::export_processor!(Misbehave);

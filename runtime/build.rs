@@ -1,0 +1,95 @@
+//! Builds the first-party plugins in `plugins/` for `wasm32-wasip2` (the same
+//! build as `cargo plugins`, into `target/plugins`) and embeds them so that
+//! `builtin:NAME` works with nothing else installed.
+//!
+//! Set `GLEANER_PLUGINS_DIR` to a directory of prebuilt `*.wasm` files to
+//! skip the nested build (e.g. for packaging).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let workspace = manifest
+        .parent()
+        .expect("runtime/ is inside the workspace")
+        .to_path_buf();
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
+    for dir in [
+        "plugins",
+        "sdk/rust/src",
+        "sdk/rust/Cargo.toml",
+        "wit",
+        "Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    }
+    println!("cargo:rerun-if-env-changed=GLEANER_PLUGINS_DIR");
+
+    let plugins = plugin_crates(&workspace.join("plugins"));
+    let wasm_dir = match std::env::var_os("GLEANER_PLUGINS_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => build_plugins(&workspace),
+    };
+
+    let mut code = String::from(
+        "/// (builtin name, component bytes)\npub static BUILTINS: &[(&str, &[u8])] = &[\n",
+    );
+    for krate in &plugins {
+        let file = wasm_dir.join(format!("{}.wasm", krate.replace('-', "_")));
+        if !file.exists() {
+            panic!("plugin component {} was not built", file.display());
+        }
+        let name = krate
+            .trim_start_matches("processor-")
+            .trim_start_matches("flusher-");
+        code.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            file.display().to_string()
+        ));
+    }
+    code.push_str("];\n");
+    std::fs::write(out.join("builtin_plugins.rs"), code).expect("write builtin_plugins.rs");
+}
+
+/// Crate names of the first-party plugins (directory names under plugins/).
+fn plugin_crates(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("plugins/ exists")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("Cargo.toml").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("processor-") || n.starts_with("flusher-"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn build_plugins(workspace: &Path) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace).arg("plugins");
+    // Do not leak the outer build's settings into the wasm build.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("run cargo to build the plugins");
+    if !status.success() {
+        panic!(
+            "building the plugins for wasm32-wasip2 failed (see above). \
+             If the target is missing: rustup target add wasm32-wasip2"
+        );
+    }
+    workspace.join("target/plugins/wasm32-wasip2/plugin")
+}

@@ -1,0 +1,358 @@
+//! `gleaner bench`: end-to-end throughput of the real binary on generated
+//! nginx logs, next to a native baseline doing the same work in the same run.
+//!
+//! Each scenario runs as a child process (`gleaner run --exit-on-eof`, or
+//! the hidden `gleaner bench-native`), so wall time, CPU time (user + sys)
+//! and peak RSS come from `wait4` for exactly that process. Every run's
+//! output is counted and must hold one JSON line per input line, so the
+//! benchmark cannot report a fast wrong answer.
+//!
+//! Owns no pipeline logic: it writes configs and runs the binary.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+/// The regex of the "with a regex parser" scenarios (8 fields, nginx combined).
+pub const NGINX_REGEX: &str = r#"^(?P<remote_addr>\S+) \S+ (?P<remote_user>\S+) \[(?P<time_local>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+) (?P<protocol>[^"]+)" (?P<status>\d{3}) (?P<body_bytes_sent>\d+) "(?P<http_referer>[^"]*)" "(?P<http_user_agent>[^"]*)""#;
+
+/// Options of a benchmark run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Size of the generated log, in MiB.
+    pub mib: usize,
+    /// Working directory (generated data and outputs).
+    pub dir: PathBuf,
+    /// Only run scenarios whose name contains this.
+    pub filter: Option<String>,
+}
+
+/// Writes `mib` MiB of nginx combined-format lines to `path`; returns the
+/// number of lines. Deterministic (fixed-seed generator).
+pub fn generate(path: &Path, mib: usize) -> anyhow::Result<u64> {
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    let target = (mib as u64) << 20;
+    let mut written = 0u64;
+    let mut lines = 0u64;
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    const PATHS: [&str; 6] = [
+        "/",
+        "/index.html",
+        "/api/v1/users/42",
+        "/static/app.min.js",
+        "/login?next=%2Fcart",
+        "/healthz",
+    ];
+    const AGENTS: [&str; 3] = [
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        "curl/8.5.0",
+        "kube-probe/1.30",
+    ];
+    const METHODS: [&str; 4] = ["GET", "GET", "POST", "PUT"];
+    const STATUS: [u16; 6] = [200, 200, 200, 304, 404, 502];
+    let mut line = String::with_capacity(256);
+    while written < target {
+        let r = next();
+        line.clear();
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            line,
+            r#"10.{}.{}.{} - - [21/Nov/2026:17:{:02}:{:02} +0000] "{} {} HTTP/1.1" {} {} "-" "{}""#,
+            r % 256,
+            (r >> 8) % 256,
+            (r >> 16) % 256,
+            (r >> 24) % 60,
+            (r >> 30) % 60,
+            METHODS[(r >> 36) as usize % METHODS.len()],
+            PATHS[(r >> 40) as usize % PATHS.len()],
+            STATUS[(r >> 44) as usize % STATUS.len()],
+            (r >> 48) % 20000,
+            AGENTS[(r >> 56) as usize % AGENTS.len()],
+        );
+        out.write_all(line.as_bytes())?;
+        written += line.len() as u64;
+        lines += 1;
+    }
+    out.flush()?;
+    Ok(lines)
+}
+
+/// What the native baseline does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NativeMode {
+    /// Read, split lines, batch, write JSON lines.
+    Raw,
+    /// The same plus the nginx regex into fields.
+    Regex,
+}
+
+/// The native baseline: the work of `file input → [parse-regex] → file
+/// flusher` in one thread with no Wasm, using the SDK's own batch builder
+/// and JSON encoder so the output is byte-for-byte the same format.
+pub fn native(mode: NativeMode, input: &Path, output: &Path) -> anyhow::Result<u64> {
+    use gleaner_sdk::BatchBuilder;
+    let re = regex::bytes::Regex::new(NGINX_REGEX)?;
+    let names: Vec<(usize, String)> = re
+        .capture_names()
+        .enumerate()
+        .filter_map(|(i, n)| n.map(|n| (i, n.to_owned())))
+        .collect();
+    let mut locs = re.capture_locations();
+    let mut file = File::open(input)?;
+    let mut out = File::create(output)?;
+    let source = input.to_string_lossy().into_owned();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut carry: Vec<u8> = Vec::new();
+    let mut json = Vec::with_capacity(4 << 20);
+    let mut events = 0u64;
+    let mut batch = BatchBuilder::with_capacity(1024, 1 << 20);
+    batch.set_tag("source.path", &source);
+    let flush =
+        |batch: &mut BatchBuilder, json: &mut Vec<u8>, out: &mut File| -> std::io::Result<()> {
+            let full = std::mem::take(batch).finish();
+            batch.set_tag("source.path", &source);
+            json.clear();
+            gleaner_sdk::json::write_ndjson(&full, json);
+            out.write_all(json)
+        };
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let ts = crate::tail::now_nanos();
+        let mut data = &buf[..n];
+        while let Some(nl) = memchr::memchr(b'\n', data) {
+            let line: &[u8] = if carry.is_empty() {
+                &data[..nl]
+            } else {
+                carry.extend_from_slice(&data[..nl]);
+                &carry
+            };
+            let mut e = batch.push(ts, line);
+            if mode == NativeMode::Regex && re.captures_read(&mut locs, line).is_some() {
+                for (g, name) in &names {
+                    if let Some((a, b)) = locs.get(*g) {
+                        e.field(name, &String::from_utf8_lossy(&line[a..b]));
+                    }
+                }
+            }
+            events += 1;
+            carry.clear();
+            data = &data[nl + 1..];
+            if batch.len() >= 1024 {
+                flush(&mut batch, &mut json, &mut out)?;
+            }
+        }
+        carry.extend_from_slice(data);
+    }
+    if !batch.is_empty() {
+        flush(&mut batch, &mut json, &mut out)?;
+    }
+    Ok(events)
+}
+
+/// Resource use of one child process.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    wall: f64,
+    cpu: f64,
+    max_rss_kib: i64,
+}
+
+fn run_measured(cmd: &mut Command) -> anyhow::Result<Usage> {
+    let started = Instant::now();
+    let child = cmd.spawn().context("cannot start the benchmark child")?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: zeroed rusage is a valid value; wait4 fills it for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our child, not yet waited for; pointers are valid.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    let wall = started.elapsed().as_secs_f64();
+    if r != pid {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("benchmark child failed with status {status}");
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Usage {
+        wall,
+        cpu: secs(ru.ru_utime) + secs(ru.ru_stime),
+        max_rss_kib: ru.ru_maxrss,
+    })
+}
+
+fn count_lines(path: &Path) -> anyhow::Result<u64> {
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let r = f.read(&mut buf)?;
+        if r == 0 {
+            return Ok(n);
+        }
+        n += memchr::memchr_iter(b'\n', &buf[..r]).count() as u64;
+    }
+}
+
+fn pipeline_config(
+    dir: &Path,
+    name: &str,
+    input: &Path,
+    processors: &str,
+) -> anyhow::Result<PathBuf> {
+    let out = dir.join("out");
+    let text = format!(
+        r#"data_dir: {state}
+pipelines:
+  - name: {name}
+    queue_batches: 16
+    inputs:
+      - type: file
+        paths: ["{input}"]
+        start_at: beginning
+    processors: {processors}
+    flushers:
+      - plugin: builtin:file
+        config: {{ path: "{out}/{name}.ndjson", max_bytes: 100000000000 }}
+        grants: {{ dirs: ["{out}"] }}
+"#,
+        state = dir.join("state").display(),
+        input = input.display(),
+        out = out.display(),
+    );
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// Runs the benchmark and prints the table.
+pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    std::fs::create_dir_all(opts.dir.join("out"))?;
+    let input = opts.dir.join("nginx.log");
+    let started = Instant::now();
+    let lines = generate(&input, opts.mib)?;
+    let bytes = std::fs::metadata(&input)?.len();
+    println!(
+        "generated {lines} nginx lines, {:.0} MiB, in {:.1}s ({})",
+        bytes as f64 / (1 << 20) as f64,
+        started.elapsed().as_secs_f64(),
+        input.display()
+    );
+    let regex_json = serde_json::to_string(NGINX_REGEX)?;
+    let parse = |epoch: bool| {
+        format!(
+            "[ {{ plugin: builtin:parse-regex, config: {{ pattern: {regex_json} }}, limits: {{ epoch_deadline: {epoch} }} }} ]"
+        )
+    };
+    let scenarios: Vec<(&str, Option<NativeMode>, String)> = vec![
+        ("native-raw", Some(NativeMode::Raw), String::new()),
+        ("wasm-raw", None, "[]".into()),
+        ("native-regex", Some(NativeMode::Regex), String::new()),
+        ("wasm-regex", None, parse(true)),
+        ("wasm-regex-no-epoch", None, parse(false)),
+    ];
+    // Compile the plugins once, outside the measurements.
+    let warm = pipeline_config(
+        &opts.dir,
+        "warmup",
+        &opts.dir.join("none.log"),
+        &parse(true),
+    )?;
+    run_measured(
+        Command::new(&exe)
+            .args(["validate", "--config"])
+            .arg(&warm)
+            .stdout(std::process::Stdio::null()),
+    )?;
+    let warm = pipeline_config(
+        &opts.dir,
+        "warmup",
+        &opts.dir.join("none.log"),
+        &parse(false),
+    )?;
+    run_measured(
+        Command::new(&exe)
+            .args(["validate", "--config"])
+            .arg(&warm)
+            .stdout(std::process::Stdio::null()),
+    )?;
+
+    println!(
+        "\n{:<22} {:>9} {:>12} {:>11} {:>10} {:>9}",
+        "scenario", "MB/s", "events/s", "CPU s/GB", "peak RSS", "vs native"
+    );
+    let mut native_mbps = 0.0;
+    for (name, native_mode, processors) in scenarios {
+        if opts
+            .filter
+            .as_ref()
+            .is_some_and(|f| !name.contains(f.as_str()))
+        {
+            continue;
+        }
+        let output = opts.dir.join("out").join(format!("{name}.ndjson"));
+        let _ = std::fs::remove_file(&output);
+        let mut cmd = Command::new(&exe);
+        match native_mode {
+            Some(mode) => {
+                let mode = if mode == NativeMode::Raw {
+                    "raw"
+                } else {
+                    "regex"
+                };
+                cmd.args(["bench-native", "--mode", mode, "--input"])
+                    .arg(&input)
+                    .arg("--output")
+                    .arg(&output);
+            }
+            None => {
+                let config = pipeline_config(&opts.dir, name, &input, &processors)?;
+                cmd.args(["run", "--exit-on-eof", "--config"])
+                    .arg(config)
+                    .env("GLEANER_LOG", "warn");
+            }
+        }
+        let usage = run_measured(&mut cmd)?;
+        let got = count_lines(&output)?;
+        if got != lines {
+            bail!("{name}: wrote {got} events for {lines} input lines");
+        }
+        let mbps = bytes as f64 / 1e6 / usage.wall;
+        if native_mode.is_some() {
+            native_mbps = mbps;
+        }
+        let ratio = if native_mode.is_some() {
+            "1.00".to_owned()
+        } else {
+            format!("{:.2}", mbps / native_mbps)
+        };
+        println!(
+            "{:<22} {:>9.1} {:>12.0} {:>11.2} {:>7.0} MiB {:>9}",
+            name,
+            mbps,
+            lines as f64 / usage.wall,
+            usage.cpu / (bytes as f64 / 1e9),
+            usage.max_rss_kib as f64 / 1024.0,
+            ratio
+        );
+        let _ = std::fs::remove_file(&output);
+    }
+    println!(
+        "\nMB/s = input bytes / wall time (1 MB = 10^6 bytes); CPU = user + sys of the process; every run is checked to emit one JSON line per input line."
+    );
+    Ok(())
+}

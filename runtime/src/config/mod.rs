@@ -1,0 +1,447 @@
+//! Configuration: read the YAML file (`raw`), then resolve it into a checked
+//! [`Config`] before anything starts. Every error names the file, the key
+//! path (`pipelines[0].processors[1].config`) and what is wrong.
+//!
+//! This module only reads files; it starts nothing and names no wasmtime
+//! type. Plugin configs are checked by their plugin's `init` later, in
+//! `pipeline::prepare`, before any pipeline starts.
+
+pub mod raw;
+
+use std::path::{Path, PathBuf};
+
+use regex::bytes::Regex;
+
+use crate::batch::BatchLimits;
+use crate::plugin::{Grants, Limits, PluginKind, PluginSource, PluginSpec};
+use crate::tail::{FileInputOptions, MultilineRules, PathMatcher, StartAt};
+pub use raw::GiveUp;
+
+/// A config problem: where and what.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {message}")]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// The key path, e.g. `pipelines[0].inputs[0].paths`.
+    pub key: String,
+    /// What is wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// Gleaner's state directory (absolute).
+    pub data_dir: PathBuf,
+    /// Compiled plugin cache (absolute).
+    pub plugin_cache_dir: PathBuf,
+    /// The pipelines.
+    pub pipelines: Vec<PipelineConfig>,
+}
+
+/// One checked pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Unique name.
+    pub name: String,
+    /// Key path of this pipeline, e.g. `pipelines[2]`.
+    pub key: String,
+    /// File inputs.
+    pub inputs: Vec<FileInputOptions>,
+    /// Processors, in order.
+    pub processors: Vec<PluginEntry>,
+    /// Flushers.
+    pub flushers: Vec<PluginEntry>,
+    /// Batch bounds.
+    pub batch: BatchLimits,
+    /// Queue depth between stages, in batches.
+    pub queue_batches: usize,
+}
+
+/// One checked plugin entry.
+#[derive(Debug, Clone)]
+pub struct PluginEntry {
+    /// Key path, e.g. `pipelines[0].processors[1]`.
+    pub key: String,
+    /// The `plugin:` value as written.
+    pub reference: String,
+    /// Processor or flusher.
+    pub kind: PluginKind,
+    /// What the plugin host needs.
+    pub spec: PluginSpec,
+    /// Failure policy.
+    pub on_error: OnError,
+}
+
+/// Checked failure policy.
+#[derive(Debug, Clone)]
+pub struct OnError {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// First backoff.
+    pub backoff: std::time::Duration,
+    /// Longest backoff.
+    pub max_backoff: std::time::Duration,
+    /// What to do after the retries.
+    pub then: GiveUp,
+}
+
+/// Reads and checks the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        key: "(file)".into(),
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and checks config `text` as if read from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        ConfigError {
+            file: path.to_path_buf(),
+            key: if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            },
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    Resolver {
+        file: path,
+        base: path.parent().unwrap_or(Path::new(".")),
+    }
+    .config(raw)
+}
+
+struct Resolver<'a> {
+    file: &'a Path,
+    base: &'a Path,
+}
+
+impl Resolver<'_> {
+    fn err<T>(&self, key: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError {
+            file: self.file.to_path_buf(),
+            key: key.into(),
+            message: message.into(),
+        })
+    }
+
+    fn absolute(&self, p: &Path) -> PathBuf {
+        let joined = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        };
+        let abs = if joined.is_absolute() {
+            joined
+        } else {
+            std::env::current_dir()
+                .map(|d| d.join(&joined))
+                .unwrap_or(joined)
+        };
+        normalize(&abs)
+    }
+
+    fn config(&self, raw: raw::RawConfig) -> Result<Config, ConfigError> {
+        let data_dir = self.absolute(&raw.data_dir);
+        let plugin_cache_dir = raw
+            .plugin_cache_dir
+            .as_deref()
+            .map(|p| self.absolute(p))
+            .unwrap_or_else(|| data_dir.join("plugin-cache"));
+        if raw.pipelines.is_empty() {
+            return self.err("pipelines", "at least one pipeline is needed");
+        }
+        let mut pipelines = Vec::new();
+        for (i, p) in raw.pipelines.into_iter().enumerate() {
+            let key = format!("pipelines[{i}]");
+            if pipelines.iter().any(|q: &PipelineConfig| q.name == p.name) {
+                return self.err(
+                    format!("{key}.name"),
+                    format!("pipeline name `{}` is used twice", p.name),
+                );
+            }
+            pipelines.push(self.pipeline(&key, p)?);
+        }
+        Ok(Config {
+            file: self.file.to_path_buf(),
+            data_dir,
+            plugin_cache_dir,
+            pipelines,
+        })
+    }
+
+    fn pipeline(&self, key: &str, p: raw::RawPipeline) -> Result<PipelineConfig, ConfigError> {
+        if p.name.is_empty()
+            || !p
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return self.err(
+                format!("{key}.name"),
+                format!(
+                    "`{}` is not a valid name: use letters, digits, - and _",
+                    p.name
+                ),
+            );
+        }
+        if p.inputs.is_empty() {
+            return self.err(format!("{key}.inputs"), "at least one input is needed");
+        }
+        if p.flushers.is_empty() {
+            return self.err(format!("{key}.flushers"), "at least one flusher is needed");
+        }
+        let b = &p.batch;
+        if b.max_events == 0 || b.max_bytes == 0 {
+            return self.err(
+                format!("{key}.batch"),
+                "max_events and max_bytes must be at least 1",
+            );
+        }
+        if p.queue_batches == 0 {
+            return self.err(format!("{key}.queue_batches"), "must be at least 1");
+        }
+        let inputs = p
+            .inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, input)| self.input(&format!("{key}.inputs[{i}]"), input))
+            .collect::<Result<_, _>>()?;
+        let processors = p
+            .processors
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| self.plugin(&format!("{key}.processors[{i}]"), PluginKind::Processor, e))
+            .collect::<Result<_, _>>()?;
+        let flushers = p
+            .flushers
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| self.plugin(&format!("{key}.flushers[{i}]"), PluginKind::Flusher, e))
+            .collect::<Result<_, _>>()?;
+        Ok(PipelineConfig {
+            name: p.name,
+            key: key.to_owned(),
+            inputs,
+            processors,
+            flushers,
+            batch: BatchLimits {
+                max_events: b.max_events,
+                max_bytes: b.max_bytes,
+                linger: b.linger,
+            },
+            queue_batches: p.queue_batches,
+        })
+    }
+
+    fn input(&self, key: &str, input: raw::RawInput) -> Result<FileInputOptions, ConfigError> {
+        let raw::RawInput::File(f) = input;
+        if f.paths.is_empty() {
+            return self.err(
+                format!("{key}.paths"),
+                "at least one path pattern is needed",
+            );
+        }
+        let abs = |pats: &[String]| -> Vec<String> {
+            pats.iter()
+                .map(|p| self.absolute(Path::new(p)).to_string_lossy().into_owned())
+                .collect()
+        };
+        let include = abs(&f.paths);
+        let exclude = abs(&f.exclude);
+        if let Err(e) = PathMatcher::new(&include, &exclude) {
+            return self.err(format!("{key}.paths"), e.to_string());
+        }
+        if f.max_line_bytes == 0 {
+            return self.err(format!("{key}.max_line_bytes"), "must be at least 1");
+        }
+        if f.poll_interval.is_zero() || f.rescan_interval.is_zero() {
+            return self.err(
+                format!("{key}.poll_interval"),
+                "poll_interval and rescan_interval must be above zero",
+            );
+        }
+        let multiline = match f.multiline {
+            None => None,
+            Some(m) => Some(self.multiline(&format!("{key}.multiline"), m)?),
+        };
+        Ok(FileInputOptions {
+            include,
+            exclude,
+            start_at: match f.start_at {
+                raw::StartAt::Beginning => StartAt::Beginning,
+                raw::StartAt::End => StartAt::End,
+            },
+            max_line_bytes: f.max_line_bytes,
+            partial_line_timeout: f.partial_line_timeout,
+            rescan_interval: f.rescan_interval,
+            poll_interval: f.poll_interval,
+            multiline,
+        })
+    }
+
+    fn multiline(&self, key: &str, m: raw::RawMultiline) -> Result<MultilineRules, ConfigError> {
+        let re = |name: &str, p: Option<String>| -> Result<Option<Regex>, ConfigError> {
+            match p {
+                None => Ok(None),
+                Some(p) => Regex::new(&p).map(Some).map_err(|e| ConfigError {
+                    file: self.file.to_path_buf(),
+                    key: format!("{key}.{name}"),
+                    message: format!("invalid regex: {e}"),
+                }),
+            }
+        };
+        let rules = MultilineRules {
+            start: re("start", m.start)?,
+            continue_pattern: re("continue", m.continue_pattern)?,
+            end: re("end", m.end)?,
+            max_lines: m.max_lines,
+            flush_timeout: m.flush_timeout,
+        };
+        if rules.start.is_none() && rules.continue_pattern.is_none() && rules.end.is_none() {
+            return self.err(key, "set at least one of start, continue or end");
+        }
+        if rules.max_lines == 0 {
+            return self.err(format!("{key}.max_lines"), "must be at least 1");
+        }
+        Ok(rules)
+    }
+
+    fn plugin(
+        &self,
+        key: &str,
+        kind: PluginKind,
+        e: raw::RawPlugin,
+    ) -> Result<PluginEntry, ConfigError> {
+        let source = match e.plugin.strip_prefix("builtin:") {
+            Some(name) => {
+                if crate::plugin::builtin::get(name).is_none() {
+                    let names: Vec<_> = crate::plugin::builtin::names().collect();
+                    return self.err(
+                        format!("{key}.plugin"),
+                        format!(
+                            "there is no builtin plugin `{name}` (builtins: {})",
+                            names.join(", ")
+                        ),
+                    );
+                }
+                PluginSource::Builtin(name.to_owned())
+            }
+            None => {
+                let path = self.absolute(Path::new(&e.plugin));
+                if !path.is_file() {
+                    return self.err(
+                        format!("{key}.plugin"),
+                        format!(
+                            "`{}` is neither builtin:NAME nor an existing .wasm file ({})",
+                            e.plugin,
+                            path.display()
+                        ),
+                    );
+                }
+                PluginSource::File(path)
+            }
+        };
+        let config_json = match &e.config {
+            None => "{}".to_owned(),
+            Some(v) if v.is_null() => "{}".to_owned(),
+            Some(v) => v.to_string(),
+        };
+        if e.limits.memory_mib == 0 {
+            return self.err(format!("{key}.limits.memory_mib"), "must be at least 1");
+        }
+        if e.limits.call_timeout.is_zero() {
+            return self.err(format!("{key}.limits.call_timeout"), "must be above zero");
+        }
+        let mut dirs = Vec::new();
+        for (i, d) in e.grants.dirs.iter().enumerate() {
+            let abs = self.absolute(d);
+            if abs.exists() && !abs.is_dir() {
+                return self.err(
+                    format!("{key}.grants.dirs[{i}]"),
+                    format!("{} is not a directory", abs.display()),
+                );
+            }
+            dirs.push(abs);
+        }
+        for (i, h) in e.grants.hosts.iter().enumerate() {
+            let ok = h
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                return self.err(
+                    format!("{key}.grants.hosts[{i}]"),
+                    format!("`{h}` is not host:port"),
+                );
+            }
+        }
+        if kind == PluginKind::Processor
+            && (!e.grants.hosts.is_empty() || !e.grants.dirs.is_empty() || e.grants.stdout)
+        {
+            return self.err(
+                format!("{key}.grants"),
+                "processors get no grants: only flushers reach files or the network",
+            );
+        }
+        if kind == PluginKind::Flusher && e.on_error.then == GiveUp::Skip {
+            return self.err(
+                format!("{key}.on_error.then"),
+                "`skip` is for processors; use dead_letter or drop",
+            );
+        }
+        Ok(PluginEntry {
+            key: key.to_owned(),
+            reference: e.plugin.clone(),
+            kind,
+            spec: PluginSpec {
+                source,
+                config_json,
+                limits: Limits {
+                    memory_bytes: (e.limits.memory_mib as usize).saturating_mul(1 << 20),
+                    call_timeout: e.limits.call_timeout,
+                    epoch_deadline: e.limits.epoch_deadline,
+                },
+                grants: Grants {
+                    dirs,
+                    hosts: e.grants.hosts.clone(),
+                    stdout: e.grants.stdout,
+                },
+            },
+            on_error: OnError {
+                retries: e.on_error.retries,
+                backoff: e.on_error.backoff,
+                max_backoff: e.on_error.max_backoff.max(e.on_error.backoff),
+                then: e.on_error.then,
+            },
+        })
+    }
+}
+
+/// Removes `.` and resolves `..` lexically (no symlinks followed).
+fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,314 @@
+//! The config file as the user wrote it: serde types with
+//! `deny_unknown_fields`, a doc comment with units on every field and named
+//! defaults. Nothing here checks meaning beyond types; `config::resolve`
+//! turns this into the checked [`crate::config::Config`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Directory for Gleaner's own state: compiled plugin cache, dead-letter
+    /// files, later checkpoints and the disk buffer. Relative paths are
+    /// resolved against the config file's directory. Created if missing.
+    pub data_dir: PathBuf,
+    /// Where compiled plugins are cached (default `<data_dir>/plugin-cache`).
+    #[serde(default)]
+    pub plugin_cache_dir: Option<PathBuf>,
+    /// The pipelines; names must be unique.
+    pub pipelines: Vec<RawPipeline>,
+}
+
+/// One pipeline: inputs → processors (in order) → every flusher.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    /// Unique name, `[a-zA-Z0-9_-]+`; used in logs, metrics and file names.
+    pub name: String,
+    /// Where events come from (at least one).
+    pub inputs: Vec<RawInput>,
+    /// Processor plugins, applied in order.
+    #[serde(default)]
+    pub processors: Vec<RawPlugin>,
+    /// Flusher plugins; every batch goes to each of them (at least one).
+    pub flushers: Vec<RawPlugin>,
+    /// How lines are grouped into batches.
+    #[serde(default)]
+    pub batch: RawBatch,
+    /// Batches buffered between stages (input → processors → each flusher);
+    /// bounds the pipeline's memory. Default 8.
+    #[serde(default = "default_queue_batches")]
+    pub queue_batches: usize,
+}
+
+fn default_queue_batches() -> usize {
+    8
+}
+
+/// An input. Only `file` exists so far.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
+pub enum RawInput {
+    /// Tail files matching glob patterns.
+    File(RawFileInput),
+}
+
+/// Where to start reading a file found when Gleaner starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StartAt {
+    /// From the first byte.
+    Beginning,
+    /// From the current end: only lines written from now on. Files that
+    /// appear later are always read from their beginning.
+    #[default]
+    End,
+}
+
+/// The `file` input.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileInput {
+    /// Glob patterns of files to read: `*`, `?`, `[abc]`, `{a,b}` and `**`
+    /// (any number of directories). Relative patterns are resolved against
+    /// the config file's directory.
+    pub paths: Vec<String>,
+    /// Glob patterns of files to skip even though `paths` matches them.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Where to start in files present at startup. Default `end`.
+    #[serde(default)]
+    pub start_at: StartAt,
+    /// Longest line kept, in bytes; longer lines are cut to this length,
+    /// the rest of the line is skipped, and both are counted. Default 1 MiB.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// How long a last line without a newline is held before it is sent as
+    /// it is. Default `5s`.
+    #[serde(default = "default_partial_line_timeout", with = "humantime_serde")]
+    pub partial_line_timeout: Duration,
+    /// How often the patterns are re-evaluated in full, as a safety net for
+    /// missed file-system notifications. Default `10s`.
+    #[serde(default = "default_rescan_interval", with = "humantime_serde")]
+    pub rescan_interval: Duration,
+    /// How often open files are checked for new data even without a
+    /// notification. Default `250ms`.
+    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Group several lines into one event (stack traces).
+    #[serde(default)]
+    pub multiline: Option<RawMultiline>,
+}
+
+fn default_max_line_bytes() -> usize {
+    1024 * 1024
+}
+fn default_partial_line_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_rescan_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_millis(250)
+}
+
+/// Multiline grouping. At least one of `start`, `continue_pattern` or `end`
+/// must be set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMultiline {
+    /// Regex: a line matching it starts a new event.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// Regex: a line matching it belongs to the event before it.
+    #[serde(default, rename = "continue")]
+    pub continue_pattern: Option<String>,
+    /// Regex: a line matching it ends the current event (and is part of it).
+    #[serde(default)]
+    pub end: Option<String>,
+    /// Most lines in one event; the event is sent when reached. Default 500.
+    #[serde(default = "default_max_lines")]
+    pub max_lines: usize,
+    /// An incomplete event is sent after this long without a new line. Default `3s`.
+    #[serde(default = "default_flush_timeout", with = "humantime_serde")]
+    pub flush_timeout: Duration,
+}
+
+fn default_max_lines() -> usize {
+    500
+}
+fn default_flush_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+
+/// Batch bounds: a batch is sent when any bound is reached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch {
+    /// Most events in one batch. Default 1024.
+    #[serde(default = "default_max_events")]
+    pub max_events: usize,
+    /// Most body bytes in one batch. Default 1 MiB.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Longest time the first event of a batch waits for more. Default `200ms`.
+    #[serde(default = "default_linger", with = "humantime_serde")]
+    pub linger: Duration,
+}
+
+impl Default for RawBatch {
+    fn default() -> Self {
+        RawBatch {
+            max_events: default_max_events(),
+            max_bytes: default_max_bytes(),
+            linger: default_linger(),
+        }
+    }
+}
+
+fn default_max_events() -> usize {
+    1024
+}
+fn default_max_bytes() -> usize {
+    1024 * 1024
+}
+fn default_linger() -> Duration {
+    Duration::from_millis(200)
+}
+
+/// A processor or flusher entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlugin {
+    /// `builtin:NAME` for a first-party plugin, or a path to a `.wasm`
+    /// component (relative to the config file's directory).
+    pub plugin: String,
+    /// Handed to the plugin's `init` as JSON. Default `{}`.
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+    /// Resource limits of each instance.
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// What the plugin may reach (flushers only).
+    #[serde(default)]
+    pub grants: RawGrants,
+    /// What happens to a batch the plugin cannot handle.
+    #[serde(default)]
+    pub on_error: RawOnError,
+}
+
+/// Per-instance limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Linear memory cap per instance, in MiB. Default 128.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+    /// Deadline of one call (`init`, `process` or `flush`). Default `10s`.
+    #[serde(default = "default_call_timeout", with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// Enforce `call_timeout` with epoch interruption. Costs about 20 % on
+    /// CPU-heavy plugins (see the benchmark); turn off only for plugins
+    /// you trust not to loop. Default true.
+    #[serde(default = "default_true")]
+    pub epoch_deadline: bool,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            memory_mib: default_memory_mib(),
+            call_timeout: default_call_timeout(),
+            epoch_deadline: true,
+        }
+    }
+}
+
+fn default_memory_mib() -> u64 {
+    128
+}
+fn default_call_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Capabilities granted to a plugin. Nothing is granted by default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrants {
+    /// Host directories the plugin may read and write, each visible inside
+    /// the plugin under the same path. Relative paths are resolved against
+    /// the config file's directory; missing ones are created at start.
+    #[serde(default)]
+    pub dirs: Vec<PathBuf>,
+    /// `host:port` destinations the plugin may send HTTP requests to.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Let the plugin write to Gleaner's stdout (the `stdout` flusher needs
+    /// it). Default false.
+    #[serde(default)]
+    pub stdout: bool,
+}
+
+/// Failure policy of a plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOnError {
+    /// Retries of a batch after a trap, timeout or `retryable` error, with
+    /// exponential backoff. Default 5.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// First backoff; doubles each retry up to `max_backoff`. Default `100ms`.
+    #[serde(default = "default_backoff", with = "humantime_serde")]
+    pub backoff: Duration,
+    /// Longest backoff. Default `10s`.
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// After the retries: `dead_letter` writes the batch to
+    /// `<data_dir>/dead-letter/<pipeline>.ndjson`; `drop` discards it; both
+    /// count it. For processors, `skip` sends the batch on unprocessed.
+    /// Default `dead_letter`.
+    #[serde(default)]
+    pub then: GiveUp,
+}
+
+impl Default for RawOnError {
+    fn default() -> Self {
+        RawOnError {
+            retries: default_retries(),
+            backoff: default_backoff(),
+            max_backoff: default_max_backoff(),
+            then: GiveUp::default(),
+        }
+    }
+}
+
+fn default_retries() -> u32 {
+    5
+}
+fn default_backoff() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// What to do with a batch once retries are exhausted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GiveUp {
+    /// Write it to the pipeline's dead-letter file.
+    #[default]
+    DeadLetter,
+    /// Discard it (counted).
+    Drop,
+    /// Processors only: pass the batch on as it came in.
+    Skip,
+}

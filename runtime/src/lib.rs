@@ -1,0 +1,26 @@
+//! # Gleaner: a log collector with WebAssembly processors and flushers
+//!
+//! Data flows through these modules, in this order:
+//!
+//! - [`config`]: the YAML file, resolved into a checked [`config::Config`];
+//! - [`tail`]: finds and reads files, splits lines, groups multiline events;
+//! - [`batch`]: groups events per source into [`event::Batch`]es;
+//! - [`pipeline`]: wires inputs, the processor chain and the flushers;
+//! - [`plugin`]: compiles, sandboxes and calls the Wasm components (the
+//!   only module that names wasmtime types);
+//! - [`flush`]: drives one flusher with retries and the give-up policy;
+//! - [`telemetry`]: counters.
+//!
+//! [`bench`] runs the end-to-end benchmark (`gleaner bench`).
+//!
+//! The binary (`main.rs`) is the edge: CLI, logging setup, signals.
+
+pub mod batch;
+pub mod bench;
+pub mod config;
+pub mod event;
+pub mod flush;
+pub mod pipeline;
+pub mod plugin;
+pub mod tail;
+pub mod telemetry;

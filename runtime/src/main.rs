@@ -1,0 +1,179 @@
+//! The `gleaner` binary: CLI, logging, signals. Everything else lives in the
+//! library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use gleaner::config::{self, Config};
+use gleaner::pipeline::{self, PreparedPipeline};
+use gleaner::plugin::PluginHost;
+
+#[derive(Parser)]
+#[command(
+    name = "gleaner",
+    version,
+    about = "Log collector with WebAssembly processors and flushers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipelines of a config file until SIGTERM or SIGINT.
+    Run {
+        /// The YAML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Read the files present at start to their end, deliver everything,
+        /// and exit (for one-off imports and demos).
+        #[arg(long)]
+        exit_on_eof: bool,
+    },
+    /// Check a config file, including each plugin's own config, and exit.
+    Validate {
+        /// The YAML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Measure end-to-end throughput on generated nginx logs, next to a
+    /// native baseline.
+    Bench {
+        /// Size of the generated log in MiB.
+        #[arg(long, default_value_t = 256)]
+        mib: usize,
+        /// Working directory (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Only run scenarios whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// The native baseline of `bench` (run by `bench` as a child process).
+    #[command(hide = true)]
+    BenchNative {
+        #[arg(long, value_enum)]
+        mode: gleaner::bench::NativeMode,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GLEANER_LOG")
+                .unwrap_or_else(|_| "info,wasmtime=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            config,
+            exit_on_eof,
+        } => run(&config, exit_on_eof),
+        Command::Validate { config } => validate(&config),
+        Command::Bench { mib, dir, filter } => bench(mib, dir, filter),
+        Command::BenchNative {
+            mode,
+            input,
+            output,
+        } => gleaner::bench::native(mode, &input, &output).map(|_| ()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Loads the config and prepares every pipeline; nothing runs yet.
+fn prepare_all(path: &Path) -> anyhow::Result<(Config, Vec<PreparedPipeline>)> {
+    let config = config::load(path)?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "{}: data_dir: cannot create {}",
+            path.display(),
+            config.data_dir.display()
+        )
+    })?;
+    let host = PluginHost::new(&config.plugin_cache_dir)
+        .context("cannot set up the WebAssembly engine")?;
+    let mut prepared = Vec::new();
+    for p in &config.pipelines {
+        let ready = pipeline::prepare(p, &host, &config.data_dir)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        prepared.push(ready);
+    }
+    Ok((config, prepared))
+}
+
+fn bench(mib: usize, dir: Option<PathBuf>, filter: Option<String>) -> anyhow::Result<()> {
+    let temp;
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            temp = std::env::temp_dir().join(format!("gleaner-bench-{}", std::process::id()));
+            temp.clone()
+        }
+    };
+    let result = gleaner::bench::run(&gleaner::bench::BenchOptions {
+        mib,
+        dir: dir.clone(),
+        filter,
+    });
+    let _ = std::fs::remove_file(dir.join("nginx.log"));
+    result
+}
+
+fn validate(path: &Path) -> anyhow::Result<()> {
+    let (config, _) = prepare_all(path)?;
+    println!(
+        "{}: OK ({} pipelines)",
+        path.display(),
+        config.pipelines.len()
+    );
+    Ok(())
+}
+
+fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
+    let (_config, prepared) = prepare_all(path)?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("cannot install signal handlers")?;
+    let mut running = Vec::new();
+    for p in prepared {
+        running.push(p.start(exit_on_eof)?);
+    }
+    let flags: Vec<_> = running.iter().map(|p| p.stop_flag()).collect();
+    std::thread::Builder::new()
+        .name("gleaner-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(
+                    signal = sig,
+                    "Stopping: no more reading; draining pipelines."
+                );
+                for f in &flags {
+                    f.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        })?;
+    for p in running {
+        p.join();
+    }
+    tracing::info!("Stopped.");
+    Ok(())
+}

@@ -1,0 +1,477 @@
+//! Plugins: loading, compiling (cached on disk), sandboxing and calling
+//! WebAssembly components of the `processor` and `flusher` worlds.
+//!
+//! This is the only module that names wasmtime types. What crosses its
+//! border: [`PluginSpec`] in (what the config says), [`Prepared`] (a compiled
+//! and linked plugin, shared by a pipeline's workers), [`Instance`] (one
+//! long-lived instance, owned by one worker thread) and [`CallError`] out.
+//!
+//! A trap (panic, out of memory, deadline) never escapes as a panic: the
+//! instance is dropped, the error returned, and the next call builds a new
+//! instance from the shared `InstancePre`. What to do with the batch is the
+//! caller's policy (`pipeline/`, `flush/`).
+
+mod bindings;
+pub mod builtin;
+mod cache;
+mod convert;
+mod host;
+mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, Store};
+
+use self::bindings::{flusher, processor, wit};
+pub use self::cache::digest;
+use self::store::{HttpClient, StoreState};
+pub use self::store::{Ident, PluginStats};
+use crate::event::Batch;
+
+/// How often the epoch advances; per-call deadlines are counted in ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Which world a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// `gleaner:plugin/processor`.
+    Processor,
+    /// `gleaner:plugin/flusher`.
+    Flusher,
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PluginKind::Processor => "processor",
+            PluginKind::Flusher => "flusher",
+        })
+    }
+}
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// Embedded first-party plugin.
+    Builtin(String),
+    /// A `.wasm` component file.
+    File(PathBuf),
+}
+
+/// Per-instance limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Linear memory cap in bytes.
+    pub memory_bytes: usize,
+    /// Deadline of one call.
+    pub call_timeout: Duration,
+    /// Enforce the deadline with epoch interruption.
+    pub epoch_deadline: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 128 << 20,
+            call_timeout: Duration::from_secs(10),
+            epoch_deadline: true,
+        }
+    }
+}
+
+/// What a plugin may reach.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// Host directories, preopened under the same path.
+    pub dirs: Vec<PathBuf>,
+    /// `host:port` destinations for outgoing HTTP requests.
+    pub hosts: Vec<String>,
+    /// May write to Gleaner's stdout.
+    pub stdout: bool,
+}
+
+/// One configured plugin.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// Where the component is.
+    pub source: PluginSource,
+    /// The plugin's config as JSON, handed to `init`.
+    pub config_json: String,
+    /// Limits.
+    pub limits: Limits,
+    /// Grants.
+    pub grants: Grants,
+}
+
+/// Why a plugin could not be prepared or started.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// `builtin:NAME` names no builtin plugin.
+    #[error("there is no builtin plugin `{0}` (builtins: {names})", names = builtin::names().collect::<Vec<_>>().join(", "))]
+    UnknownBuiltin(String),
+    /// The component file cannot be read.
+    #[error("cannot read plugin {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not a valid component, or it needs imports Gleaner does not offer.
+    #[error("cannot load plugin: {0}")]
+    Load(String),
+    /// It is a component, but of the other world.
+    #[error("plugin is not a {expected}: {detail}")]
+    WrongKind {
+        /// What the config needs.
+        expected: PluginKind,
+        /// What wasmtime said.
+        detail: String,
+    },
+    /// A grant cannot be honoured (e.g. a directory cannot be opened).
+    #[error("{0}")]
+    Grant(String),
+    /// The plugin's `init` refused its config.
+    #[error("plugin refused its config: {0}")]
+    Init(String),
+    /// The plugin trapped while starting.
+    #[error("plugin trapped while starting: {0}")]
+    Trap(String),
+}
+
+/// Why a call did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The instance trapped (panic, out of memory, deadline) and was dropped.
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The processor returned an error, or a batch that breaks the layout rules.
+    #[error("plugin failed: {0}")]
+    Failed(String),
+    /// The flusher asked for a retry.
+    #[error("flusher asked to retry: {0}")]
+    Retryable(String),
+    /// The flusher rejected the batch for good.
+    #[error("flusher rejected the batch: {0}")]
+    Rejected(String),
+}
+
+struct Runtime {
+    engine: Engine,
+    processor_linker: Linker<StoreState>,
+    flusher_linker: Linker<StoreState>,
+}
+
+impl Runtime {
+    fn new(epoch: bool) -> anyhow::Result<Self> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(epoch);
+        config.concurrency_support(false);
+        let engine = Engine::new(&config)?;
+        let mut processor_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut processor_linker)?;
+        processor::Processor::add_to_linker::<_, HasSelf<_>>(&mut processor_linker, |s| s)?;
+        let mut flusher_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut flusher_linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut flusher_linker)?;
+        flusher::Flusher::add_to_linker::<_, HasSelf<_>>(&mut flusher_linker, |s| s)?;
+        if epoch {
+            let weak = engine.weak();
+            std::thread::Builder::new()
+                .name("gleaner-epoch".into())
+                .spawn(move || {
+                    while let Some(engine) = weak.upgrade() {
+                        engine.increment_epoch();
+                        drop(engine);
+                        std::thread::sleep(EPOCH_TICK);
+                    }
+                })?;
+        }
+        Ok(Runtime {
+            engine,
+            processor_linker,
+            flusher_linker,
+        })
+    }
+}
+
+/// The engines, linkers and compile cache shared by all pipelines.
+pub struct PluginHost {
+    with_epoch: Runtime,
+    without_epoch: Runtime,
+    cache_dir: PathBuf,
+}
+
+impl PluginHost {
+    /// Sets up engines and linkers; compiled components are cached in `cache_dir`.
+    pub fn new(cache_dir: &Path) -> anyhow::Result<Self> {
+        Ok(PluginHost {
+            with_epoch: Runtime::new(true)?,
+            without_epoch: Runtime::new(false)?,
+            cache_dir: cache_dir.to_path_buf(),
+        })
+    }
+
+    /// Reads the component bytes of `source`.
+    pub fn component_bytes(
+        source: &PluginSource,
+    ) -> Result<std::borrow::Cow<'static, [u8]>, PluginError> {
+        match source {
+            PluginSource::Builtin(name) => builtin::get(name)
+                .map(std::borrow::Cow::Borrowed)
+                .ok_or_else(|| PluginError::UnknownBuiltin(name.clone())),
+            PluginSource::File(path) => {
+                std::fs::read(path)
+                    .map(std::borrow::Cow::Owned)
+                    .map_err(|source| PluginError::Read {
+                        path: path.clone(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// Compiles (or loads from cache) and links a plugin, checking that it
+    /// implements `kind`. Does not instantiate it.
+    pub fn prepare(
+        &self,
+        ident: Ident,
+        kind: PluginKind,
+        spec: &PluginSpec,
+    ) -> Result<Arc<Prepared>, PluginError> {
+        let rt = if spec.limits.epoch_deadline {
+            &self.with_epoch
+        } else {
+            &self.without_epoch
+        };
+        let wasm = Self::component_bytes(&spec.source)?;
+        let component = cache::load_or_compile(&rt.engine, &self.cache_dir, &wasm)
+            .map_err(|e| PluginError::Load(format!("{e:#}")))?;
+        let linker = match kind {
+            PluginKind::Processor => &rt.processor_linker,
+            PluginKind::Flusher => &rt.flusher_linker,
+        };
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::Load(format!("{e:#}")))?;
+        let pre = match kind {
+            PluginKind::Processor => processor::ProcessorPre::new(pre).map(Pre::Processor),
+            PluginKind::Flusher => flusher::FlusherPre::new(pre).map(Pre::Flusher),
+        }
+        .map_err(|e| PluginError::WrongKind {
+            expected: kind,
+            detail: format!("{e:#}"),
+        })?;
+        let client =
+            (kind == PluginKind::Flusher && !spec.grants.hosts.is_empty()).then(store::http_client);
+        Ok(Arc::new(Prepared {
+            engine: rt.engine.clone(),
+            pre,
+            spec: spec.clone(),
+            ident,
+            stats: Arc::new(PluginStats::default()),
+            client,
+        }))
+    }
+}
+
+enum Pre {
+    Processor(processor::ProcessorPre<StoreState>),
+    Flusher(flusher::FlusherPre<StoreState>),
+}
+
+enum Exports {
+    Processor(processor::Processor),
+    Flusher(flusher::Flusher),
+}
+
+/// A compiled, linked plugin: makes instances.
+pub struct Prepared {
+    engine: Engine,
+    pre: Pre,
+    spec: PluginSpec,
+    ident: Ident,
+    stats: Arc<PluginStats>,
+    client: Option<HttpClient>,
+}
+
+impl Prepared {
+    /// Counters of this plugin across its instances.
+    pub fn stats(&self) -> &Arc<PluginStats> {
+        &self.stats
+    }
+
+    /// The names used in logs.
+    pub fn ident(&self) -> &Ident {
+        &self.ident
+    }
+
+    /// A new, initialised instance.
+    pub fn instance(self: &Arc<Self>) -> Result<Instance, PluginError> {
+        let live = self.start()?;
+        Ok(Instance {
+            prepared: self.clone(),
+            live: Some(live),
+        })
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        (self.spec.limits.call_timeout.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64)
+            + 1
+    }
+
+    fn start(&self) -> Result<Live, PluginError> {
+        let state = StoreState::new(
+            self.ident.clone(),
+            self.stats.clone(),
+            &self.spec.limits,
+            &self.spec.grants,
+            self.client.clone(),
+        )?;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        if self.spec.limits.epoch_deadline {
+            store.epoch_deadline_trap();
+            store.set_epoch_deadline(self.deadline_ticks());
+        }
+        let trap = |e: wasmtime::Error| PluginError::Trap(format!("{e:#}"));
+        let exports = match &self.pre {
+            Pre::Processor(pre) => Exports::Processor(pre.instantiate(&mut store).map_err(trap)?),
+            Pre::Flusher(pre) => Exports::Flusher(pre.instantiate(&mut store).map_err(trap)?),
+        };
+        let init = match &exports {
+            Exports::Processor(p) => p.call_init(&mut store, &self.spec.config_json),
+            Exports::Flusher(f) => f.call_init(&mut store, &self.spec.config_json),
+        };
+        self.stats.instances.inc();
+        match init {
+            Ok(Ok(())) => Ok(Live { store, exports }),
+            Ok(Err(msg)) => Err(PluginError::Init(msg)),
+            Err(e) => Err(trap(e)),
+        }
+    }
+}
+
+struct Live {
+    store: Store<StoreState>,
+    exports: Exports,
+}
+
+/// One long-lived instance, used by one thread at a time.
+pub struct Instance {
+    prepared: Arc<Prepared>,
+    live: Option<Live>,
+}
+
+impl Instance {
+    /// The plugin this is an instance of.
+    pub fn prepared(&self) -> &Arc<Prepared> {
+        &self.prepared
+    }
+
+    fn live(&mut self) -> Result<&mut Live, CallError> {
+        if self.live.is_none() {
+            let live = self.prepared.start().map_err(|e| match e {
+                PluginError::Trap(m) => CallError::Trap(m),
+                other => CallError::Failed(other.to_string()),
+            })?;
+            self.live = Some(live);
+        }
+        self.live
+            .as_mut()
+            .ok_or_else(|| CallError::Failed("instance unavailable".into()))
+    }
+
+    fn before_call(&mut self) -> Result<(), CallError> {
+        let ticks = self.prepared.deadline_ticks();
+        let epoch = self.prepared.spec.limits.epoch_deadline;
+        let live = self.live()?;
+        if epoch {
+            live.store.set_epoch_deadline(ticks);
+        }
+        Ok(())
+    }
+
+    fn trapped(&mut self, e: wasmtime::Error) -> CallError {
+        self.live = None;
+        self.prepared.stats.traps.inc();
+        let msg = match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => {
+                format!(
+                    "call exceeded its deadline of {:?}",
+                    self.prepared.spec.limits.call_timeout
+                )
+            }
+            _ => format!("{e:#}"),
+        };
+        tracing::warn!(pipeline = &*self.prepared.ident.pipeline, plugin = &*self.prepared.ident.plugin, error = %msg, "Plugin trapped; its instance will be rebuilt.");
+        CallError::Trap(msg)
+    }
+
+    /// Runs a processor over `batch`. The input batch is left as it was (its
+    /// buffers are lent to the call and given back), so it can be retried.
+    pub fn process(&mut self, batch: &mut Batch) -> Result<Batch, CallError> {
+        self.before_call()?;
+        let started = Instant::now();
+        let input = convert::take_into_wit(batch);
+        let live = self.live()?;
+        let Exports::Processor(p) = &live.exports else {
+            return Err(CallError::Failed("not a processor".into()));
+        };
+        let result = p.call_process(&mut live.store, &input);
+        *batch = convert::from_wit(input);
+        self.account(started);
+        match result {
+            Ok(Ok(out)) => {
+                let out = convert::from_wit(out);
+                out.check_layout().map_err(|e| {
+                    self.prepared.stats.errors.inc();
+                    CallError::Failed(e.to_string())
+                })?;
+                Ok(out)
+            }
+            Ok(Err(msg)) => {
+                self.prepared.stats.errors.inc();
+                Err(CallError::Failed(msg))
+            }
+            Err(e) => Err(self.trapped(e)),
+        }
+    }
+
+    /// Runs a flusher over `batch` (left as it was, for retries).
+    pub fn flush(&mut self, batch: &mut Batch) -> Result<(), CallError> {
+        self.before_call()?;
+        let started = Instant::now();
+        let input = convert::take_into_wit(batch);
+        let live = self.live()?;
+        let Exports::Flusher(f) = &live.exports else {
+            return Err(CallError::Failed("not a flusher".into()));
+        };
+        let result = f.call_flush(&mut live.store, &input);
+        *batch = convert::from_wit(input);
+        self.account(started);
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.prepared.stats.errors.inc();
+                Err(match e {
+                    wit::FlushError::Retryable(m) => CallError::Retryable(m),
+                    wit::FlushError::Rejected(m) => CallError::Rejected(m),
+                })
+            }
+            Err(e) => Err(self.trapped(e)),
+        }
+    }
+
+    fn account(&self, started: Instant) {
+        self.prepared.stats.calls.inc();
+        self.prepared
+            .stats
+            .call_micros
+            .add(started.elapsed().as_micros() as u64);
+    }
+}

@@ -1,0 +1,222 @@
+//! What one plugin instance's `Store` holds and the sandbox it gets: a WASI
+//! context with only the granted directories (and stdout if granted), a
+//! memory cap, and `wasi:http` whose outgoing requests are checked against
+//! the granted `host:port` list before any connection, then sent through a
+//! pooled client shared by the plugin's instances.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use super::{Grants, Limits, PluginError};
+use crate::telemetry::Counter;
+
+/// Names used in logs and metrics.
+#[derive(Debug, Clone)]
+pub struct Ident {
+    /// Pipeline name.
+    pub pipeline: Arc<str>,
+    /// Plugin reference as configured (e.g. `builtin:parse-regex`).
+    pub plugin: Arc<str>,
+}
+
+/// Counters of one configured plugin, across its instances.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    /// Calls made.
+    pub calls: Counter,
+    /// Calls that trapped (panic, out of memory, deadline).
+    pub traps: Counter,
+    /// Calls that returned an error.
+    pub errors: Counter,
+    /// Instances created.
+    pub instances: Counter,
+    /// Total call time in microseconds.
+    pub call_micros: Counter,
+    /// Counters the plugin reported through `host.counter-add`.
+    pub counters: Mutex<HashMap<String, u64>>,
+}
+
+/// The pooled HTTP client for a flusher's outgoing requests.
+pub type HttpClient = Client<HttpConnector, wasmtime_wasi_http::WasiBody>;
+
+/// Builds the pooled client (one per configured flusher).
+pub fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector)
+}
+
+/// Checks outgoing requests against the grant and sends them pooled.
+pub struct GrantHooks {
+    hosts: Arc<[String]>,
+    client: Option<HttpClient>,
+    timeout: Duration,
+}
+
+/// `host:port` of a URI, with the scheme's default port.
+fn authority_of(uri: &http::Uri) -> Option<String> {
+    let auth = uri.authority()?;
+    let port = auth
+        .port_u16()
+        .unwrap_or(if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            443
+        } else {
+            80
+        });
+    Some(format!("{}:{port}", auth.host()))
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<wasmtime_wasi_http::WasiBody>,
+                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for GrantHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        use wasmtime_wasi_http::Error;
+        let target = authority_of(request.uri());
+        let allowed = target
+            .as_ref()
+            .is_some_and(|t| self.hosts.iter().any(|h| h == t));
+        let client = self.client.clone();
+        let timeout = self.timeout;
+        Box::new(async move {
+            let Some(client) = client.filter(|_| allowed) else {
+                tracing::warn!(
+                    destination = target.as_deref().unwrap_or("?"),
+                    "Plugin tried to reach a destination it was not granted; denied."
+                );
+                return Err(Error::HttpRequestDenied);
+            };
+            let response = match tokio::time::timeout(timeout, client.request(request)).await {
+                Err(_) => return Err(Error::HttpResponseTimeout),
+                Ok(Err(e)) if e.is_connect() => return Err(Error::ConnectionRefused),
+                Ok(Err(e)) => return Err(Error::InternalError(Some(e.to_string()))),
+                Ok(Ok(r)) => r,
+            };
+            let response = response.map(|body| body.map_err(Error::from).boxed_unsync());
+            let done: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, done))
+        })
+    }
+}
+
+/// Everything one instance's store holds.
+pub struct StoreState {
+    pub(super) ident: Ident,
+    pub(super) stats: Arc<PluginStats>,
+    pub(super) limits: StoreLimits,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: GrantHooks,
+    table: ResourceTable,
+}
+
+impl StoreState {
+    /// A sandbox with exactly what `grants` allows.
+    pub fn new(
+        ident: Ident,
+        stats: Arc<PluginStats>,
+        limits: &Limits,
+        grants: &Grants,
+        client: Option<HttpClient>,
+    ) -> Result<Self, PluginError> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.inherit_stderr().allow_blocking_current_thread(true);
+        if grants.stdout {
+            wasi.inherit_stdout();
+        }
+        for dir in &grants.dirs {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                PluginError::Grant(format!(
+                    "cannot create granted directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+            let guest = dir.to_string_lossy();
+            wasi.preopened_dir(dir, guest.as_ref(), FsPerms::ReadWrite)
+                .map_err(|e| {
+                    PluginError::Grant(format!(
+                        "cannot open granted directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+        }
+        Ok(StoreState {
+            ident,
+            stats,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(64)
+                .tables(64)
+                .memories(16)
+                .trap_on_grow_failure(false)
+                .build(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: GrantHooks {
+                hosts: grants.hosts.clone().into(),
+                client,
+                timeout: limits.call_timeout,
+            },
+            table: ResourceTable::new(),
+        })
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for StoreState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_gets_the_default_port_of_its_scheme() {
+        let u: http::Uri = "http://127.0.0.1/x".parse().unwrap();
+        assert_eq!(authority_of(&u).as_deref(), Some("127.0.0.1:80"));
+        let u: http::Uri = "https://example.org/x".parse().unwrap();
+        assert_eq!(authority_of(&u).as_deref(), Some("example.org:443"));
+        let u: http::Uri = "http://localhost:8080/x".parse().unwrap();
+        assert_eq!(authority_of(&u).as_deref(), Some("localhost:8080"));
+    }
+}

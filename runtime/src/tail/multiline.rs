@@ -1,0 +1,192 @@
+//! Groups lines into multiline events (stack traces) by start, continue
+//! and end patterns, a line limit and a flush timeout. Works on lines from
+//! one file; knows nothing of files or batches.
+
+use std::time::Instant;
+
+use super::options::MultilineRules;
+
+/// The grouping state of one file.
+#[derive(Debug)]
+pub struct Multiline {
+    rules: MultilineRules,
+    buf: Vec<u8>,
+    lines: usize,
+    last_line_at: Option<Instant>,
+}
+
+impl Multiline {
+    /// An empty grouper.
+    pub fn new(rules: MultilineRules) -> Self {
+        Multiline {
+            rules,
+            buf: Vec::new(),
+            lines: 0,
+            last_line_at: None,
+        }
+    }
+
+    fn append(&mut self, line: &[u8], now: Instant) {
+        if self.lines > 0 {
+            self.buf.push(b'\n');
+        }
+        self.buf.extend_from_slice(line);
+        self.lines += 1;
+        self.last_line_at = Some(now);
+    }
+
+    /// Sends the current group, if any.
+    pub fn flush(&mut self, emit: &mut impl FnMut(&[u8])) {
+        if self.lines > 0 {
+            emit(&self.buf);
+            self.buf.clear();
+            self.lines = 0;
+            self.last_line_at = None;
+        }
+    }
+
+    /// When the current group will be flushed by timeout.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.last_line_at.map(|t| t + self.rules.flush_timeout)
+    }
+
+    /// Flushes the group if its timeout has passed.
+    pub fn flush_if_due(&mut self, now: Instant, emit: &mut impl FnMut(&[u8])) {
+        if self.deadline().is_some_and(|d| d <= now) {
+            self.flush(emit);
+        }
+    }
+
+    /// Feeds one line; `emit` receives every finished event.
+    pub fn push(&mut self, line: &[u8], now: Instant, emit: &mut impl FnMut(&[u8])) {
+        let r = &self.rules;
+        let is_start = r.start.as_ref().is_some_and(|re| re.is_match(line));
+        let is_continue = r
+            .continue_pattern
+            .as_ref()
+            .is_some_and(|re| re.is_match(line));
+        let is_end = r.end.as_ref().is_some_and(|re| re.is_match(line));
+
+        if is_start {
+            self.flush(emit);
+            self.append(line, now);
+        } else if is_continue {
+            self.append(line, now);
+        } else if r.start.is_some() && r.continue_pattern.is_none() {
+            // Start-only mode: every other line continues the group; a line
+            // before any start line is an event of its own.
+            if self.lines > 0 {
+                self.append(line, now);
+            } else {
+                emit(line);
+                return;
+            }
+        } else if r.end.is_some() && r.continue_pattern.is_none() {
+            // End mode: lines accumulate until the end line.
+            self.append(line, now);
+        } else {
+            // A continue pattern is set and this line does not match it: it
+            // starts a new group.
+            self.flush(emit);
+            self.append(line, now);
+        }
+        if is_end || self.lines >= self.rules.max_lines {
+            self.flush(emit);
+        }
+    }
+}
+
+/// Rules from pattern strings with a 3 s timeout, for tests.
+#[cfg(test)]
+pub fn rules(
+    start: Option<&str>,
+    cont: Option<&str>,
+    end: Option<&str>,
+    max_lines: usize,
+) -> MultilineRules {
+    let re = |p: Option<&str>| p.map(|p| regex::bytes::Regex::new(p).expect("test pattern"));
+    MultilineRules {
+        start: re(start),
+        continue_pattern: re(cont),
+        end: re(end),
+        max_lines,
+        flush_timeout: std::time::Duration::from_secs(3),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(rules: MultilineRules, lines: &[&str]) -> (Vec<String>, Multiline) {
+        let mut m = Multiline::new(rules);
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for l in lines {
+            m.push(l.as_bytes(), now, &mut |e: &[u8]| {
+                out.push(String::from_utf8_lossy(e).into_owned())
+            });
+        }
+        (out, m)
+    }
+
+    #[test]
+    fn start_pattern_groups_a_java_stack_trace() {
+        let lines = [
+            "orphan",
+            "2024-01-01 ERROR boom",
+            "  at a.b(C.java:1)",
+            "  at d.e(F.java:2)",
+            "2024-01-01 INFO ok",
+        ];
+        let (out, mut m) = group(rules(Some(r"^\d{4}-"), None, None, 100), &lines);
+        assert_eq!(
+            out,
+            vec![
+                "orphan",
+                "2024-01-01 ERROR boom\n  at a.b(C.java:1)\n  at d.e(F.java:2)"
+            ]
+        );
+        let mut rest = Vec::new();
+        m.flush(&mut |e: &[u8]| rest.push(e.to_vec()));
+        assert_eq!(rest, vec![b"2024-01-01 INFO ok".to_vec()]);
+    }
+
+    #[test]
+    fn continue_pattern_appends_indented_lines() {
+        let (out, _) = group(
+            rules(None, Some(r"^\s"), None, 100),
+            &["a", " b", " c", "d", "e"],
+        );
+        assert_eq!(out, vec!["a\n b\n c", "d"]);
+    }
+
+    #[test]
+    fn end_pattern_closes_the_event() {
+        let (out, m) = group(rules(None, None, Some(r";$"), 100), &["x", "y;", "z;", "w"]);
+        assert_eq!(out, vec!["x\ny;", "z;"]);
+        assert!(m.deadline().is_some());
+    }
+
+    #[test]
+    fn max_lines_splits_long_groups() {
+        let (out, _) = group(rules(Some("^S"), None, None, 2), &["S1", "a", "b", "S2"]);
+        assert_eq!(out, vec!["S1\na", "b"]);
+    }
+
+    #[test]
+    fn timeout_flushes_an_incomplete_group() {
+        let mut m = Multiline::new(rules(Some("^S"), None, None, 10));
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        m.push(b"S1", t0, &mut |e: &[u8]| out.push(e.to_vec()));
+        m.flush_if_due(t0 + Duration::from_secs(1), &mut |e: &[u8]| {
+            out.push(e.to_vec())
+        });
+        assert!(out.is_empty());
+        m.flush_if_due(t0 + Duration::from_secs(3), &mut |e: &[u8]| {
+            out.push(e.to_vec())
+        });
+        assert_eq!(out, vec![b"S1".to_vec()]);
+    }
+}

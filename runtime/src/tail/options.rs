@@ -1,0 +1,72 @@
+//! Checked options of one file input, built by `config` and read by the
+//! tailer. Plain data: no I/O here.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::bytes::Regex;
+
+/// Where to start in files present when the tailer starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// From the first byte.
+    Beginning,
+    /// From the end at startup (files found later start at their beginning).
+    End,
+}
+
+/// Everything the tailer needs to know about one input.
+#[derive(Debug, Clone)]
+pub struct FileInputOptions {
+    /// Absolute glob patterns of files to read.
+    pub include: Vec<String>,
+    /// Absolute glob patterns of files to skip.
+    pub exclude: Vec<String>,
+    /// Start position for files present at startup.
+    pub start_at: StartAt,
+    /// Longest line kept, in bytes (> 0).
+    pub max_line_bytes: usize,
+    /// How long an unterminated last line is held.
+    pub partial_line_timeout: Duration,
+    /// Full re-evaluation of the patterns.
+    pub rescan_interval: Duration,
+    /// Check open files for new data this often without notifications.
+    pub poll_interval: Duration,
+    /// Multiline grouping, if any.
+    pub multiline: Option<MultilineRules>,
+}
+
+/// Checked multiline rules (at least one pattern is set).
+#[derive(Debug, Clone)]
+pub struct MultilineRules {
+    /// A matching line starts a new event.
+    pub start: Option<Regex>,
+    /// A matching line continues the current event.
+    pub continue_pattern: Option<Regex>,
+    /// A matching line ends the current event.
+    pub end: Option<Regex>,
+    /// Most lines per event (> 0).
+    pub max_lines: usize,
+    /// An incomplete event is sent after this long without a new line.
+    pub flush_timeout: Duration,
+}
+
+impl FileInputOptions {
+    /// Options with the documented defaults for `include`, reading from the
+    /// beginning: handy for tests and the benchmark.
+    pub fn for_paths(include: Vec<PathBuf>) -> Self {
+        FileInputOptions {
+            include: include
+                .into_iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+            exclude: Vec::new(),
+            start_at: StartAt::Beginning,
+            max_line_bytes: 1024 * 1024,
+            partial_line_timeout: Duration::from_secs(5),
+            rescan_interval: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(250),
+            multiline: None,
+        }
+    }
+}

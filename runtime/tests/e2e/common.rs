@@ -1,0 +1,169 @@
+//! Helpers shared by the end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A plugin component built by `cargo plugins` (build.rs runs it).
+pub fn plugin_wasm(krate: &str) -> PathBuf {
+    let p = workspace()
+        .join("target/plugins/wasm32-wasip2/plugin")
+        .join(format!("{}.wasm", krate.replace('-', "_")));
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo plugins`",
+        p.display()
+    );
+    p
+}
+
+/// A compiled-plugin cache shared by all tests, so each component is
+/// compiled once per test run.
+pub fn shared_cache() -> PathBuf {
+    workspace().join("target/test-plugin-cache")
+}
+
+/// A temporary directory with a config in it.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes `gleaner.yaml` with `data_dir`, the shared plugin cache and
+    /// the given `pipelines:` block (YAML, indented by two spaces).
+    pub fn config(&self, pipelines: &str) -> PathBuf {
+        let text = format!(
+            "data_dir: {}\nplugin_cache_dir: {}\npipelines:\n{pipelines}",
+            self.path("state").display(),
+            shared_cache().display()
+        );
+        let p = self.path("gleaner.yaml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn append(&self, rel: &str, text: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(rel))
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+}
+
+pub fn gleaner() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gleaner"));
+    c.env("GLEANER_LOG", "info");
+    c
+}
+
+/// Runs `gleaner run --exit-on-eof` to completion.
+pub fn run_once(config: &Path) -> Output {
+    let out = gleaner()
+        .args(["run", "--exit-on-eof", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gleaner failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Starts `gleaner run` in the background; its log goes to `agent.log`
+/// in the test directory (see [`Env::log`]), stdout is captured.
+pub fn start(env: &Env, config: &Path) -> Child {
+    let log = std::fs::File::create(env.path("agent.log")).unwrap();
+    gleaner()
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+impl Env {
+    /// The running agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.path("agent.log")).unwrap_or_default()
+    }
+
+    /// Waits until the agent's log contains `text` `times` times.
+    pub fn wait_log(&self, text: &str, times: usize) {
+        wait_until(&format!("{times}x `{text}` in the agent log"), || {
+            self.log().matches(text).count() >= times
+        });
+    }
+}
+
+/// Sends SIGTERM and waits for a clean exit; returns stdout.
+pub fn stop(child: Child) -> Vec<u8> {
+    let pid = child.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "gleaner exited with {}", out.status);
+    out.stdout
+}
+
+/// Parses JSON lines.
+pub fn json_lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Waits until `cond` holds; panics after a generous limit (never a
+/// performance assertion: the limit only keeps a broken test from hanging).
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Lines of a file (0 if it does not exist).
+pub fn lines_in(path: &Path) -> Vec<Value> {
+    std::fs::read(path)
+        .map(|b| json_lines(&b))
+        .unwrap_or_default()
+}

@@ -1,0 +1,84 @@
+//! Every first-party processor, end to end through the runtime.
+
+use crate::common::*;
+
+/// Runs one pipeline over `lines` with `processors` (a YAML list) and the
+/// file flusher; returns the events written.
+fn through(processors: &str, lines: &[&str]) -> Vec<serde_json::Value> {
+    let env = Env::new();
+    env.write("in.log", &(lines.join("\n") + "\n"));
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let config = env.config(&format!(
+        r#"
+  - name: p
+    inputs: [{{ type: file, paths: ["{log}"], start_at: beginning }}]
+    processors: {processors}
+    flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/events.ndjson" }}, grants: {{ dirs: ["{out}"] }} }}]
+"#,
+        log = env.path("in.log").display(),
+        out = out.display()
+    ));
+    run_once(&config);
+    lines_in(&out.join("events.ndjson"))
+}
+
+#[test]
+fn regex_filter_mask_and_add_fields_chain_in_order() {
+    let lines = [
+        r#"10.0.0.1 - - [21/Nov/2026:17:00:00 +0000] "GET /healthz HTTP/1.1" 200 2 "-" "kube-probe/1.30""#,
+        r#"10.0.0.2 - - [21/Nov/2026:17:00:01 +0000] "POST /pay?card=4111-1111-1111-1111 HTTP/1.1" 502 0 "-" "curl/8""#,
+        r#"10.0.0.3 - - [21/Nov/2026:17:00:02 +0000] "GET /u?mail=ann@example.com HTTP/1.1" 404 10 "-" "curl/8""#,
+        "garbage that matches nothing",
+    ];
+    let events = through(
+        r#"
+      - plugin: builtin:parse-regex
+        config: { pattern: '^(?P<ip>\S+) .*"(?P<method>\S+) (?P<path>\S+) [^"]*" (?P<status>\d{3})' }
+      - plugin: builtin:filter
+        config: { exclude: [ { field: path, regex: '^/healthz' } ] }
+      - plugin: builtin:mask
+        config: { presets: [card, email], fields: [path] }
+      - plugin: builtin:add-fields
+        config: { fields: { env: prod } }"#,
+        &lines,
+    );
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0]["status"], "502");
+    assert_eq!(events[0]["path"], "/pay?card=****-****-****-1111");
+    assert!(
+        events[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("card=****-****-****-1111 HTTP")
+    );
+    assert_eq!(events[1]["path"], "/u?mail=***@example.com");
+    assert_eq!(events[2]["message"], "garbage that matches nothing");
+    assert!(events[2].get("status").is_none());
+    assert!(events.iter().all(|e| e["env"] == "prod"));
+}
+
+#[test]
+fn json_bodies_become_flattened_fields() {
+    let events = through(
+        "[ { plugin: builtin:parse-json } ]",
+        &[r#"{"level":"info","req":{"id":7,"ok":true}}"#, "plain text"],
+    );
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["level"], "info");
+    assert_eq!(events[0]["req.id"], "7");
+    assert_eq!(events[0]["req.ok"], "true");
+    assert_eq!(events[1]["message"], "plain text");
+    assert_eq!(events[1].as_object().unwrap().len(), 3);
+}
+
+#[test]
+fn delimited_bodies_become_named_columns() {
+    let events = through(
+        r#"[ { plugin: builtin:parse-delimiter, config: { fields: [ts, level, msg], delimiter: ";" } } ]"#,
+        &[r#"2026-11-21;WARN;"disk; 91% full""#],
+    );
+    assert_eq!(events[0]["ts"], "2026-11-21");
+    assert_eq!(events[0]["level"], "WARN");
+    assert_eq!(events[0]["msg"], "disk; 91% full");
+}

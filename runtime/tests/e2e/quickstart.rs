@@ -1,0 +1,90 @@
+//! The README's quickstart, and every example config, work as documented.
+
+use crate::common::*;
+
+#[test]
+fn quickstart_prints_every_sample_line_as_parsed_json() {
+    let config = workspace().join("configs/quickstart.yaml");
+    let out = run_once(&config);
+    let events = json_lines(&out.stdout);
+    let sample =
+        std::fs::read_to_string(workspace().join("configs/sample/nginx-access.log")).unwrap();
+    let lines: Vec<&str> = sample.lines().collect();
+    assert_eq!(events.len(), lines.len());
+    for (event, line) in events.iter().zip(&lines) {
+        assert_eq!(event["message"], *line);
+        assert!(
+            event["source.path"]
+                .as_str()
+                .unwrap()
+                .ends_with("configs/sample/nginx-access.log")
+        );
+    }
+    let first = &events[0];
+    assert_eq!(first["remote_addr"], "10.0.0.26");
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["path"], "/");
+    assert_eq!(first["status"], "200");
+    assert_eq!(first["body_bytes_sent"], "1186");
+    assert_eq!(first["http_user_agent"], "curl/8.5.0");
+    assert!(first["timestamp"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn every_example_config_validates() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(workspace().join("configs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let out = gleaner()
+                .args(["validate", "--config"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{} does not validate: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 3,
+        "expected the example configs, found {checked}"
+    );
+}
+
+#[test]
+fn redact_and_archive_example_masks_groups_and_filters() {
+    let archive = workspace().join("target/archive");
+    let _ = std::fs::remove_dir_all(&archive);
+    run_once(&workspace().join("configs/redact-and-archive.yaml"));
+    let events = lines_in(&archive.join("app.ndjson"));
+    let levels: Vec<&str> = events
+        .iter()
+        .map(|e| e["level"].as_str().unwrap())
+        .collect();
+    assert_eq!(levels, vec!["INFO", "ERROR", "INFO"], "DEBUG is dropped");
+    assert!(
+        events[0]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("placed by ***@example.com")
+    );
+    let error = events[1]["message"].as_str().unwrap();
+    assert!(
+        error.contains("card **** **** **** 1111\njava.lang.IllegalStateException"),
+        "{error}"
+    );
+    assert!(
+        error.ends_with("at com.example.Checkout.pay(Checkout.java:17)"),
+        "{error}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["service"] == "checkout" && e["env"] == "demo")
+    );
+}

@@ -1,0 +1,401 @@
+//! The typed batch API: read events with [`Batch::events`], build output with
+//! [`BatchBuilder`]. It hides the flat wire encoding of `wit/plugin.wit`
+//! (bodies and field values in two byte buffers, spans into them, keys
+//! interned once per batch); it owns no I/O and calls no host function.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use crate::bindings::wit;
+
+/// A batch of events as the host sent it: shared tags plus events.
+///
+/// Cheap to read: bodies and field values are borrowed from one buffer each.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    raw: wit::Batch,
+    /// For each event, the range of its fields in `raw.fields` (fields are in
+    /// event order); built once when the batch is received.
+    field_ranges: Vec<Range<u32>>,
+}
+
+impl Batch {
+    /// Wraps a batch received from the host. Fields out of event order are
+    /// sorted (stably) so each event's fields are contiguous.
+    pub(crate) fn from_wit(mut raw: wit::Batch) -> Self {
+        if raw.fields.windows(2).any(|w| w[0].event > w[1].event) {
+            raw.fields.sort_by_key(|f| f.event);
+        }
+        let events = raw.timestamps.len();
+        let mut field_ranges = Vec::with_capacity(events);
+        let mut at = 0u32;
+        for event in 0..events as u32 {
+            let start = at;
+            while (at as usize) < raw.fields.len() && raw.fields[at as usize].event == event {
+                at += 1;
+            }
+            field_ranges.push(start..at);
+        }
+        Batch { raw, field_ranges }
+    }
+
+    pub(crate) fn into_wit(self) -> wit::Batch {
+        self.raw
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.raw.timestamps.len()
+    }
+
+    /// True when the batch has no events.
+    pub fn is_empty(&self) -> bool {
+        self.raw.timestamps.is_empty()
+    }
+
+    /// Total bytes of all event bodies.
+    pub fn body_bytes(&self) -> usize {
+        self.raw.bodies.len()
+    }
+
+    /// The tags shared by every event of the batch, e.g. `("source.path", "/var/log/nginx/access.log")`.
+    pub fn tags(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.raw.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The value of one tag.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The event at `index` (panics if out of range; see [`Batch::len`]).
+    pub fn event(&self, index: usize) -> Event<'_> {
+        Event { batch: self, index }
+    }
+
+    /// All events in order.
+    pub fn events(&self) -> impl ExactSizeIterator<Item = Event<'_>> {
+        (0..self.len()).map(move |index| Event { batch: self, index })
+    }
+
+    /// A builder for the output batch that starts with this batch's tags.
+    pub fn builder(&self) -> BatchBuilder {
+        let mut out = BatchBuilder::with_capacity(self.len(), self.raw.bodies.len());
+        out.tags.clone_from(&self.raw.tags);
+        out
+    }
+
+    /// Keeps only the events for which `keep` returns true, in place: no
+    /// body or field is copied for the events kept when none is dropped.
+    pub fn retain(self, mut keep: impl FnMut(&Event<'_>) -> bool) -> Batch {
+        let decisions: Vec<bool> = self.events().map(|e| keep(&e)).collect();
+        if decisions.iter().all(|k| *k) {
+            return self;
+        }
+        let mut out = self.builder();
+        for event in self.events().filter(|e| decisions[e.index]) {
+            out.push_copy(&event);
+        }
+        out.finish()
+    }
+}
+
+/// One event of a [`Batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    batch: &'a Batch,
+    index: usize,
+}
+
+impl<'a> Event<'a> {
+    /// Position of the event in its batch.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Timestamp in nanoseconds since the Unix epoch.
+    pub fn timestamp(&self) -> i64 {
+        self.batch.raw.timestamps[self.index]
+    }
+
+    /// The raw body bytes.
+    pub fn body(&self) -> &'a [u8] {
+        let raw = &self.batch.raw;
+        let end = raw.body_ends[self.index] as usize;
+        let start = if self.index == 0 {
+            0
+        } else {
+            raw.body_ends[self.index - 1] as usize
+        };
+        raw.bodies.get(start..end).unwrap_or_default()
+    }
+
+    /// The body as text; invalid UTF-8 sequences are replaced by U+FFFD.
+    pub fn body_str(&self) -> std::borrow::Cow<'a, str> {
+        String::from_utf8_lossy(self.body())
+    }
+
+    /// The event's fields as `(key, value)` pairs, in the order they were added.
+    pub fn fields(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
+        let raw = &self.batch.raw;
+        let range = self.batch.field_ranges[self.index].clone();
+        raw.fields[range.start as usize..range.end as usize]
+            .iter()
+            .map(move |f| {
+                let key = raw
+                    .keys
+                    .get(f.key as usize)
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                let value = raw
+                    .values
+                    .get(f.start as usize..(f.start as usize + f.len as usize))
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .unwrap_or_default();
+                (key, value)
+            })
+    }
+
+    /// The value of field `key` (the last one if the event has it twice).
+    pub fn field(&self, key: &str) -> Option<&'a str> {
+        self.fields()
+            .filter(|(k, _)| *k == key)
+            .last()
+            .map(|(_, v)| v)
+    }
+
+    /// Number of fields.
+    pub fn field_count(&self) -> usize {
+        self.batch.field_ranges[self.index].len()
+    }
+}
+
+/// An interned field name of a [`BatchBuilder`]: intern once per batch, then
+/// add fields without hashing the key again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key(u32);
+
+/// Builds a batch, event by event.
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    tags: Vec<(String, String)>,
+    timestamps: Vec<i64>,
+    bodies: Vec<u8>,
+    body_ends: Vec<u32>,
+    keys: Vec<String>,
+    key_index: HashMap<String, u32>,
+    values: Vec<u8>,
+    fields: Vec<wit::Field>,
+}
+
+impl BatchBuilder {
+    /// An empty builder without tags.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty builder with room for `events` events and `body_bytes` bytes of bodies.
+    pub fn with_capacity(events: usize, body_bytes: usize) -> Self {
+        BatchBuilder {
+            timestamps: Vec::with_capacity(events),
+            bodies: Vec::with_capacity(body_bytes),
+            body_ends: Vec::with_capacity(events),
+            ..Self::default()
+        }
+    }
+
+    /// Sets tag `key` to `value` for the whole batch (replacing an existing value).
+    pub fn set_tag(&mut self, key: &str, value: &str) -> &mut Self {
+        match self.tags.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value.to_owned(),
+            None => self.tags.push((key.to_owned(), value.to_owned())),
+        }
+        self
+    }
+
+    /// Interns a field name for this batch.
+    pub fn key(&mut self, name: &str) -> Key {
+        if let Some(&id) = self.key_index.get(name) {
+            return Key(id);
+        }
+        let id = self.keys.len() as u32;
+        self.keys.push(name.to_owned());
+        self.key_index.insert(name.to_owned(), id);
+        Key(id)
+    }
+
+    /// Number of events so far.
+    pub fn len(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    /// True when no event was pushed yet.
+    pub fn is_empty(&self) -> bool {
+        self.timestamps.is_empty()
+    }
+
+    /// Appends an event with `timestamp` (ns since the epoch) and `body`;
+    /// add its fields through the returned [`EventBuilder`].
+    pub fn push(&mut self, timestamp: i64, body: &[u8]) -> EventBuilder<'_> {
+        self.bodies.extend_from_slice(body);
+        self.timestamps.push(timestamp);
+        self.body_ends.push(self.bodies.len() as u32);
+        let event = self.timestamps.len() as u32 - 1;
+        EventBuilder { batch: self, event }
+    }
+
+    /// Appends a copy of `event`: timestamp, body and fields.
+    pub fn push_copy(&mut self, event: &Event<'_>) -> EventBuilder<'_> {
+        let fields: Vec<(&str, &str)> = event.fields().collect();
+        let mut out = self.push(event.timestamp(), event.body());
+        for (k, v) in fields {
+            out.field(k, v);
+        }
+        out
+    }
+
+    /// Finishes the batch.
+    pub fn finish(self) -> Batch {
+        Batch::from_wit(wit::Batch {
+            tags: self.tags,
+            timestamps: self.timestamps,
+            bodies: self.bodies,
+            body_ends: self.body_ends,
+            keys: self.keys,
+            values: self.values,
+            fields: self.fields,
+        })
+    }
+}
+
+/// Adds fields to the event just pushed.
+#[derive(Debug)]
+pub struct EventBuilder<'b> {
+    batch: &'b mut BatchBuilder,
+    event: u32,
+}
+
+impl EventBuilder<'_> {
+    /// Adds field `key` = `value`.
+    pub fn field(&mut self, key: &str, value: &str) -> &mut Self {
+        let key = self.batch.key(key);
+        self.field_by_key(key, value)
+    }
+
+    /// Adds a field by interned key: the fast path for plugins that add the
+    /// same fields to every event.
+    pub fn field_by_key(&mut self, key: Key, value: &str) -> &mut Self {
+        let start = self.batch.values.len() as u32;
+        self.batch.values.extend_from_slice(value.as_bytes());
+        self.batch.fields.push(wit::Field {
+            event: self.event,
+            key: key.0,
+            start,
+            len: value.len() as u32,
+        });
+        self
+    }
+
+    /// Replaces the event's body with `body`. Only valid on the last event
+    /// pushed (always the case for a fresh `EventBuilder`).
+    pub fn set_body(&mut self, body: &[u8]) -> &mut Self {
+        let start = if self.event == 0 {
+            0
+        } else {
+            self.batch.body_ends[self.event as usize - 1] as usize
+        };
+        self.batch.bodies.truncate(start);
+        self.batch.bodies.extend_from_slice(body);
+        self.batch.body_ends[self.event as usize] = self.batch.bodies.len() as u32;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_batch_reads_back_bodies_fields_and_tags() {
+        let mut b = BatchBuilder::new();
+        b.set_tag("source.path", "/x.log");
+        b.push(1, b"first").field("a", "1").field("b", "two");
+        b.push(2, b"").field("a", "3");
+        b.push(3, b"third");
+        let batch = b.finish();
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.tag("source.path"), Some("/x.log"));
+        let events: Vec<_> = batch.events().collect();
+        assert_eq!(events[0].body(), b"first");
+        assert_eq!(events[1].body(), b"");
+        assert_eq!(events[2].body(), b"third");
+        assert_eq!(
+            events[0].fields().collect::<Vec<_>>(),
+            vec![("a", "1"), ("b", "two")]
+        );
+        assert_eq!(events[1].field("a"), Some("3"));
+        assert_eq!(events[2].field_count(), 0);
+        assert_eq!(events[2].timestamp(), 3);
+    }
+
+    #[test]
+    fn retain_drops_events_and_keeps_their_fields_aligned() {
+        let mut b = BatchBuilder::new();
+        for i in 0..5 {
+            b.push(i, format!("line {i}").as_bytes())
+                .field("n", &i.to_string());
+        }
+        let kept = b.finish().retain(|e| e.index() % 2 == 0);
+        let got: Vec<_> = kept
+            .events()
+            .map(|e| (e.body_str().into_owned(), e.field("n").map(str::to_owned)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("line 0".to_owned(), Some("0".to_owned())),
+                ("line 2".to_owned(), Some("2".to_owned())),
+                ("line 4".to_owned(), Some("4".to_owned())),
+            ]
+        );
+    }
+
+    #[test]
+    fn set_body_replaces_only_the_last_event() {
+        let mut b = BatchBuilder::new();
+        b.push(0, b"keep");
+        b.push(0, b"secret").set_body(b"***");
+        let batch = b.finish();
+        assert_eq!(batch.event(0).body(), b"keep");
+        assert_eq!(batch.event(1).body(), b"***");
+    }
+
+    #[test]
+    fn fields_out_of_event_order_are_grouped_per_event() {
+        let raw = wit::Batch {
+            tags: vec![],
+            timestamps: vec![0, 0],
+            bodies: b"ab".to_vec(),
+            body_ends: vec![1, 2],
+            keys: vec!["k".into()],
+            values: b"xy".to_vec(),
+            fields: vec![
+                wit::Field {
+                    event: 1,
+                    key: 0,
+                    start: 1,
+                    len: 1,
+                },
+                wit::Field {
+                    event: 0,
+                    key: 0,
+                    start: 0,
+                    len: 1,
+                },
+            ],
+        };
+        let batch = Batch::from_wit(raw);
+        assert_eq!(batch.event(0).field("k"), Some("x"));
+        assert_eq!(batch.event(1).field("k"), Some("y"));
+    }
+}

@@ -1,0 +1,176 @@
+//! # gleaner-sdk: write Gleaner plugins in Rust
+//!
+//! A plugin is a WebAssembly component that implements one of two worlds of
+//! `gleaner:plugin` (see `wit/plugin.wit`): a **processor** transforms batches
+//! of events, a **flusher** delivers them. With this crate you implement a
+//! trait and export it with one macro; the flat wire encoding stays hidden
+//! behind [`Batch`] and [`BatchBuilder`].
+//!
+//! ```no_run
+//! use gleaner_sdk::{Batch, Processor};
+//!
+//! #[derive(serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct Config { field: String, value: String }
+//!
+//! struct AddField(Config);
+//!
+//! impl Processor for AddField {
+//!     fn init(config: &str) -> Result<Self, String> {
+//!         gleaner_sdk::parse_config(config).map(AddField)
+//!     }
+//!     fn process(&mut self, input: Batch) -> Result<Batch, String> {
+//!         let mut out = input.builder();
+//!         let key = out.key(&self.0.field);
+//!         for event in input.events() {
+//!             out.push_copy(&event).field_by_key(key, &self.0.value);
+//!         }
+//!         Ok(out.finish())
+//!     }
+//! }
+//! gleaner_sdk::export_processor!(AddField);
+//! ```
+//!
+//! Build with `cargo build --release --target wasm32-wasip2` (a `cdylib`
+//! crate); test the logic natively with [`testing`].
+//!
+//! Map: [`batch`] (reading and building batches), [`host`] (log, counters,
+//! compression), [`json`] (the JSON lines encoding the first-party flushers
+//! share), [`testing`] (native helpers).
+
+extern crate self as gleaner_sdk;
+
+pub mod batch;
+#[doc(hidden)]
+pub mod bindings;
+pub mod host;
+pub mod json;
+pub mod testing;
+
+pub use batch::{Batch, BatchBuilder, Event, EventBuilder, Key};
+
+/// A processor plugin: built once per instance from its config, then called
+/// with one batch at a time.
+pub trait Processor: Sized + 'static {
+    /// Builds the processor from the pipeline's `config:` block as JSON.
+    /// Return a message naming the bad key to refuse it (see [`parse_config`]).
+    fn init(config: &str) -> Result<Self, String>;
+
+    /// Transforms one batch. Return `Err` for a batch that cannot be processed.
+    fn process(&mut self, input: Batch) -> Result<Batch, String>;
+}
+
+/// Why a flusher could not deliver a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlushError {
+    /// Transient: the host retries the batch with backoff.
+    Retryable(String),
+    /// Permanent: the host dead-letters the batch and does not retry.
+    Rejected(String),
+}
+
+/// A flusher plugin: built once per instance from its config, then called
+/// with one batch at a time.
+pub trait Flusher: Sized + 'static {
+    /// Builds the flusher from the pipeline's `config:` block as JSON.
+    fn init(config: &str) -> Result<Self, String>;
+
+    /// Delivers one batch.
+    fn flush(&mut self, input: Batch) -> Result<(), FlushError>;
+}
+
+/// Deserializes a plugin config from JSON; the error names the key path, e.g.
+/// `pattern: invalid type: integer, expected a string`.
+pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, String> {
+    let mut de = serde_json::Deserializer::from_str(config);
+    match T::deserialize(&mut de) {
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+
+    use crate::bindings::wit;
+
+    pub fn batch_from_wit(raw: wit::Batch) -> crate::Batch {
+        crate::Batch::from_wit(raw)
+    }
+
+    pub fn batch_into_wit(batch: crate::Batch) -> wit::Batch {
+        batch.into_wit()
+    }
+
+    pub fn flush_error_into_wit(e: crate::FlushError) -> wit::FlushError {
+        match e {
+            crate::FlushError::Retryable(m) => wit::FlushError::Retryable(m),
+            crate::FlushError::Rejected(m) => wit::FlushError::Rejected(m),
+        }
+    }
+
+    pub const NOT_INITIALISED: &str = "plugin called before init succeeded";
+}
+
+/// Exports a [`Processor`] implementation as the component's `processor` world.
+#[macro_export]
+macro_rules! export_processor {
+    ($ty:ty) => {
+        const _: () = {
+            ::std::thread_local! {
+                static __GLEANER_STATE: ::std::cell::RefCell<Option<$ty>> = const { ::std::cell::RefCell::new(None) };
+            }
+            struct __GleanerExport;
+            impl $crate::bindings::processor::Guest for __GleanerExport {
+                fn init(config: String) -> Result<(), String> {
+                    let plugin = <$ty as $crate::Processor>::init(&config)?;
+                    __GLEANER_STATE.with(|s| *s.borrow_mut() = Some(plugin));
+                    Ok(())
+                }
+                fn process(
+                    input: $crate::bindings::wit::Batch,
+                ) -> Result<$crate::bindings::wit::Batch, String> {
+                    __GLEANER_STATE.with(|s| match s.borrow_mut().as_mut() {
+                        Some(p) => $crate::Processor::process(p, $crate::__private::batch_from_wit(input))
+                            .map($crate::__private::batch_into_wit),
+                        None => Err($crate::__private::NOT_INITIALISED.to_string()),
+                    })
+                }
+            }
+            $crate::bindings::processor::__export_processor_world!(__GleanerExport);
+        };
+    };
+}
+
+/// Exports a [`Flusher`] implementation as the component's `flusher` world.
+#[macro_export]
+macro_rules! export_flusher {
+    ($ty:ty) => {
+        const _: () = {
+            ::std::thread_local! {
+                static __GLEANER_STATE: ::std::cell::RefCell<Option<$ty>> = const { ::std::cell::RefCell::new(None) };
+            }
+            struct __GleanerExport;
+            impl $crate::bindings::flusher::Guest for __GleanerExport {
+                fn init(config: String) -> Result<(), String> {
+                    let plugin = <$ty as $crate::Flusher>::init(&config)?;
+                    __GLEANER_STATE.with(|s| *s.borrow_mut() = Some(plugin));
+                    Ok(())
+                }
+                fn flush(
+                    input: $crate::bindings::wit::Batch,
+                ) -> Result<(), $crate::bindings::wit::FlushError> {
+                    __GLEANER_STATE.with(|s| match s.borrow_mut().as_mut() {
+                        Some(p) => $crate::Flusher::flush(p, $crate::__private::batch_from_wit(input))
+                            .map_err($crate::__private::flush_error_into_wit),
+                        None => Err($crate::bindings::wit::FlushError::Rejected(
+                            $crate::__private::NOT_INITIALISED.to_string(),
+                        )),
+                    })
+                }
+            }
+            $crate::bindings::flusher::__export_flusher_world!(__GleanerExport);
+        };
+    };
+}

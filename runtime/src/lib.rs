@@ -2,16 +2,16 @@
 //!
 //! Data flows through these modules, in this order:
 //!
-//! - [`config`]: the YAML file, resolved into a checked [`config::Config`];
-//! - [`tail`]: finds and reads files, splits lines, groups multiline events;
-//! - [`batch`]: groups events per source into [`event::Batch`]es;
-//! - [`pipeline`]: wires inputs, the processor chain and the flushers;
-//! - [`plugin`]: compiles, sandboxes and calls the Wasm components (the
+//! - [`config`] reads the YAML file and resolves it into a checked [`config::Config`];
+//! - [`tail`] finds and reads files, splits lines, groups multiline events;
+//! - [`batch`] groups events per source into [`event::Batch`]es;
+//! - [`pipeline`] wires inputs, the processor chain and the flushers;
+//! - [`plugin`] compiles, sandboxes and calls the Wasm components (the
 //!   only module that names wasmtime types);
-//! - [`flush`]: drives one flusher with retries and the give-up policy;
-//! - [`telemetry`]: counters.
+//! - [`flush`] drives one flusher with retries and the give-up policy;
+//! - [`telemetry`] keeps the counters.
 //!
-//! [`bench`] runs the end-to-end benchmark (`gleaner bench`).
+//! The [`bench`] module runs the end-to-end benchmark (`gleaner bench`).
 //!
 //! The binary (`main.rs`) is the edge: CLI, logging setup, signals.
 

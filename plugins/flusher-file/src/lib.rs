@@ -2,7 +2,8 @@
 //! directory, rotating it by size.
 //!
 //! Config:
-//! - `path` (required): the file, inside one of `grants.dirs`;
+//! - `path` (required): the file, inside one of `grants.dirs` (relative
+//!   paths are relative to the config file's directory);
 //! - `max_bytes`: rotate when the file would grow past this (default 100 MiB);
 //! - `max_files`: rotated files kept as `path.1` (newest) … `path.N`
 //!   (default 5; the oldest is deleted).
@@ -94,7 +95,8 @@ impl FileFlusher {
 
 impl Flusher for FileFlusher {
     fn init(config: &str) -> Result<Self, String> {
-        let config: Config = gleaner_sdk::parse_config(config)?;
+        let mut config: Config = gleaner_sdk::parse_config(config)?;
+        config.path = gleaner_sdk::resolve_path(&config.path);
         if config.max_bytes == 0 {
             return Err("max_bytes: must be at least 1".into());
         }

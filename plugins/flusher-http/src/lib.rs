@@ -87,6 +87,10 @@ pub fn outcome(status: u16, body: &str) -> Result<(), FlushError> {
 }
 
 /// The flusher.
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    expect(dead_code, reason = "the transport exists only in the component")
+)]
 pub struct Http {
     target: Target,
     compression: Compression,

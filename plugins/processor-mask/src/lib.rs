@@ -65,7 +65,7 @@ fn luhn(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn mask_card(m: &str) -> Option<String> {
@@ -87,6 +87,20 @@ fn mask_card(m: &str) -> Option<String> {
             })
             .collect(),
     )
+}
+
+/// The rule of a preset.
+fn preset_rule(preset: Preset) -> Result<Rule, String> {
+    Ok(match preset {
+        Preset::Card => {
+            Rule::Card(Regex::new(r"\b\d(?:[ -]?\d){12,18}\b").map_err(|e| e.to_string())?)
+        }
+        Preset::Email => Rule::Replace(
+            Regex::new(r"[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})")
+                .map_err(|e| e.to_string())?,
+            "***@$1".into(),
+        ),
+    })
 }
 
 impl Mask {
@@ -121,18 +135,7 @@ impl Processor for Mask {
         let c: Config = gleaner_sdk::parse_config(config)?;
         let mut rules = Vec::new();
         for p in &c.presets {
-            rules.push(match p {
-                Preset::Card => {
-                    Rule::Card(Regex::new(r"\b\d(?:[ -]?\d){12,18}\b").map_err(|e| e.to_string())?)
-                }
-                Preset::Email => Rule::Replace(
-                    Regex::new(
-                        r"[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})",
-                    )
-                    .map_err(|e| e.to_string())?,
-                    "***@$1".into(),
-                ),
-            });
+            rules.push(preset_rule(*p)?);
         }
         for (i, r) in c.rules.into_iter().enumerate() {
             let re = Regex::new(&r.regex)

@@ -71,10 +71,10 @@ impl EventSink for Batcher {
             since: Instant::now(),
         });
         open.batch.push(timestamp, body);
-        if open.batch.len() >= limits.max_events || open.batch.bodies.len() >= limits.max_bytes {
-            if let Some(full) = self.open.remove(source) {
-                self.send(full.batch);
-            }
+        let full =
+            open.batch.len() >= limits.max_events || open.batch.bodies.len() >= limits.max_bytes;
+        if full && let Some(full) = self.open.remove(source) {
+            self.send(full.batch);
         }
     }
 

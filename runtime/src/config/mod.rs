@@ -104,19 +104,37 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
+        let mut message = e.into_inner().to_string();
+        // The YAML error repeats (part of) the path before its message.
+        if let Some((head, rest)) = message.split_once(": ")
+            && key.starts_with(head)
+        {
+            message = rest.to_owned();
+        }
+        let key = if key == "." {
+            "(top level)".into()
+        } else {
+            key
+        };
         ConfigError {
             file: path.to_path_buf(),
-            key: if key == "." {
-                "(top level)".into()
-            } else {
-                key
-            },
-            message: e.into_inner().to_string(),
+            key,
+            message,
         }
     })?;
+    // Relative paths in the config are relative to the config file's
+    // directory, made absolute here once.
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let base = match std::env::current_dir() {
+        Ok(cwd) => normalize(&cwd.join(base)),
+        Err(_) => normalize(base),
+    };
     Resolver {
         file: path,
-        base: path.parent().unwrap_or(Path::new(".")),
+        base: &base,
     }
     .config(raw)
 }
@@ -136,19 +154,7 @@ impl Resolver<'_> {
     }
 
     fn absolute(&self, p: &Path) -> PathBuf {
-        let joined = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base.join(p)
-        };
-        let abs = if joined.is_absolute() {
-            joined
-        } else {
-            std::env::current_dir()
-                .map(|d| d.join(&joined))
-                .unwrap_or(joined)
-        };
-        normalize(&abs)
+        normalize(&self.base.join(p))
     }
 
     fn config(&self, raw: raw::RawConfig) -> Result<Config, ConfigError> {
@@ -406,6 +412,7 @@ impl Resolver<'_> {
             spec: PluginSpec {
                 source,
                 config_json,
+                config_dir: self.base.to_path_buf(),
                 limits: Limits {
                     memory_bytes: (e.limits.memory_mib as usize).saturating_mul(1 << 20),
                     call_timeout: e.limits.call_timeout,

@@ -43,12 +43,17 @@ fn relative_paths_resolve_against_the_config_file() {
 fn unknown_keys_are_rejected_with_their_path() {
     let text = MINIMAL.replace("    flushers:", "    flusherz: []\n    flushers:");
     let e = parse_str(&text).unwrap_err();
-    assert_eq!(e.key, "pipelines[0]");
-    assert!(e.message.contains("unknown field `flusherz`"), "{e}");
+    assert_eq!(e.key, "pipelines[0].flusherz");
     assert!(
-        e.to_string()
-            .starts_with("/etc/gleaner/test.yaml: pipelines[0]: "),
+        e.message
+            .starts_with("unknown field `flusherz`, expected one of `name`"),
         "{e}"
+    );
+    assert!(e.message.ends_with("at line 11 column 5"), "{e}");
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with("/etc/gleaner/test.yaml: pipelines[0].flusherz: unknown field"),
+        "{shown}"
     );
 }
 

@@ -100,6 +100,10 @@ pub struct PluginSpec {
     pub source: PluginSource,
     /// The plugin's config as JSON, handed to `init`.
     pub config_json: String,
+    /// The config file's directory: the plugin's working directory and
+    /// `GLEANER_CONFIG_DIR`, so relative paths in its config mean the same
+    /// as everywhere else in the config.
+    pub config_dir: PathBuf,
     /// Limits.
     pub limits: Limits,
     /// Grants.
@@ -328,8 +332,7 @@ impl Prepared {
         let state = StoreState::new(
             self.ident.clone(),
             self.stats.clone(),
-            &self.spec.limits,
-            &self.spec.grants,
+            &self.spec,
             self.client.clone(),
         )?;
         let mut store = Store::new(&self.engine, state);

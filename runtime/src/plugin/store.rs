@@ -17,7 +17,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::{Grants, Limits, PluginError};
+use super::{PluginError, PluginSpec};
 use crate::telemetry::Counter;
 
 /// Names used in logs and metrics.
@@ -140,12 +140,16 @@ impl StoreState {
     pub fn new(
         ident: Ident,
         stats: Arc<PluginStats>,
-        limits: &Limits,
-        grants: &Grants,
+        spec: &PluginSpec,
         client: Option<HttpClient>,
     ) -> Result<Self, PluginError> {
+        let (limits, grants) = (&spec.limits, &spec.grants);
         let mut wasi = WasiCtxBuilder::new();
-        wasi.inherit_stderr().allow_blocking_current_thread(true);
+        let config_dir = spec.config_dir.to_string_lossy();
+        wasi.inherit_stderr()
+            .allow_blocking_current_thread(true)
+            .env("GLEANER_CONFIG_DIR", &config_dir)
+            .initial_cwd(&config_dir);
         if grants.stdout {
             wasi.inherit_stdout();
         }

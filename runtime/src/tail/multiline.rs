@@ -116,6 +116,8 @@ pub fn rules(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn group(rules: MultilineRules, lines: &[&str]) -> (Vec<String>, Multiline) {

@@ -112,12 +112,19 @@ impl Tailer {
     }
 
     fn on_notification(&mut self, ev: notify::Event) {
+        use notify::EventKind;
+        // Our own reads show up as access events: reacting to them would
+        // loop. Only creation, writes, renames and removal matter.
+        if matches!(ev.kind, EventKind::Access(_) | EventKind::Other) {
+            return;
+        }
+        let created = matches!(ev.kind, EventKind::Create(_));
         for path in ev.paths {
             if self.files.contains_key(&path) {
                 self.dirty.insert(path);
             } else if self.matcher.matches(&path) {
                 self.open_if_new(path, false);
-            } else if path.is_dir() {
+            } else if created && path.is_dir() {
                 // A new directory may hold matching files already (mkdir -p && write).
                 self.scan(false);
             }

@@ -1,6 +1,11 @@
 //! End-to-end tests: the real `gleaner` binary, real files, real plugin
 //! components built from source, real sockets.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
 mod common;
 mod config_errors;
 mod faults;

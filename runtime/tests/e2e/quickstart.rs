@@ -58,10 +58,18 @@ fn every_example_config_validates() {
 
 #[test]
 fn redact_and_archive_example_masks_groups_and_filters() {
-    let archive = workspace().join("target/archive");
-    let _ = std::fs::remove_dir_all(&archive);
-    run_once(&workspace().join("configs/redact-and-archive.yaml"));
-    let events = lines_in(&archive.join("app.ndjson"));
+    // Run a copy of configs/ so this test owns its output directory.
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("configs/sample")).unwrap();
+    for f in ["redact-and-archive.yaml", "sample/app.log"] {
+        std::fs::copy(
+            workspace().join("configs").join(f),
+            env.path("configs").join(f),
+        )
+        .unwrap();
+    }
+    run_once(&env.path("configs/redact-and-archive.yaml"));
+    let events = lines_in(&env.path("target/archive/app.ndjson"));
     let levels: Vec<&str> = events
         .iter()
         .map(|e| e["level"].as_str().unwrap())

@@ -89,6 +89,29 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, S
     }
 }
 
+/// Resolves a path from a plugin's config the way Gleaner resolves paths in
+/// its own config: relative to the config file's directory (the host passes
+/// it as `GLEANER_CONFIG_DIR`), with `.` and `..` removed. The result only
+/// works if it lies inside a directory granted to the plugin.
+pub fn resolve_path(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::{Component, PathBuf};
+    let joined = match std::env::var_os("GLEANER_CONFIG_DIR") {
+        Some(dir) if path.is_relative() => PathBuf::from(dir).join(path),
+        _ => path.to_path_buf(),
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use wit_bindgen;

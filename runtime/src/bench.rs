@@ -116,6 +116,7 @@ pub fn native(mode: NativeMode, input: &Path, output: &Path) -> anyhow::Result<u
     let mut json = Vec::with_capacity(4 << 20);
     let mut events = 0u64;
     let mut batch = BatchBuilder::with_capacity(1024, 1 << 20);
+    let mut keys: Vec<(usize, gleaner_sdk::Key)> = Vec::new();
     batch.set_tag("source.path", &source);
     let flush =
         |batch: &mut BatchBuilder, json: &mut Vec<u8>, out: &mut File| -> std::io::Result<()> {
@@ -139,11 +140,15 @@ pub fn native(mode: NativeMode, input: &Path, output: &Path) -> anyhow::Result<u
                 carry.extend_from_slice(&data[..nl]);
                 &carry
             };
+            if keys.is_empty() && mode == NativeMode::Regex {
+                // Interned once per batch, as the parse-regex plugin does.
+                keys = names.iter().map(|(g, n)| (*g, batch.key(n))).collect();
+            }
             let mut e = batch.push(ts, line);
             if mode == NativeMode::Regex && re.captures_read(&mut locs, line).is_some() {
-                for (g, name) in &names {
+                for (g, key) in &keys {
                     if let Some((a, b)) = locs.get(*g) {
-                        e.field(name, &String::from_utf8_lossy(&line[a..b]));
+                        e.field_by_key(*key, &String::from_utf8_lossy(&line[a..b]));
                     }
                 }
             }
@@ -152,6 +157,7 @@ pub fn native(mode: NativeMode, input: &Path, output: &Path) -> anyhow::Result<u
             data = &data[nl + 1..];
             if batch.len() >= 1024 {
                 flush(&mut batch, &mut json, &mut out)?;
+                keys.clear();
             }
         }
         carry.extend_from_slice(data);

@@ -46,7 +46,7 @@ enum Command {
         /// Size of the generated log in MiB.
         #[arg(long, default_value_t = 256)]
         mib: usize,
-        /// Working directory (default: a new temporary directory).
+        /// Working directory, kept afterwards (default: a temporary directory, removed).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Only run scenarios whose name contains this.
@@ -119,20 +119,23 @@ fn prepare_all(path: &Path) -> anyhow::Result<(Config, Vec<PreparedPipeline>)> {
 }
 
 fn bench(mib: usize, dir: Option<PathBuf>, filter: Option<String>) -> anyhow::Result<()> {
-    let temp;
-    let dir = match dir {
-        Some(d) => d,
-        None => {
-            temp = std::env::temp_dir().join(format!("gleaner-bench-{}", std::process::id()));
-            temp.clone()
-        }
+    // A directory the user names is kept (data and all) for profiling; a
+    // temporary one is removed.
+    let (dir, temporary) = match dir {
+        Some(d) => (d, false),
+        None => (
+            std::env::temp_dir().join(format!("gleaner-bench-{}", std::process::id())),
+            true,
+        ),
     };
     let result = gleaner::bench::run(&gleaner::bench::BenchOptions {
         mib,
         dir: dir.clone(),
         filter,
     });
-    let _ = std::fs::remove_file(dir.join("nginx.log"));
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     result
 }
 

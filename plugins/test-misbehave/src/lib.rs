@@ -32,6 +32,7 @@ impl Processor for Misbehave {
         if let Some(m) = &c.refuse_init {
             return Err(m.clone());
         }
+        gleaner_sdk::host::info("misbehave ready");
         Ok(Misbehave(c))
     }
 

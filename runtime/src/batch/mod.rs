@@ -35,6 +35,8 @@ struct Open {
 pub struct Batcher {
     limits: BatchLimits,
     open: HashMap<Arc<str>, Open>,
+    /// The batch of the most recent source, kept out of `open`.
+    last: Option<(Arc<str>, Open)>,
     out: Sender<Batch>,
     /// Set once the receiver is gone (pipeline shutting down).
     closed: bool,
@@ -46,6 +48,7 @@ impl Batcher {
         Batcher {
             limits,
             open: HashMap::new(),
+            last: None,
             out,
             closed: false,
         }
@@ -62,24 +65,47 @@ impl Batcher {
 impl EventSink for Batcher {
     fn event(&mut self, source: &Arc<str>, body: &[u8], timestamp: i64) {
         let limits = self.limits;
-        let open = self.open.entry(source.clone()).or_insert_with(|| Open {
-            batch: Batch::with_tags(
-                vec![(SOURCE_TAG.to_owned(), source.to_string())],
-                limits.max_events.min(4096),
-                limits.max_bytes.min(1 << 20),
-            ),
-            since: Instant::now(),
-        });
+        // Consecutive events nearly always share a source: keep its batch
+        // at hand instead of hashing the path for every line.
+        let hit = self
+            .last
+            .as_ref()
+            .is_some_and(|(s, _)| Arc::ptr_eq(s, source));
+        if !hit {
+            if let Some((s, o)) = self.last.take() {
+                self.open.insert(s, o);
+            }
+            let open = self.open.remove(source).unwrap_or_else(|| Open {
+                batch: Batch::with_tags(
+                    vec![(SOURCE_TAG.to_owned(), source.to_string())],
+                    limits.max_events.min(4096),
+                    limits.max_bytes.min(1 << 20),
+                ),
+                since: Instant::now(),
+            });
+            self.last = Some((source.clone(), open));
+        }
+        let Some((_, open)) = self.last.as_mut() else {
+            return;
+        };
         open.batch.push(timestamp, body);
         let full =
             open.batch.len() >= limits.max_events || open.batch.bodies.len() >= limits.max_bytes;
-        if full && let Some(full) = self.open.remove(source) {
+        if full && let Some((_, full)) = self.last.take() {
             self.send(full.batch);
         }
     }
 
     fn tick(&mut self, now: Instant) {
         let linger = self.limits.linger;
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|(_, o)| now.duration_since(o.since) >= linger)
+            && let Some((_, o)) = self.last.take()
+        {
+            self.send(o.batch);
+        }
         let due: Vec<Arc<str>> = self
             .open
             .iter()
@@ -94,14 +120,18 @@ impl EventSink for Batcher {
     }
 
     fn deadline(&self) -> Option<Instant> {
+        let last = self.last.as_ref().map(|(_, o)| o);
+        let linger = self.limits.linger;
         self.open
             .values()
-            .map(|o| o.since + self.limits.linger)
+            .chain(last)
+            .map(|o| o.since + linger)
             .min()
     }
 
     fn flush_all(&mut self) {
-        let all: Vec<Open> = self.open.drain().map(|(_, o)| o).collect();
+        let last = self.last.take().map(|(_, o)| o);
+        let all: Vec<Open> = self.open.drain().map(|(_, o)| o).chain(last).collect();
         for o in all {
             self.send(o.batch);
         }

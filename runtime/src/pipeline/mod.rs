@@ -245,7 +245,18 @@ impl RunningPipeline {
             "Pipeline stopped."
         );
         for (plugin, p) in &self.plugins {
-            tracing::info!(pipeline = %self.name, plugin, calls = p.calls.get(), traps = p.traps.get(), errors = p.errors.get(), instances = p.instances.get(), "Plugin summary.");
+            let counters = format!("{:?}", p.counters_snapshot());
+            tracing::info!(
+                pipeline = %self.name,
+                plugin,
+                calls = p.calls.get(),
+                call_ms = p.call_micros.get() / 1000,
+                traps = p.traps.get(),
+                errors = p.errors.get(),
+                instances = p.instances.get(),
+                counters = %counters,
+                "Plugin summary."
+            );
         }
     }
 }

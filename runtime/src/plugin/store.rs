@@ -46,6 +46,14 @@ pub struct PluginStats {
     pub counters: Mutex<HashMap<String, u64>>,
 }
 
+impl PluginStats {
+    /// The plugin's own counters, sorted by name.
+    pub fn counters_snapshot(&self) -> std::collections::BTreeMap<String, u64> {
+        let c = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        c.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
 /// The pooled HTTP client for a flusher's outgoing requests.
 pub type HttpClient = Client<HttpConnector, wasmtime_wasi_http::WasiBody>;
 

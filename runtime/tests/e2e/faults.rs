@@ -79,6 +79,18 @@ fn a_panicking_plugin_is_rebuilt_and_its_batch_dead_lettered() {
         "first try + 2 retries"
     );
     assert!(log.contains("events_dead_lettered=1"), "{log}");
+    // Its log lines reach the host's log, tagged with pipeline and plugin;
+    // init ran once at start and once per rebuild.
+    let ready: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("misbehave ready"))
+        .collect();
+    assert_eq!(ready.len(), 4, "{log}");
+    assert!(
+        ready[0].contains("pipeline=\"bad\"") || ready[0].contains("pipeline=bad"),
+        "{}",
+        ready[0]
+    );
 }
 
 #[test]

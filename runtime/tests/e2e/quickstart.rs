@@ -28,6 +28,42 @@ fn quickstart_prints_every_sample_line_as_parsed_json() {
     assert_eq!(first["body_bytes_sent"], "1186");
     assert_eq!(first["http_user_agent"], "curl/8.5.0");
     assert!(first["timestamp"].as_str().unwrap().ends_with('Z'));
+    // The plugin's own counters (host.counter-add) are reported.
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains(r#"plugin="builtin:parse-regex" calls=1"#),
+        "{log}"
+    );
+    assert!(log.contains(r#"counters={"matched": 200}"#), "{log}");
+}
+
+#[test]
+fn the_configuration_block_in_the_readme_validates() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let block = readme
+        .split("```yaml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let env = Env::new();
+    // Keep its state out of /var/lib on the test machine.
+    let block = block.replace(
+        "data_dir: /var/lib/gleaner",
+        &format!("data_dir: {}", env.path("state").display()),
+    );
+    let config = env.write("readme.yaml", &block);
+    let out = gleaner()
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -85,13 +85,13 @@ pub fn post(
         .map_err(failed)?;
     let status = response.status();
     let mut text = Vec::new();
-    if let Ok(incoming) = response.consume() {
-        if let Ok(input) = incoming.stream() {
-            while text.len() < 4096 {
-                match input.blocking_read(4096) {
-                    Ok(chunk) if !chunk.is_empty() => text.extend_from_slice(&chunk),
-                    _ => break,
-                }
+    if let Ok(incoming) = response.consume()
+        && let Ok(input) = incoming.stream()
+    {
+        while text.len() < 4096 {
+            match input.blocking_read(4096) {
+                Ok(chunk) if !chunk.is_empty() => text.extend_from_slice(&chunk),
+                _ => break,
             }
         }
     }

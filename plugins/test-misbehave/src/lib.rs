@@ -4,7 +4,8 @@
 //!
 //! Config (all optional): `panic_on`, `spin_on` (loops forever), `hog_on`
 //! (allocates until memory runs out), `fail_on` (returns an error),
-//! `refuse_init` (init fails with this message). Other batches pass
+//! `refuse_init` (init fails with this message), `probe_file` (tries to
+//! read a host file, reports the outcome in `fs_probe`). Other batches pass
 //! unchanged with a field `seen_by = misbehave`.
 
 use gleaner_sdk::{Batch, Processor};
@@ -17,6 +18,9 @@ struct Config {
     hog_on: Option<String>,
     fail_on: Option<String>,
     refuse_init: Option<String>,
+    /// Try to read this host file in every batch and report the outcome in
+    /// the field `fs_probe` (the sandbox must deny it).
+    probe_file: Option<String>,
 }
 
 struct Misbehave(Config);
@@ -56,9 +60,17 @@ impl Processor for Misbehave {
         if has(&input, &self.0.fail_on) {
             return Err("misbehave: failure requested".into());
         }
+        let probe = self.0.probe_file.as_ref().map(|p| match std::fs::read(p) {
+            Ok(bytes) => format!("read {} bytes", bytes.len()),
+            Err(e) => format!("denied: {e}"),
+        });
         let mut out = input.builder();
         for e in input.events() {
-            out.push_copy(&e).field("seen_by", "misbehave");
+            let mut e = out.push_copy(&e);
+            e.field("seen_by", "misbehave");
+            if let Some(p) = &probe {
+                e.field("fs_probe", p);
+            }
         }
         Ok(out.finish())
     }

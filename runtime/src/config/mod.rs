@@ -10,6 +10,7 @@ pub mod raw;
 
 use std::path::{Path, PathBuf};
 
+use gleaner_sdk::normalize_path as normalize;
 use regex::bytes::Regex;
 
 use crate::batch::BatchLimits;
@@ -432,22 +433,6 @@ impl Resolver<'_> {
             },
         })
     }
-}
-
-/// Removes `.` and resolves `..` lexically (no symlinks followed).
-fn normalize(p: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

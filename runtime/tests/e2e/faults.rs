@@ -134,3 +134,31 @@ fn skip_policy_passes_a_failed_batch_on_unprocessed() {
         0
     );
 }
+
+#[test]
+fn a_processor_cannot_read_host_files() {
+    let env = Env::new();
+    let secret = env.write("secret.txt", "do not read");
+    env.write("in.log", "x\n");
+    let out = env.path("out");
+    let config = env.config(&format!(
+        r#"
+  - name: probe
+    inputs: [{{ type: file, paths: ["{log}"], start_at: beginning }}]
+    processors: [{{ plugin: "{misbehave}", config: {{ probe_file: "{secret}" }} }}]
+    flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/e.ndjson" }}, grants: {{ dirs: ["{out}"] }} }}]
+"#,
+        log = env.path("in.log").display(),
+        misbehave = plugin_wasm("test-misbehave").display(),
+        secret = secret.display(),
+        out = out.display()
+    ));
+    run_once(&config);
+    let events = lines_in(&out.join("e.ndjson"));
+    assert_eq!(events.len(), 1);
+    let probe = events[0]["fs_probe"].as_str().unwrap();
+    assert!(
+        probe.starts_with("denied:"),
+        "the sandbox let the plugin read a host file: {probe}"
+    );
+}

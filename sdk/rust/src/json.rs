@@ -5,12 +5,17 @@
 //! the batch tags, the event's fields, and `message` (the body) unless a
 //! field is itself named `message`. A field wins over a tag of the same name.
 
-use crate::batch::{Batch, Event};
+use crate::batch::Batch;
 
 /// Appends one JSON document per event of `batch` to `out`, each ending with `\n`.
 pub fn write_ndjson(batch: &Batch, out: &mut Vec<u8>) {
     let tags: Vec<(&str, &str)> = batch.tags().collect();
-    out.reserve(batch.body_bytes() * 2 + batch.len() * 64);
+    // The tag members, encoded once for the events that do not override a tag.
+    let mut tag_json = Vec::new();
+    for (k, v) in &tags {
+        write_member(k, v, &mut tag_json);
+    }
+    out.reserve(batch.body_bytes() * 2 + batch.len() * (64 + tag_json.len()));
     // Events read together share a timestamp: format it once.
     let mut cached: Option<(i64, [u8; 30])> = None;
     for event in batch.events() {
@@ -23,104 +28,134 @@ pub fn write_ndjson(batch: &Batch, out: &mut Vec<u8>) {
                 text
             }
         };
-        write_event(&tags, &text, &event, out);
-        out.push(b'\n');
-    }
-}
-
-fn write_event(tags: &[(&str, &str)], timestamp: &[u8; 30], event: &Event<'_>, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"timestamp\":\"");
-    out.extend_from_slice(timestamp);
-    out.push(b'"');
-    let has_fields = event.field_count() > 0;
-    for (k, v) in tags {
-        if !has_fields || !event.fields().any(|(f, _)| f == *k) {
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        out.extend_from_slice(&text);
+        out.push(b'"');
+        let overrides_tag = event.field_count() > 0
+            && event
+                .fields()
+                .any(|(f, _)| tags.iter().any(|(k, _)| *k == f));
+        if overrides_tag {
+            for (k, v) in &tags {
+                if !event.fields().any(|(f, _)| f == *k) {
+                    write_member(k, v, out);
+                }
+            }
+        } else {
+            out.extend_from_slice(&tag_json);
+        }
+        let mut message_field = false;
+        for (k, v) in event.fields() {
+            message_field |= k == "message";
             write_member(k, v, out);
         }
+        if !message_field {
+            out.extend_from_slice(b",\"message\":");
+            write_string(event.body(), out);
+        }
+        out.extend_from_slice(b"}\n");
     }
-    let mut message_field = false;
-    for (k, v) in event.fields() {
-        message_field |= k == "message";
-        write_member(k, v, out);
-    }
-    if !message_field {
-        out.extend_from_slice(b",\"message\":");
-        write_string(event.body(), out);
-    }
-    out.push(b'}');
 }
 
-/// `,"key":"value"` for text that is valid UTF-8 already.
+/// `,"key":"value"`.
 fn write_member(key: &str, value: &str, out: &mut Vec<u8>) {
     out.push(b',');
-    write_valid(key.as_bytes(), out);
+    write_string(key.as_bytes(), out);
     out.push(b':');
-    write_valid(value.as_bytes(), out);
+    write_string(value.as_bytes(), out);
 }
 
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
-/// True if any byte of `w` needs escaping: `"`, `\\` or below 0x20.
+/// True if any byte of `w` is not plain ASCII text: `"`, `\\`, below 0x20,
+/// or 0x80 and above.
 #[inline]
-fn needs_escape(w: u64) -> bool {
+fn special(w: u64) -> bool {
     let has_zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
-    let below_space = w.wrapping_sub(LO * 0x20) & !w & HI;
-    (below_space | has_zero(w ^ (LO * b'"' as u64)) | has_zero(w ^ (LO * b'\\' as u64))) != 0
+    let below_space = w.wrapping_sub(LO * 0x20) & !w;
+    ((below_space | w) & HI | has_zero(w ^ (LO * b'"' as u64)) | has_zero(w ^ (LO * b'\\' as u64)))
+        != 0
 }
 
-/// Index of the first byte of `b` at or after `from` that needs escaping.
 #[inline]
-fn next_escape(b: &[u8], mut from: usize) -> Option<usize> {
-    while from + 8 <= b.len() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&b[from..from + 8]);
-        if needs_escape(u64::from_le_bytes(word)) {
+fn plain(c: u8) -> bool {
+    (0x20..0x80).contains(&c) && c != b'"' && c != b'\\'
+}
+
+/// Writes `bytes` as a JSON string in one pass; invalid UTF-8 becomes U+FFFD.
+///
+/// Plain ASCII is skipped 8 bytes at a time; escapes are written as they are
+/// met; only a non-ASCII byte makes the rest go through UTF-8 validation.
+pub fn write_string(bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    let (n, mut start, mut i) = (bytes.len(), 0, 0);
+    loop {
+        while i + 8 <= n {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[i..i + 8]);
+            if special(u64::from_le_bytes(word)) {
+                break;
+            }
+            i += 8;
+        }
+        while i < n && plain(bytes[i]) {
+            i += 1;
+        }
+        if i >= n {
             break;
         }
-        from += 8;
-    }
-    b[from..]
-        .iter()
-        .position(|&c| c < 0x20 || c == b'"' || c == b'\\')
-        .map(|i| from + i)
-}
-
-/// Writes `bytes` as a JSON string; invalid UTF-8 becomes U+FFFD.
-pub fn write_string(bytes: &[u8], out: &mut Vec<u8>) {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => write_valid(text.as_bytes(), out),
-        Err(_) => write_valid(String::from_utf8_lossy(bytes).as_bytes(), out),
-    }
-}
-
-fn write_valid(b: &[u8], out: &mut Vec<u8>) {
-    out.push(b'"');
-    let mut start = 0;
-    while let Some(i) = next_escape(b, start) {
-        out.extend_from_slice(&b[start..i]);
-        match b[i] {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            c => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[(c >> 4) as usize],
-                    HEX[(c & 15) as usize],
-                ]);
+        let c = bytes[i];
+        out.extend_from_slice(&bytes[start..i]);
+        if c >= 0x80 {
+            // Bytes before `i` are ASCII, so a multi-byte sequence starts here.
+            match std::str::from_utf8(&bytes[i..]) {
+                Ok(rest) => write_escaped(rest.as_bytes(), out),
+                Err(_) => write_escaped(String::from_utf8_lossy(&bytes[i..]).as_bytes(), out),
             }
+            out.push(b'"');
+            return;
         }
-        start = i + 1;
+        escape(c, out);
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn escape(c: u8, out: &mut Vec<u8>) {
+    match c {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\"),
+        b'\n' => out.extend_from_slice(b"\\n"),
+        b'\r' => out.extend_from_slice(b"\\r"),
+        b'\t' => out.extend_from_slice(b"\\t"),
+        c => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(c >> 4) as usize],
+                HEX[(c & 15) as usize],
+            ]);
+        }
+    }
+}
+
+/// Escapes valid UTF-8 (no quotes around it).
+fn write_escaped(b: &[u8], out: &mut Vec<u8>) {
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c < 0x20 || c == b'"' || c == b'\\' {
+            out.extend_from_slice(&b[start..i]);
+            escape(c, out);
+            start = i + 1;
+        }
     }
     out.extend_from_slice(&b[start..]);
-    out.push(b'"');
 }
 
 /// Writes `nanos` since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.

@@ -91,16 +91,22 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, S
 
 /// Resolves a path from a plugin's config the way Gleaner resolves paths in
 /// its own config: relative to the config file's directory (the host passes
-/// it as `GLEANER_CONFIG_DIR`), with `.` and `..` removed. The result only
+/// it as `GLEANER_CONFIG_DIR`), then [`normalize_path`]d. The result only
 /// works if it lies inside a directory granted to the plugin.
 pub fn resolve_path(path: &std::path::Path) -> std::path::PathBuf {
+    match std::env::var_os("GLEANER_CONFIG_DIR") {
+        Some(dir) if path.is_relative() => normalize_path(&std::path::Path::new(&dir).join(path)),
+        _ => normalize_path(path),
+    }
+}
+
+/// Removes `.` and resolves `..` lexically (no symlinks are followed: inside
+/// the sandbox there are none to follow, and the host must resolve paths the
+/// same way).
+pub fn normalize_path(path: &std::path::Path) -> std::path::PathBuf {
     use std::path::{Component, PathBuf};
-    let joined = match std::env::var_os("GLEANER_CONFIG_DIR") {
-        Some(dir) if path.is_relative() => PathBuf::from(dir).join(path),
-        _ => path.to_path_buf(),
-    };
     let mut out = PathBuf::new();
-    for c in joined.components() {
+    for c in path.components() {
         match c {
             Component::CurDir => {}
             Component::ParentDir => {

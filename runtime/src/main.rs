@@ -164,14 +164,19 @@ fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("gleaner-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            let mut signals = signals.forever();
+            if let Some(sig) = signals.next() {
                 tracing::info!(
                     signal = sig,
-                    "Stopping: no more reading; draining pipelines."
+                    "Stopping: no more reading; draining pipelines (signal again to exit at once)."
                 );
                 for f in &flags {
                     f.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
+            }
+            if let Some(sig) = signals.next() {
+                tracing::warn!(signal = sig, "Second signal: exiting without draining.");
+                std::process::exit(130);
             }
         })?;
     for p in running {

@@ -82,3 +82,51 @@ fn delimited_bodies_become_named_columns() {
     assert_eq!(events[0]["level"], "WARN");
     assert_eq!(events[0]["msg"], "disk; 91% full");
 }
+
+#[test]
+fn compiled_plugins_are_cached_on_disk_and_reused() {
+    let env = Env::new();
+    env.write("in.log", "a\n");
+    let out = env.path("out");
+    // Its own cache directory (the shared test cache is warm already).
+    let text = format!(
+        r#"data_dir: {state}
+pipelines:
+  - name: c
+    inputs: [{{ type: file, paths: ["{log}"], start_at: beginning }}]
+    processors: [{{ plugin: builtin:add-fields, config: {{ fields: {{ k: v }} }} }}]
+    flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/e.ndjson" }}, grants: {{ dirs: ["{out}"] }} }}]
+"#,
+        state = env.path("state").display(),
+        log = env.path("in.log").display(),
+        out = out.display()
+    );
+    let config = env.write("cache.yaml", &text);
+    let first = String::from_utf8_lossy(&run_once(&config).stderr).into_owned();
+    assert_eq!(
+        first.matches("Compiled plugin component.").count(),
+        2,
+        "{first}"
+    );
+    let cached: Vec<_> = std::fs::read_dir(env.path("state/plugin-cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(cached.len(), 2);
+    assert!(
+        cached
+            .iter()
+            .all(|p| p.extension().is_some_and(|e| e == "cwasm"))
+    );
+    let second = String::from_utf8_lossy(&run_once(&config).stderr).into_owned();
+    assert_eq!(
+        second.matches("Compiled plugin component.").count(),
+        0,
+        "{second}"
+    );
+    assert_eq!(
+        lines_in(&out.join("e.ndjson")).len(),
+        2,
+        "both runs read the file from the beginning"
+    );
+}

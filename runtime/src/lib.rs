@@ -8,15 +8,21 @@
 //! - [`pipeline`] wires inputs, the processor chain and the flushers;
 //! - [`plugin`] compiles, sandboxes and calls the Wasm components (the
 //!   only module that names wasmtime types);
-//! - [`flush`] drives one flusher with retries and the give-up policy;
+//! - [`flush`] drives one flusher with retries and the give-up policy, and
+//!   the [`buffer`] on disk at shutdown;
+//! - [`ack`] tracks which bytes are delivered, in read order;
+//! - [`checkpoint`] persists the delivered offsets;
 //! - [`telemetry`] keeps the counters.
 //!
 //! The [`bench`] module runs the end-to-end benchmark (`gleaner bench`).
 //!
 //! The binary (`main.rs`) is the edge: CLI, logging setup, signals.
 
+pub mod ack;
 pub mod batch;
 pub mod bench;
+pub mod buffer;
+pub mod checkpoint;
 pub mod config;
 pub mod event;
 pub mod flush;

@@ -7,6 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gleaner::checkpoint::CheckpointStore;
 use gleaner::config::{self, Config};
 use gleaner::pipeline::{self, PreparedPipeline};
 use gleaner::plugin::PluginHost;
@@ -97,8 +101,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads the config and prepares every pipeline; nothing runs yet.
-fn prepare_all(path: &Path) -> anyhow::Result<(Config, Vec<PreparedPipeline>)> {
+/// Loads the config, the checkpoints, and prepares every pipeline; nothing
+/// runs yet.
+fn prepare_all(
+    path: &Path,
+) -> anyhow::Result<(Config, Arc<CheckpointStore>, Vec<PreparedPipeline>)> {
     let config = config::load(path)?;
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
@@ -107,6 +114,7 @@ fn prepare_all(path: &Path) -> anyhow::Result<(Config, Vec<PreparedPipeline>)> {
             config.data_dir.display()
         )
     })?;
+    let store = CheckpointStore::open(&config.data_dir, config.checkpoint_stale_after)?;
     let host = PluginHost::new(&config.plugin_cache_dir)
         .context("cannot set up the WebAssembly engine")?;
     let mut prepared = Vec::new();
@@ -115,7 +123,7 @@ fn prepare_all(path: &Path) -> anyhow::Result<(Config, Vec<PreparedPipeline>)> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         prepared.push(ready);
     }
-    Ok((config, prepared))
+    Ok((config, store, prepared))
 }
 
 fn bench(mib: usize, dir: Option<PathBuf>, filter: Option<String>) -> anyhow::Result<()> {
@@ -140,7 +148,7 @@ fn bench(mib: usize, dir: Option<PathBuf>, filter: Option<String>) -> anyhow::Re
 }
 
 fn validate(path: &Path) -> anyhow::Result<()> {
-    let (config, _) = prepare_all(path)?;
+    let (config, _, _) = prepare_all(path)?;
     println!(
         "{}: OK ({} pipelines)",
         path.display(),
@@ -150,7 +158,7 @@ fn validate(path: &Path) -> anyhow::Result<()> {
 }
 
 fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
-    let (_config, prepared) = prepare_all(path)?;
+    let (config, store, prepared) = prepare_all(path)?;
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -158,30 +166,52 @@ fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
     .context("cannot install signal handlers")?;
     let mut running = Vec::new();
     for p in prepared {
-        running.push(p.start(exit_on_eof)?);
+        running.push(p.start(exit_on_eof, &store)?);
     }
-    let flags: Vec<_> = running.iter().map(|p| p.stop_flag()).collect();
-    std::thread::Builder::new()
-        .name("gleaner-signals".into())
-        .spawn(move || {
-            let mut signals = signals.forever();
-            if let Some(sig) = signals.next() {
-                tracing::info!(
-                    signal = sig,
-                    "Stopping: no more reading; draining pipelines (signal again to exit at once)."
-                );
-                for f in &flags {
-                    f.store(true, std::sync::atomic::Ordering::Relaxed);
+    let stoppers: Vec<_> = running.iter().map(|p| p.stopper()).collect();
+    let grace = config.shutdown_timeout;
+    std::thread::Builder::new().name("gleaner-signals".into()).spawn(move || {
+        let mut signals = signals.forever();
+        if let Some(sig) = signals.next() {
+            tracing::info!(
+                signal = sig,
+                grace_ms = grace.as_millis() as u64,
+                "Stopping: no more reading; delivering what is queued, buffering the rest (signal again to exit at once)."
+            );
+            for s in &stoppers {
+                s.stop(grace);
+            }
+        }
+        if let Some(sig) = signals.next() {
+            tracing::warn!(signal = sig, "Second signal: exiting without draining.");
+            std::process::exit(130);
+        }
+    })?;
+    // Checkpoints are written on an interval while running...
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (store, writing, every) = (store.clone(), writing.clone(), config.checkpoint_interval);
+        std::thread::Builder::new()
+            .name("gleaner-checkpoint".into())
+            .spawn(move || {
+                while writing.load(Ordering::Relaxed) {
+                    let next = std::time::Instant::now() + every;
+                    while writing.load(Ordering::Relaxed) && std::time::Instant::now() < next {
+                        std::thread::sleep(std::time::Duration::from_millis(20).min(every));
+                    }
+                    if let Err(e) = store.write() {
+                        tracing::error!(error = %e, "Cannot write checkpoints; will retry.");
+                    }
                 }
-            }
-            if let Some(sig) = signals.next() {
-                tracing::warn!(signal = sig, "Second signal: exiting without draining.");
-                std::process::exit(130);
-            }
-        })?;
+            })?
+    };
     for p in running {
         p.join();
     }
+    writing.store(false, Ordering::Relaxed);
+    let _ = writer.join();
+    // ...and once more when every batch is delivered, buffered or failed.
+    store.write()?;
     tracing::info!("Stopped.");
     Ok(())
 }

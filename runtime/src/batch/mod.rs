@@ -1,16 +1,17 @@
-//! Groups events into batches per source, bounded by events, bytes and
-//! linger time, and sends full batches downstream through a bounded
-//! channel (a full channel blocks the tailer: that is the back-pressure).
-//! Knows events and sources, not files or plugins.
+//! Groups events into batches per source (one generation of one file),
+//! bounded by events, bytes and linger time, registers each batch with its
+//! file's ack tracker, and sends it downstream through a bounded channel (a
+//! full channel blocks the tailer: that is the back-pressure). Knows events,
+//! sources and offsets, not plugins.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use crate::ack::AckRef;
 use crate::event::Batch;
-use crate::tail::EventSink;
+use crate::tail::{EventSink, Source};
 
 /// The tag that names the file an event came from.
 pub const SOURCE_TAG: &str = "source.path";
@@ -26,114 +27,137 @@ pub struct BatchLimits {
     pub linger: Duration,
 }
 
+/// A batch on its way through a pipeline, with the acknowledgement that
+/// moves its file's checkpoint once every holder has dropped it.
+#[derive(Debug)]
+pub struct Envelope {
+    /// The events.
+    pub batch: Batch,
+    /// `None` for batches with no file position (replayed from the disk buffer).
+    pub ack: Option<AckRef>,
+}
+
+impl Envelope {
+    /// Marks the batch as not delivered (its bytes stay uncommitted).
+    pub fn fail(&self) {
+        if let Some(a) = &self.ack {
+            a.fail();
+        }
+    }
+}
+
 struct Open {
+    source: Arc<Source>,
     batch: Batch,
     since: Instant,
+    /// File offset just after the last event.
+    end: u64,
 }
 
 /// Builds batches from events and sends them on.
 pub struct Batcher {
     limits: BatchLimits,
-    open: HashMap<Arc<str>, Open>,
-    /// The batch of the most recent source, kept out of `open`.
-    last: Option<(Arc<str>, Open)>,
-    out: Sender<Batch>,
+    open: Vec<Open>,
+    /// Index in `open` of the most recent source: consecutive events nearly
+    /// always share a source.
+    last: usize,
+    out: Sender<Envelope>,
     /// Set once the receiver is gone (pipeline shutting down).
     closed: bool,
 }
 
 impl Batcher {
     /// A batcher sending to `out`.
-    pub fn new(limits: BatchLimits, out: Sender<Batch>) -> Self {
+    pub fn new(limits: BatchLimits, out: Sender<Envelope>) -> Self {
         Batcher {
             limits,
-            open: HashMap::new(),
-            last: None,
+            open: Vec::new(),
+            last: usize::MAX,
             out,
             closed: false,
         }
     }
 
-    fn send(&mut self, batch: Batch) {
-        if !self.closed && self.out.send(batch).is_err() {
-            self.closed = true;
-            tracing::warn!("Pipeline stopped receiving batches; discarding further input.");
+    fn send(&mut self, open: Open) {
+        let ack = open.source.tracker.register(open.end);
+        let envelope = Envelope {
+            batch: open.batch,
+            ack: Some(ack),
+        };
+        if self.closed {
+            envelope.fail();
+            return;
         }
+        if let Err(e) = self.out.send(envelope) {
+            e.into_inner().fail();
+            self.closed = true;
+            tracing::warn!("Pipeline stopped receiving batches; further input stays unread.");
+        }
+    }
+
+    fn send_at(&mut self, index: usize) {
+        let open = self.open.swap_remove(index);
+        self.last = usize::MAX;
+        self.send(open);
     }
 }
 
 impl EventSink for Batcher {
-    fn event(&mut self, source: &Arc<str>, body: &[u8], timestamp: i64) {
+    fn event(&mut self, source: &Arc<Source>, body: &[u8], timestamp: i64, end: u64) {
         let limits = self.limits;
-        // Consecutive events nearly always share a source: keep its batch
-        // at hand instead of hashing the path for every line.
         let hit = self
-            .last
-            .as_ref()
-            .is_some_and(|(s, _)| Arc::ptr_eq(s, source));
+            .open
+            .get(self.last)
+            .is_some_and(|o| Arc::ptr_eq(&o.source, source));
         if !hit {
-            if let Some((s, o)) = self.last.take() {
-                self.open.insert(s, o);
-            }
-            let open = self.open.remove(source).unwrap_or_else(|| Open {
-                batch: Batch::with_tags(
-                    vec![(SOURCE_TAG.to_owned(), source.to_string())],
-                    limits.max_events.min(4096),
-                    limits.max_bytes.min(1 << 20),
-                ),
-                since: Instant::now(),
-            });
-            self.last = Some((source.clone(), open));
+            self.last = match self
+                .open
+                .iter()
+                .position(|o| Arc::ptr_eq(&o.source, source))
+            {
+                Some(i) => i,
+                None => {
+                    self.open.push(Open {
+                        source: source.clone(),
+                        batch: Batch::with_tags(
+                            vec![(SOURCE_TAG.to_owned(), source.path.to_string())],
+                            limits.max_events.min(4096),
+                            limits.max_bytes.min(1 << 20),
+                        ),
+                        since: Instant::now(),
+                        end,
+                    });
+                    self.open.len() - 1
+                }
+            };
         }
-        let Some((_, open)) = self.last.as_mut() else {
-            return;
-        };
+        let open = &mut self.open[self.last];
         open.batch.push(timestamp, body);
-        let full =
-            open.batch.len() >= limits.max_events || open.batch.bodies.len() >= limits.max_bytes;
-        if full && let Some((_, full)) = self.last.take() {
-            self.send(full.batch);
+        open.end = end;
+        if open.batch.len() >= limits.max_events || open.batch.bodies.len() >= limits.max_bytes {
+            self.send_at(self.last);
         }
     }
 
     fn tick(&mut self, now: Instant) {
         let linger = self.limits.linger;
-        if self
-            .last
-            .as_ref()
-            .is_some_and(|(_, o)| now.duration_since(o.since) >= linger)
-            && let Some((_, o)) = self.last.take()
-        {
-            self.send(o.batch);
-        }
-        let due: Vec<Arc<str>> = self
-            .open
-            .iter()
-            .filter(|(_, o)| now.duration_since(o.since) >= linger)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            if let Some(o) = self.open.remove(&key) {
-                self.send(o.batch);
+        let mut i = 0;
+        while i < self.open.len() {
+            if now.duration_since(self.open[i].since) >= linger {
+                self.send_at(i);
+            } else {
+                i += 1;
             }
         }
     }
 
     fn deadline(&self) -> Option<Instant> {
-        let last = self.last.as_ref().map(|(_, o)| o);
-        let linger = self.limits.linger;
-        self.open
-            .values()
-            .chain(last)
-            .map(|o| o.since + linger)
-            .min()
+        self.open.iter().map(|o| o.since + self.limits.linger).min()
     }
 
     fn flush_all(&mut self) {
-        let last = self.last.take().map(|(_, o)| o);
-        let all: Vec<Open> = self.open.drain().map(|(_, o)| o).chain(last).collect();
-        for o in all {
-            self.send(o.batch);
+        while !self.open.is_empty() {
+            self.send_at(0);
         }
     }
 }
@@ -141,6 +165,7 @@ impl EventSink for Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ack::{FileIdentity, FileTracker};
 
     fn limits(events: usize, bytes: usize) -> BatchLimits {
         BatchLimits {
@@ -150,46 +175,87 @@ mod tests {
         }
     }
 
+    fn source(path: &str) -> Arc<Source> {
+        let id = FileIdentity {
+            dev: 1,
+            ino: path.len() as u64,
+            fingerprint: 0,
+            fingerprint_len: 0,
+        };
+        Arc::new(Source {
+            path: Arc::from(path),
+            tracker: FileTracker::new(id, path, 0),
+        })
+    }
+
     #[test]
     fn batches_close_at_the_event_bound_and_keep_sources_apart() {
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut b = Batcher::new(limits(2, 1 << 20), tx);
-        let a: Arc<str> = Arc::from("/a.log");
-        let c: Arc<str> = Arc::from("/c.log");
-        b.event(&a, b"1", 0);
-        b.event(&c, b"x", 0);
-        b.event(&a, b"2", 0);
+        let a = source("/a.log");
+        let c = source("/cc.log");
+        b.event(&a, b"1", 0, 2);
+        b.event(&c, b"x", 0, 2);
+        b.event(&a, b"2", 0, 4);
         let first = rx.try_recv().unwrap();
-        assert_eq!(first.tag(SOURCE_TAG), Some("/a.log"));
-        assert_eq!((first.body(0), first.body(1)), (&b"1"[..], &b"2"[..]));
+        assert_eq!(first.batch.tag(SOURCE_TAG), Some("/a.log"));
+        assert_eq!(
+            (first.batch.body(0), first.batch.body(1)),
+            (&b"1"[..], &b"2"[..])
+        );
         assert!(rx.try_recv().is_err());
         b.flush_all();
-        assert_eq!(rx.try_recv().unwrap().tag(SOURCE_TAG), Some("/c.log"));
+        assert_eq!(
+            rx.try_recv().unwrap().batch.tag(SOURCE_TAG),
+            Some("/cc.log")
+        );
+    }
+
+    #[test]
+    fn a_delivered_batch_commits_the_offset_after_its_last_event() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut b = Batcher::new(limits(2, 1 << 20), tx);
+        let a = source("/a.log");
+        b.event(&a, b"1", 0, 2);
+        b.event(&a, b"2", 0, 4);
+        b.event(&a, b"3", 0, 6);
+        assert_eq!(a.tracker.committed(), 0);
+        drop(rx.try_recv().unwrap());
+        assert_eq!(
+            a.tracker.committed(),
+            4,
+            "the third event is not delivered yet"
+        );
+        b.flush_all();
+        let last = rx.try_recv().unwrap();
+        last.fail();
+        drop(last);
+        assert_eq!(a.tracker.committed(), 4, "a failed batch commits nothing");
     }
 
     #[test]
     fn batches_close_at_the_byte_bound() {
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut b = Batcher::new(limits(100, 5), tx);
-        let a: Arc<str> = Arc::from("/a.log");
-        b.event(&a, b"abc", 0);
+        let a = source("/a.log");
+        b.event(&a, b"abc", 0, 4);
         assert!(rx.try_recv().is_err());
-        b.event(&a, b"def", 0);
-        assert_eq!(rx.try_recv().unwrap().len(), 2);
+        b.event(&a, b"def", 0, 8);
+        assert_eq!(rx.try_recv().unwrap().batch.len(), 2);
     }
 
     #[test]
     fn linger_sends_a_batch_that_is_not_full() {
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut b = Batcher::new(limits(100, 1 << 20), tx);
-        let a: Arc<str> = Arc::from("/a.log");
+        let a = source("/a.log");
         let t0 = Instant::now();
-        b.event(&a, b"x", 0);
+        b.event(&a, b"x", 0, 2);
         b.tick(t0);
         assert!(rx.try_recv().is_err());
         let d = b.deadline().unwrap();
         b.tick(d + Duration::from_millis(1));
-        assert_eq!(rx.try_recv().unwrap().len(), 1);
+        assert_eq!(rx.try_recv().unwrap().batch.len(), 1);
         assert_eq!(b.deadline(), None);
     }
 }

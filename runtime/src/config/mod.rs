@@ -39,6 +39,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Compiled plugin cache (absolute).
     pub plugin_cache_dir: PathBuf,
+    /// How often checkpoints are written.
+    pub checkpoint_interval: std::time::Duration,
+    /// When unseen files' checkpoints are forgotten.
+    pub checkpoint_stale_after: std::time::Duration,
+    /// Drain deadline at shutdown.
+    pub shutdown_timeout: std::time::Duration,
     /// The pipelines.
     pub pipelines: Vec<PipelineConfig>,
 }
@@ -179,10 +185,16 @@ impl Resolver<'_> {
             }
             pipelines.push(self.pipeline(&key, p)?);
         }
+        if raw.checkpoint_interval.is_zero() {
+            return self.err("checkpoint_interval", "must be above zero");
+        }
         Ok(Config {
             file: self.file.to_path_buf(),
             data_dir,
             plugin_cache_dir,
+            checkpoint_interval: raw.checkpoint_interval,
+            checkpoint_stale_after: raw.checkpoint_stale_after,
+            shutdown_timeout: raw.shutdown_timeout,
             pipelines,
         })
     }

@@ -19,8 +19,29 @@ pub struct RawConfig {
     /// Where compiled plugins are cached (default `<data_dir>/plugin-cache`).
     #[serde(default)]
     pub plugin_cache_dir: Option<PathBuf>,
+    /// How often delivered offsets are written to
+    /// `<data_dir>/checkpoints.json` (also at shutdown). Default `1s`.
+    #[serde(default = "default_checkpoint_interval", with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// Checkpoints of files not seen for this long are forgotten. Default `24h`.
+    #[serde(default = "default_checkpoint_stale_after", with = "humantime_serde")]
+    pub checkpoint_stale_after: Duration,
+    /// On SIGTERM/SIGINT, how long queued batches may still be delivered
+    /// before the rest is written to the disk buffer. Default `10s`.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
     /// The pipelines; names must be unique.
     pub pipelines: Vec<RawPipeline>,
+}
+
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_checkpoint_stale_after() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// One pipeline: inputs → processors (in order) → every flusher.
@@ -261,8 +282,9 @@ pub struct RawGrants {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOnError {
-    /// Retries of a batch after a trap, timeout or `retryable` error, with
-    /// exponential backoff. Default 5.
+    /// Retries of a batch after a trap or timeout, with exponential backoff.
+    /// (A flusher's `retryable` errors are retried until the batch is
+    /// delivered or Gleaner stops.) Default 5.
     #[serde(default = "default_retries")]
     pub retries: u32,
     /// First backoff; doubles each retry up to `max_backoff`. Default `100ms`.

@@ -1,19 +1,72 @@
-//! Drives one flusher of a pipeline on its own thread: takes batches from
-//! its bounded queue, calls the plugin, retries `retryable` errors and traps
-//! with exponential backoff, and gives up per policy (dead-letter or drop,
-//! both counted). Knows plugins only through `plugin::Instance`.
+//! Drives one flusher of a pipeline on its own thread.
+//!
+//! - At start, replays the flusher's disk buffer (batches left undelivered
+//!   by the last graceful stop), oldest first, before anything new.
+//! - A `retryable` error is retried with exponential backoff until the
+//!   batch is delivered (an output that is down slows its own pipeline; the
+//!   bounded queues stop reading upstream). A trap is retried `retries`
+//!   times; a `rejected` batch is not retried. Given-up batches go to the
+//!   dead-letter file (or are dropped, by policy), counted either way.
+//! - When the pipeline stops, delivery goes on until the drain deadline;
+//!   after it, every batch still undelivered is written to the disk buffer.
+//!
+//! A batch's acknowledgement is released (delivered) once it is delivered,
+//! dead-lettered, dropped by policy or buffered, and marked failed if even
+//! the buffer cannot take it. Knows plugins only through `plugin::Instance`.
 
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
+use crate::batch::Envelope;
+use crate::buffer::DiskBuffer;
 use crate::config::{GiveUp, OnError};
 use crate::event::Batch;
 use crate::pipeline::dead_letter::DeadLetter;
 use crate::pipeline::stats::PipelineStats;
 use crate::plugin::{CallError, Instance};
+
+/// The stop signal of a pipeline's flushers, with the drain deadline.
+#[derive(Debug, Default)]
+pub struct Shutdown {
+    deadline: Mutex<Option<Instant>>,
+}
+
+impl Shutdown {
+    /// Starts draining: delivery may go on for `grace`.
+    pub fn begin(&self, grace: Duration) {
+        let mut d = self.deadline.lock().unwrap_or_else(|p| p.into_inner());
+        if d.is_none() {
+            *d = Some(Instant::now() + grace);
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True once draining has begun.
+    pub fn stopping(&self) -> bool {
+        self.deadline().is_some()
+    }
+
+    /// True once the drain deadline has passed.
+    pub fn expired(&self) -> bool {
+        self.deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Sleeps up to `d`, waking early when the drain deadline passes.
+    fn sleep(&self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until && !self.expired() {
+            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
+        }
+    }
+}
 
 /// One flusher worker.
 pub struct FlushWorker {
@@ -23,54 +76,132 @@ pub struct FlushWorker {
     pub on_error: OnError,
     /// Where given-up batches go.
     pub dead_letter: Arc<DeadLetter>,
+    /// Where undelivered batches go at shutdown.
+    pub buffer: Arc<DiskBuffer>,
+    /// The pipeline's stop signal.
+    pub shutdown: Arc<Shutdown>,
     /// Pipeline counters.
     pub stats: Arc<PipelineStats>,
 }
 
+/// How one delivery attempt sequence ended.
+enum Outcome {
+    /// Delivered, dead-lettered or dropped by policy: done with it.
+    Done,
+    /// The drain deadline passed first.
+    Undelivered,
+}
+
 impl FlushWorker {
-    /// Runs until the queue is closed and drained.
+    /// Replays the buffer, then runs until the queue is closed and drained.
     pub fn spawn(
         mut self,
         name: String,
-        queue: Receiver<Batch>,
+        queue: Receiver<Envelope>,
     ) -> std::io::Result<JoinHandle<()>> {
         std::thread::Builder::new().name(name).spawn(move || {
-            for mut batch in queue {
-                self.deliver(&mut batch);
+            self.replay();
+            for mut envelope in queue {
+                if self.shutdown.expired()
+                    || matches!(self.deliver(&mut envelope.batch), Outcome::Undelivered)
+                {
+                    self.to_buffer(&envelope);
+                }
             }
         })
     }
 
-    fn deliver(&mut self, batch: &mut Batch) {
+    /// Delivers what the last graceful stop left in the buffer.
+    fn replay(&mut self) {
+        let segments = match self.buffer.segments() {
+            Ok(s) => s,
+            Err(e) => {
+                error!(error = %e, "Cannot list the disk buffer; its batches stay there.");
+                return;
+            }
+        };
+        if !segments.is_empty() {
+            info!(
+                segments = segments.len(),
+                "Replaying the disk buffer before new input."
+            );
+        }
+        for seg in segments {
+            let mut batch = match DiskBuffer::read(&seg) {
+                Ok(b) => b,
+                Err(e) => {
+                    error!(error = %e, "Skipping an unreadable buffer segment (left in place).");
+                    continue;
+                }
+            };
+            match self.deliver(&mut batch) {
+                Outcome::Done => {
+                    self.stats.events_replayed.add(batch.len() as u64);
+                    if let Err(e) = std::fs::remove_file(&seg) {
+                        warn!(path = %seg.display(), error = %e, "Cannot remove a delivered buffer segment: it will be sent again.");
+                    }
+                }
+                // Still undeliverable at shutdown: it stays in the buffer.
+                Outcome::Undelivered => return,
+            }
+        }
+    }
+
+    fn to_buffer(&self, envelope: &Envelope) {
+        match self.buffer.write(&envelope.batch) {
+            Ok(path) => {
+                self.stats.events_buffered.add(envelope.batch.len() as u64);
+                info!(path = %path.display(), events = envelope.batch.len(), "Buffered an undelivered batch for the next start.");
+            }
+            Err(e) => {
+                envelope.fail();
+                error!(error = %e, events = envelope.batch.len(), "Cannot write the disk buffer; the batch will be read again after restart.");
+            }
+        }
+    }
+
+    fn deliver(&mut self, batch: &mut Batch) -> Outcome {
         let mut backoff = self.on_error.backoff;
-        let mut attempt = 0;
+        let mut traps = 0;
         let plugin = self.instance.prepared().ident().plugin.clone();
         loop {
             let err = match self.instance.flush(batch) {
                 Ok(()) => {
                     self.stats.events_delivered.add(batch.len() as u64);
-                    return;
+                    return Outcome::Done;
                 }
                 Err(e) => e,
             };
-            let retryable = matches!(err, CallError::Retryable(_) | CallError::Trap(_));
-            if retryable && attempt < self.on_error.retries {
-                attempt += 1;
+            let retry = match &err {
+                CallError::Retryable(_) => true,
+                CallError::Trap(_) => {
+                    traps += 1;
+                    traps <= self.on_error.retries
+                }
+                CallError::Rejected(_) | CallError::Failed(_) => false,
+            };
+            if retry {
+                if self.shutdown.expired() {
+                    return Outcome::Undelivered;
+                }
                 self.stats.flush_retries.inc();
-                warn!(plugin = &*plugin, attempt, error = %err, backoff_ms = backoff.as_millis() as u64, "Flush failed; retrying.");
-                std::thread::sleep(backoff);
+                warn!(plugin = &*plugin, error = %err, backoff_ms = backoff.as_millis() as u64, "Flush failed; retrying.");
+                self.shutdown.sleep(backoff);
+                if self.shutdown.expired() {
+                    return Outcome::Undelivered;
+                }
                 backoff = (backoff * 2).min(self.on_error.max_backoff);
                 continue;
             }
-            error!(plugin = &*plugin, attempts = attempt + 1, events = batch.len(), error = %err, "Giving up on a batch.");
+            error!(plugin = &*plugin, events = batch.len(), error = %err, "Giving up on a batch.");
             match self.on_error.then {
                 GiveUp::DeadLetter | GiveUp::Skip => {
                     self.dead_letter
-                        .write(&plugin, &err.to_string(), batch, &self.stats);
+                        .write(&plugin, &err.to_string(), batch, &self.stats)
                 }
                 GiveUp::Drop => self.stats.events_dropped.add(batch.len() as u64),
             }
-            return;
+            return Outcome::Done;
         }
     }
 }

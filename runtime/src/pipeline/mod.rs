@@ -22,23 +22,37 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use self::chain::{Chain, Stage};
 use self::dead_letter::DeadLetter;
 use self::stats::PipelineStats;
-use crate::batch::Batcher;
+use crate::batch::{Batcher, Envelope};
+use crate::buffer::DiskBuffer;
+use crate::checkpoint::CheckpointStore;
 use crate::config::PipelineConfig;
-use crate::event::Batch;
-use crate::flush::FlushWorker;
+use crate::flush::{FlushWorker, Shutdown};
 use crate::plugin::{Ident, Instance, PluginError, PluginHost, PluginStats};
-use crate::tail::{InputStats, PatternError, Tailer};
+use crate::tail::{Checkpoints, InputStats, PatternError, Tailer};
 
-/// A plugin of a pipeline that could not be prepared.
+/// Why a pipeline could not be prepared.
 #[derive(Debug, thiserror::Error)]
-#[error("{key} ({reference}): {source}")]
-pub struct PrepareError {
-    /// Key path of the plugin entry.
-    pub key: String,
-    /// The `plugin:` value.
-    pub reference: String,
-    /// What went wrong.
-    pub source: PluginError,
+pub enum PrepareError {
+    /// A plugin could not be compiled, linked or initialised.
+    #[error("{key} ({reference}): {source}")]
+    Plugin {
+        /// Key path of the plugin entry.
+        key: String,
+        /// The `plugin:` value.
+        reference: String,
+        /// What went wrong.
+        source: PluginError,
+    },
+    /// A flusher's disk buffer directory cannot be used.
+    #[error("{key}: cannot open the disk buffer {path}: {source}")]
+    Buffer {
+        /// Key path of the flusher entry.
+        key: String,
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// A pipeline whose plugins are compiled and initialised, not yet running.
@@ -47,6 +61,7 @@ pub struct PreparedPipeline {
     stages: Vec<Stage>,
     flushers: Vec<FlushWorker>,
     dead_letter: Arc<DeadLetter>,
+    shutdown: Arc<Shutdown>,
     stats: Arc<PipelineStats>,
     plugin_stats: Vec<(String, Arc<PluginStats>)>,
 }
@@ -65,7 +80,7 @@ pub fn prepare(
     ));
     let mut plugin_stats = Vec::new();
     let mut instance = |entry: &crate::config::PluginEntry| -> Result<Instance, PrepareError> {
-        let err = |source| PrepareError {
+        let err = |source| PrepareError::Plugin {
             key: entry.key.clone(),
             reference: entry.reference.clone(),
             source,
@@ -85,12 +100,24 @@ pub fn prepare(
             on_error: entry.on_error.clone(),
         });
     }
+    let shutdown = Arc::new(Shutdown::default());
     let mut flushers = Vec::new();
-    for entry in &config.flushers {
+    for (i, entry) in config.flushers.iter().enumerate() {
+        let dir = data_dir
+            .join("buffer")
+            .join(&config.name)
+            .join(i.to_string());
+        let buffer = DiskBuffer::open(dir.clone()).map_err(|source| PrepareError::Buffer {
+            key: entry.key.clone(),
+            path: dir,
+            source,
+        })?;
         flushers.push(FlushWorker {
             instance: instance(entry)?,
             on_error: entry.on_error.clone(),
             dead_letter: dead_letter.clone(),
+            buffer: Arc::new(buffer),
+            shutdown: shutdown.clone(),
             stats: stats.clone(),
         });
     }
@@ -99,6 +126,7 @@ pub fn prepare(
         stages,
         flushers,
         dead_letter,
+        shutdown,
         stats,
         plugin_stats,
     })
@@ -108,6 +136,7 @@ pub fn prepare(
 pub struct RunningPipeline {
     name: String,
     stop: Arc<AtomicBool>,
+    shutdown: Arc<Shutdown>,
     threads: Vec<JoinHandle<()>>,
     stats: Arc<PipelineStats>,
     inputs: Vec<Arc<InputStats>>,
@@ -119,18 +148,22 @@ impl PreparedPipeline {
     /// once the files present at start are read to their end. Inputs whose
     /// patterns do not compile are reported (config checking makes that
     /// unreachable in practice).
-    pub fn start(self, exit_on_eof: bool) -> Result<RunningPipeline, PatternError> {
+    pub fn start(
+        self,
+        exit_on_eof: bool,
+        store: &Arc<CheckpointStore>,
+    ) -> Result<RunningPipeline, PatternError> {
         let name = self.config.name.clone();
         let depth = self.config.queue_batches;
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
-        let mut flush_queues: Vec<Sender<Batch>> = Vec::new();
+        let mut flush_queues: Vec<Sender<Envelope>> = Vec::new();
         for (i, worker) in self.flushers.into_iter().enumerate() {
             let (tx, rx) = bounded(depth);
             flush_queues.push(tx);
             threads.push(spawn_or_log(worker.spawn(format!("{name}-flush{i}"), rx)));
         }
-        let (in_tx, in_rx) = bounded::<Batch>(depth);
+        let (in_tx, in_rx) = bounded::<Envelope>(depth);
         let chain = Chain {
             stages: self.stages,
             dead_letter: self.dead_letter.clone(),
@@ -145,7 +178,11 @@ impl PreparedPipeline {
         let mut inputs = Vec::new();
         for (i, opts) in self.config.inputs.iter().enumerate() {
             let input_stats = Arc::new(InputStats::default());
-            let tailer = Tailer::new(opts.clone(), input_stats.clone())?;
+            let checkpoints = Checkpoints {
+                store: store.clone(),
+                input: Arc::from(format!("{name}/{i}")),
+            };
+            let tailer = Tailer::new(opts.clone(), input_stats.clone(), checkpoints)?;
             let mut batcher = Batcher::new(self.config.batch, in_tx.clone());
             let stop = stop.clone();
             inputs.push(input_stats);
@@ -159,11 +196,27 @@ impl PreparedPipeline {
         Ok(RunningPipeline {
             name,
             stop,
+            shutdown: self.shutdown,
             threads: threads.into_iter().flatten().collect(),
             stats: self.stats,
             inputs,
             plugins: self.plugin_stats,
         })
+    }
+}
+
+/// Stops a pipeline from another thread (see [`RunningPipeline::stop`]).
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    stop: Arc<AtomicBool>,
+    shutdown: Arc<Shutdown>,
+}
+
+impl Stopper {
+    /// Same as [`RunningPipeline::stop`].
+    pub fn stop(&self, grace: std::time::Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.shutdown.begin(grace);
     }
 }
 
@@ -175,13 +228,15 @@ fn spawn_or_log(r: std::io::Result<JoinHandle<()>>) -> Option<JoinHandle<()>> {
 fn spawn_processor(
     name: String,
     mut chain: Chain,
-    input: Receiver<Batch>,
-    outputs: Vec<Sender<Batch>>,
+    input: Receiver<Envelope>,
+    outputs: Vec<Sender<Envelope>>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(name).spawn(move || {
-        for batch in input {
+        for Envelope { batch, ack } in input {
             chain.stats.batches_in.inc();
             chain.stats.events_in.add(batch.len() as u64);
+            // A batch dead-lettered or dropped by a processor is done with:
+            // dropping its ack here counts it as delivered.
             let Some(out) = chain.run(batch) else {
                 continue;
             };
@@ -191,9 +246,12 @@ fn spawn_processor(
             }
             if let Some((last, rest)) = outputs.split_last() {
                 for q in rest {
-                    let _ = q.send(out.clone());
+                    let _ = q.send(Envelope {
+                        batch: out.clone(),
+                        ack: ack.clone(),
+                    });
                 }
-                let _ = last.send(out);
+                let _ = last.send(Envelope { batch: out, ack });
             }
         }
     })
@@ -215,14 +273,19 @@ impl RunningPipeline {
         &self.inputs
     }
 
-    /// Tells the inputs to stop reading; returns at once.
-    pub fn stop(&self) {
+    /// Tells the inputs to stop reading and the flushers to deliver what is
+    /// queued within `grace`, then buffer the rest; returns at once.
+    pub fn stop(&self, grace: std::time::Duration) {
         self.stop.store(true, Ordering::Relaxed);
+        self.shutdown.begin(grace);
     }
 
-    /// A flag that stops the inputs when set (for signal handlers).
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        self.stop.clone()
+    /// A handle that can stop the pipeline from another thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            stop: self.stop.clone(),
+            shutdown: self.shutdown.clone(),
+        }
     }
 
     /// Waits until every batch read has been processed and flushed.
@@ -242,6 +305,8 @@ impl RunningPipeline {
             events_delivered = s.events_delivered.get(),
             events_dead_lettered = s.events_dead_lettered.get(),
             events_dropped = s.events_dropped.get(),
+            events_buffered = s.events_buffered.get(),
+            events_replayed = s.events_replayed.get(),
             "Pipeline stopped."
         );
         for (plugin, p) in &self.plugins {

@@ -23,4 +23,8 @@ pub struct PipelineStats {
     pub flush_retries: Counter,
     /// Retries of process calls.
     pub process_retries: Counter,
+    /// Events written to the disk buffer at shutdown.
+    pub events_buffered: Counter,
+    /// Events replayed from the disk buffer and delivered.
+    pub events_replayed: Counter,
 }

@@ -1,37 +1,27 @@
-//! One tailed file: its handle, identity (device, inode), read offset, line
-//! splitter and multiline state. Reads in chunks and hands finished events
-//! to an [`EventSink`]. Knows nothing of globs, batches or plugins.
+//! One tailed file: its handle, identity (device, inode, fingerprint of its
+//! first bytes), read offset, ack tracker, line splitter and multiline
+//! state. Reads in chunks and hands finished events, each with the file
+//! offset just after it, to an [`EventSink`]. Knows nothing of globs,
+//! batches or plugins.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use sha2::{Digest, Sha256};
+
 use super::lines::LineSplitter;
 use super::multiline::Multiline;
 use super::options::FileInputOptions;
-use super::{EventSink, InputStats};
+use super::{EventSink, InputStats, Source};
+use crate::ack::{FileIdentity, FileTracker};
+use crate::checkpoint::CheckpointStore;
 
-/// What identifies a file independent of its path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FileId {
-    /// Device number.
-    pub dev: u64,
-    /// Inode number.
-    pub ino: u64,
-}
-
-impl FileId {
-    /// The identity of an open file or a path's metadata.
-    pub fn of(meta: &std::fs::Metadata) -> Self {
-        FileId {
-            dev: meta.dev(),
-            ino: meta.ino(),
-        }
-    }
-}
+/// Bytes at the start of a file that make up its fingerprint (at most).
+pub const FINGERPRINT_BYTES: u32 = 1024;
 
 /// Nanoseconds since the Unix epoch, now.
 pub fn now_nanos() -> i64 {
@@ -41,51 +31,149 @@ pub fn now_nanos() -> i64 {
         .unwrap_or(0)
 }
 
+/// The fingerprint of the first `min(len, size)` bytes of `file`.
+pub fn fingerprint(file: &File, size: u64, len: u32) -> io::Result<(u64, u32)> {
+    let n = size.min(u64::from(len)) as usize;
+    let mut buf = vec![0u8; n];
+    file.read_exact_at(&mut buf, 0)?;
+    let digest = Sha256::digest(&buf);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    Ok((u64::from_be_bytes(first), n as u32))
+}
+
+/// Where reading of a newly opened file starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// At byte 0.
+    Beginning,
+    /// At the current end.
+    End,
+}
+
+/// Where the tailer keeps offsets of one input.
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    /// The store.
+    pub store: Arc<CheckpointStore>,
+    /// This input's key in it: `<pipeline>/<input index>`.
+    pub input: Arc<str>,
+}
+
 /// An open file being tailed.
 #[derive(Debug)]
 pub struct TailedFile {
     path: PathBuf,
-    source: Arc<str>,
+    source: Arc<Source>,
     file: File,
-    id: FileId,
+    identity: FileIdentity,
     offset: u64,
     lines: LineSplitter,
     multiline: Option<Multiline>,
     last_data_at: Instant,
     partial_timeout: Duration,
+    checkpoints: Checkpoints,
 }
 
 impl TailedFile {
-    /// Opens `path`, positioned at its end if `at_end`, else at 0.
-    pub fn open(path: &Path, at_end: bool, opts: &FileInputOptions) -> io::Result<Self> {
+    /// Opens `path` and positions it: at its checkpoint if the checkpoint
+    /// store knows this file (same device, inode and fingerprint), else at
+    /// `start`. Returns the file and whether it resumed from a checkpoint.
+    pub fn open(
+        path: &Path,
+        start: Start,
+        opts: &FileInputOptions,
+        checkpoints: &Checkpoints,
+    ) -> io::Result<(Self, bool)> {
         let mut file = File::open(path)?;
         let meta = file.metadata()?;
-        let offset = if at_end {
-            file.seek(SeekFrom::End(0))?
-        } else {
-            0
+        let size = meta.len();
+        let (fp, fp_len) = fingerprint(&file, size, FINGERPRINT_BYTES)?;
+        let identity = FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            fingerprint: fp,
+            fingerprint_len: fp_len,
         };
-        Ok(TailedFile {
+        let same = |old: FileIdentity| -> io::Result<bool> {
+            Ok(old.fingerprint_len <= fp_len
+                && fingerprint(&file, size, old.fingerprint_len)?.0 == old.fingerprint)
+        };
+        // Seen earlier in this run (closed, e.g. renamed out of the patterns
+        // and back): continue after what was already read and sent on.
+        let live = match checkpoints
+            .store
+            .live(&checkpoints.input, identity.dev, identity.ino)
+        {
+            Some(t) if same(t.identity())? => Some(t),
+            _ => None,
+        };
+        // Known from the checkpoint file of an earlier run.
+        let known = match checkpoints
+            .store
+            .lookup(&checkpoints.input, identity.dev, identity.ino)
+        {
+            Some(e) if e.identity().map(same).transpose()?.unwrap_or(false) => {
+                Some(e.offset.min(size))
+            }
+            _ => None,
+        };
+        let (offset, tracker, resumed) = match (live, known, start) {
+            (Some(t), _, _) => {
+                let offset = t.registered().min(size);
+                t.set_closed(false);
+                (offset, t, true)
+            }
+            (None, Some(offset), _) => (
+                offset,
+                FileTracker::new(identity, &path.to_string_lossy(), offset),
+                true,
+            ),
+            (None, None, Start::Beginning) => (
+                0,
+                FileTracker::new(identity, &path.to_string_lossy(), 0),
+                false,
+            ),
+            (None, None, Start::End) => (
+                size,
+                FileTracker::new(identity, &path.to_string_lossy(), size),
+                false,
+            ),
+        };
+        file.seek(SeekFrom::Start(offset))?;
+        let path_text = path.to_string_lossy();
+        checkpoints.store.track(&checkpoints.input, &tracker);
+        let f = TailedFile {
             path: path.to_path_buf(),
-            source: Arc::from(path.to_string_lossy().as_ref()),
+            source: Arc::new(Source {
+                path: Arc::from(path_text.as_ref()),
+                tracker,
+            }),
             file,
-            id: FileId::of(&meta),
+            identity,
             offset,
             lines: LineSplitter::new(opts.max_line_bytes),
             multiline: opts.multiline.clone().map(Multiline::new),
             last_data_at: Instant::now(),
             partial_timeout: opts.partial_line_timeout,
-        })
+            checkpoints: checkpoints.clone(),
+        };
+        Ok((f, resumed))
     }
 
-    /// The path the file was opened at.
+    /// The path the file was last seen at.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The file's identity.
-    pub fn id(&self) -> FileId {
-        self.id
+    /// Records that the file is now found at `path` (it was renamed).
+    pub fn set_path(&mut self, path: &Path) {
+        self.path = path.to_path_buf();
+    }
+
+    /// Device and inode.
+    pub fn dev_ino(&self) -> (u64, u64) {
+        (self.identity.dev, self.identity.ino)
     }
 
     /// Bytes read so far (the position in the file).
@@ -93,21 +181,54 @@ impl TailedFile {
         self.offset
     }
 
-    /// Size of the open file now.
-    pub fn size(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
-    }
-
-    /// Starts over from byte 0 after the file was truncated.
+    /// Starts over from byte 0 after the file was truncated. The file gets a
+    /// new tracker: acknowledgements of batches read before the truncation
+    /// must not move the checkpoint of the new content.
     pub fn restart_after_truncation(&mut self, stats: &InputStats) -> io::Result<()> {
         self.file.seek(SeekFrom::Start(0))?;
         self.offset = 0;
         self.lines.reset();
+        if let Some(m) = self.multiline.as_mut() {
+            m.reset();
+        }
+        let size = self.file.metadata()?.len();
+        let (fp, fp_len) = fingerprint(&self.file, size, FINGERPRINT_BYTES)?;
+        self.identity = FileIdentity {
+            fingerprint: fp,
+            fingerprint_len: fp_len,
+            ..self.identity
+        };
+        let tracker = FileTracker::new(self.identity, &self.path.to_string_lossy(), 0);
+        self.checkpoints
+            .store
+            .track(&self.checkpoints.input, &tracker);
+        self.source = Arc::new(Source {
+            path: self.source.path.clone(),
+            tracker,
+        });
         stats.truncations.inc();
         Ok(())
     }
 
-    /// Reads at most `budget` bytes into `buf`-sized chunks and sends the
+    /// Grows the fingerprint while the file is shorter than
+    /// [`FINGERPRINT_BYTES`], so a restart recognises it by as many bytes as
+    /// possible.
+    fn grow_fingerprint(&mut self) -> io::Result<()> {
+        if self.identity.fingerprint_len < FINGERPRINT_BYTES
+            && self.offset > u64::from(self.identity.fingerprint_len)
+        {
+            let (fp, len) = fingerprint(&self.file, self.offset, FINGERPRINT_BYTES)?;
+            self.identity = FileIdentity {
+                fingerprint: fp,
+                fingerprint_len: len,
+                ..self.identity
+            };
+            self.source.tracker.set_identity(self.identity);
+        }
+        Ok(())
+    }
+
+    /// Reads at most `budget` bytes in `buf`-sized chunks and sends the
     /// events they complete. Returns the bytes read (0 at end of file).
     pub fn read(
         &mut self,
@@ -125,6 +246,7 @@ impl TailedFile {
                 Err(e) => return Err(e),
             };
             total += n;
+            let chunk_start = self.offset;
             self.offset += n as u64;
             let now = Instant::now();
             let ts = now_nanos();
@@ -135,14 +257,17 @@ impl TailedFile {
                 source,
                 ..
             } = self;
-            lines.push(&buf[..n], |line, flags, _| {
+            lines.push(&buf[..n], |line, flags, consumed| {
                 if flags.truncated {
                     stats.lines_truncated.inc();
                 }
                 stats.lines.inc();
+                let end = chunk_start + consumed as u64;
                 match multiline {
-                    Some(m) => m.push(line, now, &mut |ev: &[u8]| sink.event(source, ev, ts)),
-                    None => sink.event(source, line, ts),
+                    Some(m) => m.push(line, end, now, &mut |ev: &[u8], end| {
+                        sink.event(source, ev, ts, end)
+                    }),
+                    None => sink.event(source, line, ts, end),
                 }
             });
             stats
@@ -150,6 +275,9 @@ impl TailedFile {
                 .add(self.lines.skipped_bytes - skipped_before);
             stats.bytes.add(n as u64);
             self.last_data_at = now;
+        }
+        if total > 0 {
+            self.grow_fingerprint()?;
         }
         Ok(total)
     }
@@ -164,6 +292,7 @@ impl TailedFile {
         stats: &InputStats,
     ) {
         let ts = now_nanos();
+        let offset = self.offset;
         let Self {
             lines,
             multiline,
@@ -177,18 +306,25 @@ impl TailedFile {
                 stats.lines.inc();
                 stats.lines_partial.inc();
                 match multiline.as_mut() {
-                    Some(m) => m.push(line, now, &mut |ev: &[u8]| sink.event(source, ev, ts)),
-                    None => sink.event(source, line, ts),
+                    Some(m) => m.push(line, offset, now, &mut |ev: &[u8], end| {
+                        sink.event(source, ev, ts, end)
+                    }),
+                    None => sink.event(source, line, ts, offset),
                 }
             });
         }
         if let Some(m) = multiline {
             if force {
-                m.flush(&mut |ev: &[u8]| sink.event(source, ev, ts));
+                m.flush(&mut |ev: &[u8], end| sink.event(source, ev, ts, end));
             } else {
-                m.flush_if_due(now, &mut |ev: &[u8]| sink.event(source, ev, ts));
+                m.flush_if_due(now, &mut |ev: &[u8], end| sink.event(source, ev, ts, end));
             }
         }
+    }
+
+    /// True if the file has bytes beyond what was read.
+    pub fn has_more(&self) -> bool {
+        self.file.metadata().is_ok_and(|m| m.len() > self.offset)
     }
 
     /// The next time [`TailedFile::flush_held`] has something to do.
@@ -200,5 +336,11 @@ impl TailedFile {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+}
+
+impl Drop for TailedFile {
+    fn drop(&mut self) {
+        self.source.tracker.set_closed(true);
     }
 }

@@ -15,20 +15,31 @@ mod tailer;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use file::{FileId, TailedFile, now_nanos};
+pub use file::{Checkpoints, FINGERPRINT_BYTES, Start, TailedFile, fingerprint, now_nanos};
 pub use glob::{PathMatcher, PatternError};
 pub use lines::{LineFlags, LineSplitter};
 pub use multiline::Multiline;
 pub use options::{FileInputOptions, MultilineRules, StartAt};
 pub use tailer::Tailer;
 
+use crate::ack::FileTracker;
 use crate::telemetry::Counter;
+
+/// Where events come from: one generation of one file.
+#[derive(Debug)]
+pub struct Source {
+    /// The path the file was opened at.
+    pub path: Arc<str>,
+    /// Acknowledgements of what was read from it.
+    pub tracker: Arc<FileTracker>,
+}
 
 /// Where the tailer puts finished events.
 pub trait EventSink {
     /// One event (a line, or a multiline group) read from `source` at
-    /// `timestamp` (ns since the epoch). May block for back-pressure.
-    fn event(&mut self, source: &Arc<str>, body: &[u8], timestamp: i64);
+    /// `timestamp` (ns since the epoch); `end` is the file offset just after
+    /// it. May block for back-pressure.
+    fn event(&mut self, source: &Arc<Source>, body: &[u8], timestamp: i64, end: u64);
     /// Called on every turn of the loop with the current time.
     fn tick(&mut self, now: Instant);
     /// When `tick` next has work to do.

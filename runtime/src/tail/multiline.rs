@@ -13,6 +13,8 @@ pub struct Multiline {
     buf: Vec<u8>,
     lines: usize,
     last_line_at: Option<Instant>,
+    /// File offset just after the last line of the group.
+    end: u64,
 }
 
 impl Multiline {
@@ -23,10 +25,12 @@ impl Multiline {
             buf: Vec::new(),
             lines: 0,
             last_line_at: None,
+            end: 0,
         }
     }
 
-    fn append(&mut self, line: &[u8], now: Instant) {
+    fn append(&mut self, line: &[u8], end: u64, now: Instant) {
+        self.end = end;
         if self.lines > 0 {
             self.buf.push(b'\n');
         }
@@ -36,13 +40,20 @@ impl Multiline {
     }
 
     /// Sends the current group, if any.
-    pub fn flush(&mut self, emit: &mut impl FnMut(&[u8])) {
+    pub fn flush(&mut self, emit: &mut impl FnMut(&[u8], u64)) {
         if self.lines > 0 {
-            emit(&self.buf);
+            emit(&self.buf, self.end);
             self.buf.clear();
             self.lines = 0;
             self.last_line_at = None;
         }
+    }
+
+    /// Forgets the current group (after the file was truncated).
+    pub fn reset(&mut self) {
+        self.buf.clear();
+        self.lines = 0;
+        self.last_line_at = None;
     }
 
     /// When the current group will be flushed by timeout.
@@ -51,14 +62,15 @@ impl Multiline {
     }
 
     /// Flushes the group if its timeout has passed.
-    pub fn flush_if_due(&mut self, now: Instant, emit: &mut impl FnMut(&[u8])) {
+    pub fn flush_if_due(&mut self, now: Instant, emit: &mut impl FnMut(&[u8], u64)) {
         if self.deadline().is_some_and(|d| d <= now) {
             self.flush(emit);
         }
     }
 
-    /// Feeds one line; `emit` receives every finished event.
-    pub fn push(&mut self, line: &[u8], now: Instant, emit: &mut impl FnMut(&[u8])) {
+    /// Feeds one line that ends at file offset `end`; `emit` receives every
+    /// finished event with the offset just after its last line.
+    pub fn push(&mut self, line: &[u8], end: u64, now: Instant, emit: &mut impl FnMut(&[u8], u64)) {
         let r = &self.rules;
         let is_start = r.start.as_ref().is_some_and(|re| re.is_match(line));
         let is_continue = r
@@ -69,26 +81,26 @@ impl Multiline {
 
         if is_start {
             self.flush(emit);
-            self.append(line, now);
+            self.append(line, end, now);
         } else if is_continue {
-            self.append(line, now);
+            self.append(line, end, now);
         } else if r.start.is_some() && r.continue_pattern.is_none() {
             // Start-only mode: every other line continues the group; a line
             // before any start line is an event of its own.
             if self.lines > 0 {
-                self.append(line, now);
+                self.append(line, end, now);
             } else {
-                emit(line);
+                emit(line, end);
                 return;
             }
         } else if r.end.is_some() && r.continue_pattern.is_none() {
             // End mode: lines accumulate until the end line.
-            self.append(line, now);
+            self.append(line, end, now);
         } else {
             // A continue pattern is set and this line does not match it: it
             // starts a new group.
             self.flush(emit);
-            self.append(line, now);
+            self.append(line, end, now);
         }
         if is_end || self.lines >= self.rules.max_lines {
             self.flush(emit);
@@ -124,8 +136,8 @@ mod tests {
         let mut m = Multiline::new(rules);
         let mut out = Vec::new();
         let now = Instant::now();
-        for l in lines {
-            m.push(l.as_bytes(), now, &mut |e: &[u8]| {
+        for (i, l) in lines.iter().enumerate() {
+            m.push(l.as_bytes(), i as u64, now, &mut |e: &[u8], _| {
                 out.push(String::from_utf8_lossy(e).into_owned())
             });
         }
@@ -150,7 +162,7 @@ mod tests {
             ]
         );
         let mut rest = Vec::new();
-        m.flush(&mut |e: &[u8]| rest.push(e.to_vec()));
+        m.flush(&mut |e: &[u8], _| rest.push(e.to_vec()));
         assert_eq!(rest, vec![b"2024-01-01 INFO ok".to_vec()]);
     }
 
@@ -181,14 +193,20 @@ mod tests {
         let mut m = Multiline::new(rules(Some("^S"), None, None, 10));
         let t0 = Instant::now();
         let mut out = Vec::new();
-        m.push(b"S1", t0, &mut |e: &[u8]| out.push(e.to_vec()));
-        m.flush_if_due(t0 + Duration::from_secs(1), &mut |e: &[u8]| {
-            out.push(e.to_vec())
+        m.push(b"S1", 3, t0, &mut |e: &[u8], end| {
+            out.push((e.to_vec(), end))
+        });
+        m.flush_if_due(t0 + Duration::from_secs(1), &mut |e: &[u8], end| {
+            out.push((e.to_vec(), end))
         });
         assert!(out.is_empty());
-        m.flush_if_due(t0 + Duration::from_secs(3), &mut |e: &[u8]| {
-            out.push(e.to_vec())
+        m.flush_if_due(t0 + Duration::from_secs(3), &mut |e: &[u8], end| {
+            out.push((e.to_vec(), end))
         });
-        assert_eq!(out, vec![b"S1".to_vec()]);
+        assert_eq!(
+            out,
+            vec![(b"S1".to_vec(), 3)],
+            "the group ends where its last line ends"
+        );
     }
 }

@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use notify::{RecursiveMode, Watcher};
 use tracing::{debug, info, warn};
 
-use super::file::{FileId, TailedFile};
+use super::file::{Checkpoints, Start, TailedFile};
 use super::glob::{PathMatcher, PatternError};
 use super::options::{FileInputOptions, StartAt};
 use super::{EventSink, InputStats};
@@ -23,23 +23,39 @@ const READ_BUDGET: usize = 4 * 1024 * 1024;
 /// Size of the read buffer.
 const READ_BUF: usize = 256 * 1024;
 
+/// (device, inode).
+type Key = (u64, u64);
+
+fn key_of(path: &std::path::Path) -> Option<Key> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// Tails the files of one input.
 pub struct Tailer {
     opts: FileInputOptions,
     matcher: PathMatcher,
-    files: HashMap<PathBuf, TailedFile>,
-    dirty: HashSet<PathBuf>,
+    /// Open files by (device, inode): a path is only where a file was seen.
+    files: HashMap<Key, TailedFile>,
+    /// Every matching path seen, and the file it led to.
+    by_path: HashMap<PathBuf, Key>,
+    dirty: HashSet<Key>,
     notifications: Receiver<notify::Result<notify::Event>>,
     watcher: Option<notify::RecommendedWatcher>,
     watched: HashSet<PathBuf>,
     stats: Arc<InputStats>,
+    checkpoints: Checkpoints,
     buf: Vec<u8>,
 }
 
 impl Tailer {
     /// Compiles the patterns and sets up file-system notifications (if the
     /// platform has none, polling alone still works).
-    pub fn new(opts: FileInputOptions, stats: Arc<InputStats>) -> Result<Self, PatternError> {
+    pub fn new(
+        opts: FileInputOptions,
+        stats: Arc<InputStats>,
+        checkpoints: Checkpoints,
+    ) -> Result<Self, PatternError> {
         let matcher = PathMatcher::new(&opts.include, &opts.exclude)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let watcher = match notify::recommended_watcher(move |ev| {
@@ -55,11 +71,13 @@ impl Tailer {
             opts,
             matcher,
             files: HashMap::new(),
+            by_path: HashMap::new(),
             dirty: HashSet::new(),
             notifications: rx,
             watcher,
             watched: HashSet::new(),
             stats,
+            checkpoints,
             buf: vec![0; READ_BUF],
         })
     }
@@ -84,7 +102,7 @@ impl Tailer {
         }
     }
 
-    /// Opens files that match and are not open yet.
+    /// Opens files that match and are not open yet (and notices renames).
     fn scan(&mut self, initial: bool) {
         self.watch_roots();
         for path in self.matcher.scan() {
@@ -92,17 +110,45 @@ impl Tailer {
         }
     }
 
+    /// Where a file without a checkpoint starts. Files found later are new:
+    /// from the beginning. At startup `start_at` decides, except that after
+    /// a restart a file written since the last checkpoint was written is
+    /// read from the beginning (it appeared while Gleaner was down).
+    fn start_for(&self, path: &std::path::Path, initial: bool) -> Start {
+        if !initial || self.opts.start_at == StartAt::Beginning {
+            return Start::Beginning;
+        }
+        let modified_ms = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64);
+        match (self.checkpoints.store.previous_write_ms(), modified_ms) {
+            (Some(written), Some(modified)) if modified > written => Start::Beginning,
+            _ => Start::End,
+        }
+    }
+
     fn open_if_new(&mut self, path: PathBuf, initial: bool) {
-        if self.files.contains_key(&path) {
+        let Some(key) = key_of(&path) else { return };
+        if let Some(f) = self.files.get_mut(&key) {
+            // Already tailed: under this name, or it was renamed to it.
+            if f.path() != path && key_of(f.path()) != Some(key) {
+                info!(from = %f.path().display(), to = %path.display(), "File was renamed; still reading it.");
+                f.set_path(&path);
+            }
+            self.by_path.insert(path, key);
             return;
         }
-        let at_end = initial && self.opts.start_at == StartAt::End;
-        match TailedFile::open(&path, at_end, &self.opts) {
-            Ok(f) => {
-                info!(path = %path.display(), offset = f.offset(), "Started tailing file.");
+        let start = self.start_for(&path, initial);
+        match TailedFile::open(&path, start, &self.opts, &self.checkpoints) {
+            Ok((f, resumed)) => {
+                info!(path = %path.display(), offset = f.offset(), resumed, "Started tailing file.");
+                let key = f.dev_ino();
                 self.stats.files_opened.inc();
-                self.dirty.insert(path.clone());
-                self.files.insert(path, f);
+                self.dirty.insert(key);
+                self.by_path.insert(path, key);
+                self.files.insert(key, f);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
@@ -120,9 +166,11 @@ impl Tailer {
         }
         let created = matches!(ev.kind, EventKind::Create(_));
         for path in ev.paths {
-            if self.files.contains_key(&path) {
-                self.dirty.insert(path);
-            } else if self.matcher.matches(&path) {
+            if let Some(&key) = self.by_path.get(&path) {
+                self.dirty.insert(key);
+            }
+            if self.matcher.matches(&path) {
+                // A new file, or a new file at a known path (rotation).
                 self.open_if_new(path, false);
             } else if created && path.is_dir() {
                 // A new directory may hold matching files already (mkdir -p && write).
@@ -131,44 +179,61 @@ impl Tailer {
         }
     }
 
-    /// Checks every open file against its path: rotated (another inode at
-    /// the path), deleted, or truncated. Rotated and deleted files are read
-    /// to their end and closed.
+    /// Checks every open file against the path it was seen at: still there
+    /// (then: grown, or truncated?), renamed to another matching path
+    /// (keep reading it there), or gone (rotated away or deleted: read it to
+    /// its end and close it). A new file at an old path is opened.
     fn check_rotation(&mut self, sink: &mut dyn EventSink) {
-        let paths: Vec<PathBuf> = self.files.keys().cloned().collect();
-        for path in paths {
-            let current = std::fs::metadata(&path)
-                .ok()
-                .map(|m| (FileId::of(&m), m.len()));
-            let Some(file) = self.files.get_mut(&path) else {
+        let mut rescanned = false;
+        let keys: Vec<Key> = self.files.keys().copied().collect();
+        for key in keys {
+            let Some(path) = self.files.get(&key).map(|f| f.path().to_path_buf()) else {
                 continue;
             };
-            match current {
-                Some((id, len)) if id == file.id() => {
-                    if len < file.offset() {
-                        info!(path = %path.display(), offset = file.offset(), len, "File was truncated; reading from the start.");
-                        if let Err(e) = file.restart_after_truncation(&self.stats) {
-                            warn!(path = %path.display(), error = %e, "Cannot rewind truncated file.");
-                        }
-                        self.dirty.insert(path);
-                    } else if len > file.offset() {
-                        self.dirty.insert(path);
+            let now_at_path = std::fs::metadata(&path).ok().map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                ((m.dev(), m.ino()), m.len())
+            });
+            if let Some((k, len)) = now_at_path
+                && k == key
+            {
+                let Some(file) = self.files.get_mut(&key) else {
+                    continue;
+                };
+                if len < file.offset() {
+                    info!(path = %path.display(), offset = file.offset(), len, "File was truncated; reading from the start.");
+                    if let Err(e) = file.restart_after_truncation(&self.stats) {
+                        warn!(path = %path.display(), error = %e, "Cannot rewind truncated file.");
                     }
+                    self.dirty.insert(key);
+                } else if len > file.offset() {
+                    self.dirty.insert(key);
                 }
-                other => {
-                    let Some(mut old) = self.files.remove(&path) else {
-                        continue;
-                    };
-                    self.drain(&mut old, sink);
-                    old.flush_held(Instant::now(), true, sink, &self.stats);
-                    self.stats.files_closed.inc();
-                    if other.is_some() {
-                        info!(path = %path.display(), "File was rotated; drained the old file, opening the new one.");
-                        self.open_if_new(path, false);
-                    } else {
-                        info!(path = %path.display(), "File was deleted; drained and closed it.");
-                    }
-                }
+                continue;
+            }
+            // The path leads elsewhere now. Was the file renamed to a name we
+            // also read? Look once per pass.
+            if !rescanned {
+                rescanned = true;
+                self.scan(false);
+            }
+            let renamed = self.files.get(&key).is_some_and(|f| f.path() != path);
+            if renamed {
+                self.dirty.insert(key);
+                continue;
+            }
+            let Some(mut old) = self.files.remove(&key) else {
+                continue;
+            };
+            self.by_path.retain(|_, k| *k != key);
+            self.drain(&mut old, sink);
+            old.flush_held(Instant::now(), true, sink, &self.stats);
+            self.stats.files_closed.inc();
+            if now_at_path.is_some() {
+                info!(path = %path.display(), "File was rotated; read the old file to its end.");
+                self.open_if_new(path, false);
+            } else {
+                info!(path = %path.display(), "File was deleted; read it to its end and closed it.");
             }
         }
     }
@@ -189,17 +254,19 @@ impl Tailer {
     /// Reads every dirty file once, up to the per-file budget; files with
     /// more data stay dirty for the next turn.
     fn read_dirty(&mut self, sink: &mut dyn EventSink) {
-        let dirty: Vec<PathBuf> = self.dirty.drain().collect();
-        for path in dirty {
-            let Some(file) = self.files.get_mut(&path) else {
+        let dirty: Vec<Key> = self.dirty.drain().collect();
+        for key in dirty {
+            let Some(file) = self.files.get_mut(&key) else {
                 continue;
             };
             match file.read(&mut self.buf, READ_BUDGET, sink, &self.stats) {
                 Ok(n) if n >= READ_BUDGET => {
-                    self.dirty.insert(path);
+                    self.dirty.insert(key);
                 }
                 Ok(_) => {}
-                Err(e) => warn!(path = %path.display(), error = %e, "Read failed; will retry."),
+                Err(e) => {
+                    warn!(path = %file.path().display(), error = %e, "Read failed; will retry.")
+                }
             }
         }
     }
@@ -225,6 +292,12 @@ impl Tailer {
     /// sent as it is.
     pub fn run(mut self, sink: &mut dyn EventSink, stop: &AtomicBool, exit_on_eof: bool) {
         self.scan(true);
+        // Where each file starts is decided now: write it down at once, so a
+        // crash before the first interval write does not make the next start
+        // a "first start" again (and `start_at: end` skip the backlog).
+        if let Err(e) = self.checkpoints.store.write() {
+            warn!(error = %e, "Cannot write checkpoints.");
+        }
         if exit_on_eof {
             while !self.dirty.is_empty() && !stop.load(Ordering::Relaxed) {
                 self.read_dirty(sink);

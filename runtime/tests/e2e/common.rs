@@ -109,7 +109,12 @@ pub fn run_once(config: &Path) -> Output {
 /// Starts `gleaner run` in the background; its log goes to `agent.log`
 /// in the test directory (see [`Env::log`]), stdout is captured.
 pub fn start(env: &Env, config: &Path) -> Child {
-    let log = std::fs::File::create(env.path("agent.log")).unwrap();
+    // Appended to, so a test can follow several runs in one log.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(env.path("agent.log"))
+        .unwrap();
     gleaner()
         .args(["run", "--config"])
         .arg(config)

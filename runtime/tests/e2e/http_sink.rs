@@ -29,6 +29,8 @@ pub struct State {
     pub requests: Vec<Received>,
     pub connections: usize,
     pub script: VecDeque<u16>,
+    /// While set, every request gets 503.
+    pub down: bool,
 }
 
 pub struct Sink {
@@ -101,7 +103,11 @@ impl Sink {
                             let body = decode(encoding.as_deref(), &raw);
                             let status = {
                                 let mut s = st.lock().unwrap();
-                                let status = s.script.pop_front().unwrap_or(200);
+                                let status = if s.down {
+                                    503
+                                } else {
+                                    s.script.pop_front().unwrap_or(200)
+                                };
                                 if status == 200 {
                                     s.requests.push(Received {
                                         encoding,

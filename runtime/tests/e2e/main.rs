@@ -8,6 +8,7 @@
 
 mod common;
 mod config_errors;
+mod delivery;
 mod faults;
 mod flushers;
 mod http_sink;

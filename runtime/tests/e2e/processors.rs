@@ -126,7 +126,7 @@ pipelines:
     );
     assert_eq!(
         lines_in(&out.join("e.ndjson")).len(),
-        2,
-        "both runs read the file from the beginning"
+        1,
+        "the second run resumes from the checkpoint"
     );
 }

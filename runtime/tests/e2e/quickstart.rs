@@ -4,7 +4,17 @@ use crate::common::*;
 
 #[test]
 fn quickstart_prints_every_sample_line_as_parsed_json() {
-    let config = workspace().join("configs/quickstart.yaml");
+    // A copy of configs/, so the checkpoints of an earlier run do not apply.
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("configs/sample")).unwrap();
+    for f in ["quickstart.yaml", "sample/nginx-access.log"] {
+        std::fs::copy(
+            workspace().join("configs").join(f),
+            env.path("configs").join(f),
+        )
+        .unwrap();
+    }
+    let config = env.path("configs/quickstart.yaml");
     let out = run_once(&config);
     let events = json_lines(&out.stdout);
     let sample =
@@ -21,6 +31,13 @@ fn quickstart_prints_every_sample_line_as_parsed_json() {
         );
     }
     let first = &events[0];
+    // Run again: everything was delivered and checkpointed, nothing is new.
+    let again = run_once(&config);
+    assert!(
+        again.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
     assert_eq!(first["remote_addr"], "10.0.0.26");
     assert_eq!(first["method"], "GET");
     assert_eq!(first["path"], "/");

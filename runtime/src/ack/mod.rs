@@ -25,6 +25,9 @@ pub struct FileIdentity {
     pub fingerprint: u64,
     /// How many leading bytes the fingerprint covers (at most 1 KiB).
     pub fingerprint_len: u32,
+    /// Birth time in ns since the epoch (statx btime), 0 where the file
+    /// system does not record it. A reused inode has a new birth time.
+    pub born_ns: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +51,8 @@ struct State {
     blocked: bool,
     /// The tailer has closed the file.
     closed: bool,
+    /// The file was deleted: its inode may be reused by another file.
+    deleted: bool,
 }
 
 /// The acknowledgement state of one open file (one generation of it: a
@@ -70,6 +75,7 @@ impl FileTracker {
                 registered: offset,
                 blocked: false,
                 closed: false,
+                deleted: false,
             }),
         })
     }
@@ -147,6 +153,17 @@ impl FileTracker {
         self.lock().closed = closed;
     }
 
+    /// Records that the file was deleted (its tracker must not be continued
+    /// by a new file that reuses the inode).
+    pub fn set_deleted(&self) {
+        self.lock().deleted = true;
+    }
+
+    /// True once the file was seen deleted.
+    pub fn deleted(&self) -> bool {
+        self.lock().deleted
+    }
+
     /// Closed by the tailer and nothing in flight: safe to forget once
     /// its offset is written down.
     pub fn finished(&self) -> bool {
@@ -195,6 +212,7 @@ mod tests {
             ino: 2,
             fingerprint: 3,
             fingerprint_len: 4,
+            born_ns: 0,
         };
         FileTracker::new(id, "/x.log", 10)
     }

@@ -181,6 +181,7 @@ mod tests {
             ino: path.len() as u64,
             fingerprint: 0,
             fingerprint_len: 0,
+            born_ns: 0,
         };
         Arc::new(Source {
             path: Arc::from(path),

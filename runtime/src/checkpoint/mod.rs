@@ -53,6 +53,9 @@ pub struct Entry {
     pub fingerprint: String,
     /// Bytes the fingerprint covers.
     pub fingerprint_len: u32,
+    /// Birth time of the file, ns since the epoch (0 if unknown).
+    #[serde(default)]
+    pub born_ns: u64,
     /// Bytes delivered from the start of the file.
     pub offset: u64,
     /// Where the file was last seen (informational).
@@ -69,6 +72,7 @@ impl Entry {
             ino: self.ino,
             fingerprint: u64::from_str_radix(&self.fingerprint, 16).ok()?,
             fingerprint_len: self.fingerprint_len,
+            born_ns: self.born_ns,
         })
     }
 }
@@ -170,13 +174,24 @@ impl CheckpointStore {
 
     /// The entry of (input, dev, ino), if any.
     pub fn lookup(&self, input: &str, dev: u64, ino: u64) -> Option<Entry> {
-        self.lock().0.get(&(input.to_owned(), dev, ino)).cloned()
+        let key = (input.to_owned(), dev, ino);
+        let state = self.lock();
+        // A file seen deleted in this run says nothing about a new file
+        // that reuses its inode.
+        if state.1.get(&key).is_some_and(|t| t.deleted()) {
+            return None;
+        }
+        state.0.get(&key).cloned()
     }
 
     /// The live tracker of (input, dev, ino) in this run, if any: a file
     /// closed and found again continues with it.
     pub fn live(&self, input: &str, dev: u64, ino: u64) -> Option<Arc<FileTracker>> {
-        self.lock().1.get(&(input.to_owned(), dev, ino)).cloned()
+        self.lock()
+            .1
+            .get(&(input.to_owned(), dev, ino))
+            .filter(|t| !t.deleted())
+            .cloned()
     }
 
     /// From now on, `tracker`'s committed offset is the checkpoint of its
@@ -193,6 +208,11 @@ impl CheckpointStore {
         let now = now_ms();
         let mut guard = self.lock();
         let (entries, live) = &mut *guard;
+        let deleted_done: Vec<Key> = live
+            .iter()
+            .filter(|(_, t)| t.deleted() && t.finished())
+            .map(|(k, _)| k.clone())
+            .collect();
         live.retain(|key, tracker| {
             let id = tracker.identity();
             let offset = tracker.committed();
@@ -204,6 +224,7 @@ impl CheckpointStore {
                     ino: id.ino,
                     fingerprint: format!("{:016x}", id.fingerprint),
                     fingerprint_len: id.fingerprint_len,
+                    born_ns: id.born_ns,
                     offset,
                     path: tracker.path(),
                     updated_at_ms: now,
@@ -211,6 +232,8 @@ impl CheckpointStore {
             );
             !tracker.finished()
         });
+        // Deleted files whose batches are all complete are forgotten.
+        entries.retain(|key, _| !deleted_done.contains(key));
         let stale_ms = self.stale_after.as_millis() as u64;
         entries.retain(|key, e| {
             live.contains_key(key) || now.saturating_sub(e.updated_at_ms) < stale_ms
@@ -266,6 +289,7 @@ mod tests {
             ino: 42,
             fingerprint: 0xabcdef,
             fingerprint_len: 1024,
+            born_ns: 0,
         };
         let tracker = FileTracker::new(id, "/var/log/a.log", 0);
         store.track("p/0", &tracker);
@@ -292,6 +316,7 @@ mod tests {
             ino: 1,
             fingerprint: 1,
             fingerprint_len: 1,
+            born_ns: 0,
         };
         let live = FileTracker::new(id, "/live", 5);
         store.track("p/0", &live);

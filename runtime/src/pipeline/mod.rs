@@ -189,7 +189,7 @@ impl PreparedPipeline {
             threads.push(spawn_or_log(
                 std::thread::Builder::new()
                     .name(format!("{name}-input{i}"))
-                    .spawn(move || tailer.run(&mut batcher, &stop, exit_on_eof)),
+                    .spawn(move || tailer.run(&mut batcher, stop, exit_on_eof)),
             ));
         }
         tracing::info!(pipeline = %name, inputs = inputs.len(), "Started pipeline.");

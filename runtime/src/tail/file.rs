@@ -9,6 +9,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
@@ -89,13 +90,24 @@ impl TailedFile {
         let meta = file.metadata()?;
         let size = meta.len();
         let (fp, fp_len) = fingerprint(&file, size, FINGERPRINT_BYTES)?;
+        let born_ns = meta
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as u64);
         let identity = FileIdentity {
             dev: meta.dev(),
             ino: meta.ino(),
             fingerprint: fp,
             fingerprint_len: fp_len,
+            born_ns,
         };
+        // The same file if it was born at the same time (where the file
+        // system records it) and its first bytes still hash the same.
         let same = |old: FileIdentity| -> io::Result<bool> {
+            if old.born_ns != 0 && born_ns != 0 && old.born_ns != born_ns {
+                return Ok(false);
+            }
             Ok(old.fingerprint_len <= fp_len
                 && fingerprint(&file, size, old.fingerprint_len)?.0 == old.fingerprint)
         };
@@ -229,16 +241,18 @@ impl TailedFile {
     }
 
     /// Reads at most `budget` bytes in `buf`-sized chunks and sends the
-    /// events they complete. Returns the bytes read (0 at end of file).
+    /// events they complete; stops after the current chunk once `stop` is
+    /// set. Returns the bytes read (0 at end of file).
     pub fn read(
         &mut self,
         buf: &mut [u8],
         budget: usize,
         sink: &mut dyn EventSink,
         stats: &InputStats,
+        stop: &AtomicBool,
     ) -> io::Result<usize> {
         let mut total = 0;
-        while total < budget {
+        while total < budget && !stop.load(Ordering::Relaxed) {
             let n = match self.file.read(buf) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -320,6 +334,11 @@ impl TailedFile {
                 m.flush_if_due(now, &mut |ev: &[u8], end| sink.event(source, ev, ts, end));
             }
         }
+    }
+
+    /// Records that the file was deleted.
+    pub fn mark_deleted(&self) {
+        self.source.tracker.set_deleted();
     }
 
     /// True if the file has bytes beyond what was read.

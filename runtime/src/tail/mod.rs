@@ -12,6 +12,9 @@ mod multiline;
 mod options;
 mod tailer;
 
+#[cfg(test)]
+mod model_test;
+
 use std::sync::Arc;
 use std::time::Instant;
 

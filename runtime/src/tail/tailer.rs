@@ -45,6 +45,8 @@ pub struct Tailer {
     watched: HashSet<PathBuf>,
     stats: Arc<InputStats>,
     checkpoints: Checkpoints,
+    /// Set when the input must stop reading (after the current chunk).
+    stop: Arc<AtomicBool>,
     buf: Vec<u8>,
 }
 
@@ -78,6 +80,7 @@ impl Tailer {
             watched: HashSet::new(),
             stats,
             checkpoints,
+            stop: Arc::new(AtomicBool::new(false)),
             buf: vec![0; READ_BUF],
         })
     }
@@ -233,6 +236,7 @@ impl Tailer {
                 info!(path = %path.display(), "File was rotated; read the old file to its end.");
                 self.open_if_new(path, false);
             } else {
+                old.mark_deleted();
                 info!(path = %path.display(), "File was deleted; read it to its end and closed it.");
             }
         }
@@ -240,7 +244,7 @@ impl Tailer {
 
     fn drain(&mut self, file: &mut TailedFile, sink: &mut dyn EventSink) {
         loop {
-            match file.read(&mut self.buf, READ_BUDGET, sink, &self.stats) {
+            match file.read(&mut self.buf, READ_BUDGET, sink, &self.stats, &self.stop) {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) => {
@@ -259,7 +263,7 @@ impl Tailer {
             let Some(file) = self.files.get_mut(&key) else {
                 continue;
             };
-            match file.read(&mut self.buf, READ_BUDGET, sink, &self.stats) {
+            match file.read(&mut self.buf, READ_BUDGET, sink, &self.stats, &self.stop) {
                 Ok(n) if n >= READ_BUDGET => {
                     self.dirty.insert(key);
                 }
@@ -290,7 +294,9 @@ impl Tailer {
     /// With `exit_on_eof`, it instead returns once every file found at
     /// startup has been read to its end; an unterminated last line is then
     /// sent as it is.
-    pub fn run(mut self, sink: &mut dyn EventSink, stop: &AtomicBool, exit_on_eof: bool) {
+    pub fn run(mut self, sink: &mut dyn EventSink, stop: Arc<AtomicBool>, exit_on_eof: bool) {
+        self.stop = stop;
+        let stop = self.stop.clone();
         self.scan(true);
         // Where each file starts is decided now: write it down at once, so a
         // crash before the first interval write does not make the next start

@@ -123,7 +123,12 @@ fn restarts(env: &Env, signal: &str, rounds: usize) -> (u64, BTreeMap<u64, u32>)
     let config = file_config(env);
     let first = start(env, &config);
     env.wait_log("Started pipeline.", 1);
-    let writer = Writer::start(&env.path("logs"), 20, 15_000);
+    // GLEANER_FAULT_LINES_PER_MS raises the load (100-byte lines; 200 ≈ 20 MB/s).
+    let rate = std::env::var("GLEANER_FAULT_LINES_PER_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let writer = Writer::start(&env.path("logs"), rate, 15_000);
     let mut agent = first;
     for round in 0..rounds {
         std::thread::sleep(Duration::from_millis(400 + 97 * (round as u64 % 5)));
@@ -167,10 +172,18 @@ fn restarts(env: &Env, signal: &str, rounds: usize) -> (u64, BTreeMap<u64, u32>)
     (written, delivered(&out))
 }
 
+/// Restarts per test (GLEANER_FAULT_ROUNDS, default 6).
+fn rounds() -> usize {
+    std::env::var("GLEANER_FAULT_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6)
+}
+
 #[test]
 fn sigterm_restarts_under_load_and_rotation_lose_and_duplicate_nothing() {
     let env = Env::new();
-    let (written, seen) = restarts(&env, "-TERM", 6);
+    let (written, seen) = restarts(&env, "-TERM", rounds());
     assert!(written > 20_000, "the load must span rotations: {written}");
     assert_eq!(seen.len() as u64, written, "lost lines");
     let dups: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).take(5).collect();
@@ -184,14 +197,17 @@ fn sigterm_restarts_under_load_and_rotation_lose_and_duplicate_nothing() {
 #[test]
 fn sigkill_under_load_and_rotation_loses_nothing() {
     let env = Env::new();
-    let (written, seen) = restarts(&env, "-KILL", 6);
+    let (written, seen) = restarts(&env, "-KILL", rounds());
     assert_eq!(seen.len() as u64, written, "lost lines");
     assert!(
         seen.keys().copied().eq(0..written),
         "every sequence number is there"
     );
     let dups = seen.values().filter(|c| **c > 1).count();
-    eprintln!("SIGKILL x6: {written} lines, {dups} delivered twice (in flight at the kill)");
+    eprintln!(
+        "SIGKILL x{}: {written} lines, {dups} delivered twice (in flight at the kill)",
+        rounds()
+    );
 }
 
 #[test]
@@ -297,4 +313,73 @@ fn the_checkpoint_file_records_the_delivered_offset_of_each_file() {
         .map(|e| e["message"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(msgs, vec!["one", "two", "unterminated now ends"]);
+}
+
+#[test]
+fn a_dead_output_stalls_only_its_own_pipeline() {
+    let sink = Sink::start(&[]);
+    sink.state.lock().unwrap().down = true;
+    let env = Env::new();
+    // More than the tailer reads in one turn (4 MiB), so stopping can be seen.
+    let pad = "x".repeat(90);
+    let text: String = (0..100_000)
+        .map(|i| format!("seq={i:08} {pad}\n"))
+        .collect();
+    env.write("in.log", &text);
+    let out = env.path("out");
+    let config = env.config(&format!(
+        r#"
+  - name: stuck
+    queue_batches: 2
+    batch: {{ max_events: 100, linger: 20ms }}
+    inputs: [{{ type: file, paths: ["{log}"], start_at: beginning }}]
+    flushers:
+      - plugin: builtin:http
+        config: {{ url: "http://{addr}/" }}
+        grants: {{ hosts: ["{addr}"] }}
+        on_error: {{ backoff: 20ms, max_backoff: 50ms }}
+  - name: healthy
+    batch: {{ max_events: 100, linger: 20ms }}
+    inputs: [{{ type: file, paths: ["{log}"], start_at: beginning }}]
+    flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/healthy.ndjson" }}, grants: {{ dirs: ["{out}"] }} }}]
+"#,
+        log = env.path("in.log").display(),
+        addr = sink.addr,
+        out = out.display()
+    ));
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("pipelines:", "shutdown_timeout: 200ms\npipelines:");
+    std::fs::write(&config, text).unwrap();
+    let agent = start(&env, &config);
+    wait_until("the healthy pipeline to deliver everything", || {
+        lines_in(&out.join("healthy.ndjson")).len() >= 100_000
+    });
+    assert!(
+        sink.events().is_empty(),
+        "the stuck output accepted nothing"
+    );
+    stop(agent);
+    assert_eq!(lines_in(&out.join("healthy.ndjson")).len(), 100_000);
+    // The stuck pipeline read only what its bounded queues hold, and
+    // buffered exactly that at shutdown.
+    let log = env.log();
+    let stopped = log
+        .lines()
+        .find(|l| l.contains("Pipeline stopped.") && l.contains("pipeline=stuck"))
+        .unwrap();
+    let field = |name: &str| -> u64 {
+        let at = stopped.find(&format!("{name}=")).unwrap() + name.len() + 1;
+        stopped[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        field("lines_read") < 100_000,
+        "back-pressure must stop reading: {stopped}"
+    );
+    assert_eq!(field("events_buffered"), field("events_in"), "{stopped}");
 }

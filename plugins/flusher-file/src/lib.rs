@@ -51,11 +51,25 @@ impl FileFlusher {
 
     fn open(&mut self) -> std::io::Result<()> {
         if self.file.is_none() {
-            let f = OpenOptions::new()
+            let mut f = OpenOptions::new()
                 .create(true)
+                .read(true)
                 .append(true)
                 .open(&self.config.path)?;
             self.size = f.metadata()?.len();
+            // A crash mid-write leaves a torn last line: end it, so the
+            // records written from now on stay whole.
+            if self.size > 0 {
+                use std::io::{Read, Seek, SeekFrom};
+                let mut last = [0u8; 1];
+                f.seek(SeekFrom::Start(self.size - 1))?;
+                f.read_exact(&mut last)?;
+                if last[0] != b'\n' {
+                    f.write_all(b"\n")?;
+                    self.size += 1;
+                    gleaner_sdk::host::counter_add("torn_lines_ended", 1);
+                }
+            }
             self.file = Some(f);
         }
         Ok(())

@@ -62,6 +62,10 @@ pub struct Batcher {
     /// always share a source.
     last: usize,
     out: Sender<Envelope>,
+    /// Full batches the channel had no room for yet, oldest first: at most
+    /// what one read chunk completes, since the tailer reads only while
+    /// [`EventSink::ready`].
+    pending: std::collections::VecDeque<Envelope>,
     /// Set once the receiver is gone (pipeline shutting down).
     closed: bool,
 }
@@ -74,24 +78,41 @@ impl Batcher {
             open: Vec::new(),
             last: usize::MAX,
             out,
+            pending: std::collections::VecDeque::new(),
             closed: false,
         }
     }
 
     fn send(&mut self, open: Open) {
         let ack = open.source.tracker.register(open.end);
-        let envelope = Envelope {
+        self.pending.push_back(Envelope {
             batch: open.batch,
             ack: Some(ack),
-        };
-        if self.closed {
-            envelope.fail();
-            return;
-        }
-        if let Err(e) = self.out.send(envelope) {
-            e.into_inner().fail();
-            self.closed = true;
-            tracing::warn!("Pipeline stopped receiving batches; further input stays unread.");
+        });
+        self.pump();
+    }
+
+    /// Moves pending batches into the channel while it has room.
+    fn pump(&mut self) {
+        while let Some(envelope) = self.pending.pop_front() {
+            if self.closed {
+                envelope.fail();
+                continue;
+            }
+            match self.out.try_send(envelope) {
+                Ok(()) => {}
+                Err(crossbeam_channel::TrySendError::Full(envelope)) => {
+                    self.pending.push_front(envelope);
+                    return;
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(envelope)) => {
+                    envelope.fail();
+                    self.closed = true;
+                    tracing::warn!(
+                        "Pipeline stopped receiving batches; further input stays unread."
+                    );
+                }
+            }
         }
     }
 
@@ -139,7 +160,12 @@ impl EventSink for Batcher {
         }
     }
 
+    fn ready(&self) -> bool {
+        self.pending.is_empty() && !self.out.is_full()
+    }
+
     fn tick(&mut self, now: Instant) {
+        self.pump();
         let linger = self.limits.linger;
         let mut i = 0;
         while i < self.open.len() {
@@ -152,12 +178,25 @@ impl EventSink for Batcher {
     }
 
     fn deadline(&self) -> Option<Instant> {
+        if !self.pending.is_empty() {
+            // Try the channel again soon.
+            return Some(Instant::now() + Duration::from_millis(5));
+        }
         self.open.iter().map(|o| o.since + self.limits.linger).min()
     }
 
     fn flush_all(&mut self) {
         while !self.open.is_empty() {
             self.send_at(0);
+        }
+        // The pipeline drains (or buffers) on shutdown, so waiting is safe.
+        while let Some(envelope) = self.pending.pop_front() {
+            if self.closed {
+                envelope.fail();
+            } else if let Err(e) = self.out.send(envelope) {
+                e.into_inner().fail();
+                self.closed = true;
+            }
         }
     }
 }

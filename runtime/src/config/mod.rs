@@ -306,6 +306,7 @@ impl Resolver<'_> {
             rescan_interval: f.rescan_interval,
             poll_interval: f.poll_interval,
             multiline,
+            release_deleted_after: f.release_deleted_after,
         })
     }
 

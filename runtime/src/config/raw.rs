@@ -123,6 +123,15 @@ pub struct RawFileInput {
     /// Group several lines into one event (stack traces).
     #[serde(default)]
     pub multiline: Option<RawMultiline>,
+    /// A deleted file is read to its end, but released after this long even
+    /// if its output is too slow to drain it (the bytes given up are counted
+    /// and logged). Default `5m`.
+    #[serde(default = "default_release_deleted_after", with = "humantime_serde")]
+    pub release_deleted_after: Duration,
+}
+
+fn default_release_deleted_after() -> Duration {
+    Duration::from_secs(300)
 }
 
 fn default_max_line_bytes() -> usize {

@@ -296,10 +296,14 @@ impl RunningPipeline {
         let s = &self.stats;
         let lines: u64 = self.inputs.iter().map(|i| i.lines.get()).sum();
         let truncated: u64 = self.inputs.iter().map(|i| i.lines_truncated.get()).sum();
+        let given_up: u64 = self.inputs.iter().map(|i| i.bytes_given_up.get()).sum();
+        let released: u64 = self.inputs.iter().map(|i| i.files_released.get()).sum();
         tracing::info!(
             pipeline = %self.name,
             lines_read = lines,
             lines_truncated = truncated,
+            files_released = released,
+            bytes_given_up = given_up,
             events_in = s.events_in.get(),
             events_processed = s.events_processed.get(),
             events_delivered = s.events_delivered.get(),

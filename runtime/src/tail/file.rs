@@ -242,7 +242,8 @@ impl TailedFile {
 
     /// Reads at most `budget` bytes in `buf`-sized chunks and sends the
     /// events they complete; stops after the current chunk once `stop` is
-    /// set. Returns the bytes read (0 at end of file).
+    /// set or the sink is full. Returns the bytes read (0 at end of file,
+    /// when called while the sink is ready).
     pub fn read(
         &mut self,
         buf: &mut [u8],
@@ -252,7 +253,9 @@ impl TailedFile {
         stop: &AtomicBool,
     ) -> io::Result<usize> {
         let mut total = 0;
-        while total < budget && !stop.load(Ordering::Relaxed) {
+        // After the first chunk, go on only while the sink has room: what a
+        // full pipeline holds back is then at most one chunk.
+        while total < budget && !stop.load(Ordering::Relaxed) && (total == 0 || sink.ready()) {
             let n = match self.file.read(buf) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -334,6 +337,23 @@ impl TailedFile {
                 m.flush_if_due(now, &mut |ev: &[u8], end| sink.event(source, ev, ts, end));
             }
         }
+    }
+
+    /// Size of the open file now.
+    pub fn size(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Bytes not yet turned into events: unread, plus an unterminated line
+    /// or incomplete multiline group held back.
+    pub fn bytes_not_sent(&self) -> u64 {
+        let unread = self
+            .size()
+            .unwrap_or(self.offset)
+            .saturating_sub(self.offset);
+        let held = self.lines.pending_len() as u64
+            + self.multiline.as_ref().map_or(0, |m| m.held_bytes() as u64);
+        unread + held
     }
 
     /// Records that the file was deleted.

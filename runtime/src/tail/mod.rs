@@ -41,13 +41,20 @@ pub struct Source {
 pub trait EventSink {
     /// One event (a line, or a multiline group) read from `source` at
     /// `timestamp` (ns since the epoch); `end` is the file offset just after
-    /// it. May block for back-pressure.
+    /// it. Never blocks: read only while [`EventSink::ready`].
     fn event(&mut self, source: &Arc<Source>, body: &[u8], timestamp: i64, end: u64);
+    /// True if the sink can take more events now. The tailer reads only
+    /// then: that is the back-pressure, and the tailer stays free to stop,
+    /// rescan and release files while the pipeline is full.
+    fn ready(&self) -> bool {
+        true
+    }
     /// Called on every turn of the loop with the current time.
     fn tick(&mut self, now: Instant);
     /// When `tick` next has work to do.
     fn deadline(&self) -> Option<Instant>;
-    /// Sends everything held; called once when the tailer stops.
+    /// Sends everything held, waiting for room; called once when the
+    /// tailer stops.
     fn flush_all(&mut self);
 }
 
@@ -70,4 +77,8 @@ pub struct InputStats {
     pub files_opened: Counter,
     /// Files closed after rotation or deletion.
     pub files_closed: Counter,
+    /// Deleted files released before they were read to their end.
+    pub files_released: Counter,
+    /// Bytes of deleted files given up when they were released.
+    pub bytes_given_up: Counter,
 }

@@ -49,6 +49,15 @@ impl Multiline {
         }
     }
 
+    /// Bytes of the group held back (0 if none).
+    pub fn held_bytes(&self) -> usize {
+        if self.lines > 0 {
+            self.buf.len() + 1
+        } else {
+            0
+        }
+    }
+
     /// Forgets the current group (after the file was truncated).
     pub fn reset(&mut self) {
         self.buf.clear();

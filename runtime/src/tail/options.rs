@@ -34,6 +34,8 @@ pub struct FileInputOptions {
     pub poll_interval: Duration,
     /// Multiline grouping, if any.
     pub multiline: Option<MultilineRules>,
+    /// A deleted file is released after this long even if not read to its end.
+    pub release_deleted_after: Duration,
 }
 
 /// Checked multiline rules (at least one pattern is set).
@@ -67,6 +69,7 @@ impl FileInputOptions {
             rescan_interval: Duration::from_secs(10),
             poll_interval: Duration::from_millis(250),
             multiline: None,
+            release_deleted_after: Duration::from_secs(300),
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct Tailer {
     matcher: PathMatcher,
     /// Open files by (device, inode): a path is only where a file was seen.
     files: HashMap<Key, TailedFile>,
+    /// Deleted files still being read, and when they were seen deleted.
+    deleted: Vec<(TailedFile, Instant)>,
     /// Every matching path seen, and the file it led to.
     by_path: HashMap<PathBuf, Key>,
     dirty: HashSet<Key>,
@@ -73,6 +75,7 @@ impl Tailer {
             opts,
             matcher,
             files: HashMap::new(),
+            deleted: Vec::new(),
             by_path: HashMap::new(),
             dirty: HashSet::new(),
             notifications: rx,
@@ -229,21 +232,63 @@ impl Tailer {
                 continue;
             };
             self.by_path.retain(|_, k| *k != key);
+            if now_at_path.is_none() {
+                // Deleted: read on in turns until its end, but give the
+                // handle (and the disk space) back after release_deleted_after.
+                old.mark_deleted();
+                info!(path = %path.display(), "File was deleted; reading it to its end.");
+                self.deleted.push((old, Instant::now()));
+                continue;
+            }
             self.drain(&mut old, sink);
             old.flush_held(Instant::now(), true, sink, &self.stats);
             self.stats.files_closed.inc();
-            if now_at_path.is_some() {
-                info!(path = %path.display(), "File was rotated; read the old file to its end.");
-                self.open_if_new(path, false);
-            } else {
-                old.mark_deleted();
-                info!(path = %path.display(), "File was deleted; read it to its end and closed it.");
+            info!(path = %path.display(), "File was rotated; read the old file to its end.");
+            self.open_if_new(path, false);
+        }
+    }
+
+    /// Reads deleted files on; closes each at its end, or releases it
+    /// after `release_deleted_after` even if not drained (counting the bytes
+    /// given up), so a blocked output cannot hold the node's disk space.
+    fn read_deleted(&mut self, sink: &mut dyn EventSink) {
+        let mut i = 0;
+        while i < self.deleted.len() {
+            let (file, since) = &mut self.deleted[i];
+            let mut at_end = false;
+            if sink.ready() {
+                match file.read(&mut self.buf, READ_BUDGET, sink, &self.stats, &self.stop) {
+                    Ok(0) => at_end = !file.has_more(),
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(path = %file.path().display(), error = %e, "Read of a deleted file failed.")
+                    }
+                }
             }
+            if at_end {
+                file.flush_held(Instant::now(), true, sink, &self.stats);
+                info!(path = %file.path().display(), "Read a deleted file to its end; closed it.");
+            } else if since.elapsed() >= self.opts.release_deleted_after {
+                let left = file.bytes_not_sent();
+                self.stats.files_released.inc();
+                self.stats.bytes_given_up.add(left);
+                warn!(path = %file.path().display(), bytes_given_up = left, "Released a deleted file before its end: its output is too slow.");
+            } else {
+                i += 1;
+                continue;
+            }
+            self.stats.files_closed.inc();
+            self.deleted.swap_remove(i);
         }
     }
 
     fn drain(&mut self, file: &mut TailedFile, sink: &mut dyn EventSink) {
-        loop {
+        while !self.stop.load(Ordering::Relaxed) {
+            if !sink.ready() {
+                sink.tick(Instant::now());
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            }
             match file.read(&mut self.buf, READ_BUDGET, sink, &self.stats, &self.stop) {
                 Ok(0) => break,
                 Ok(_) => {}
@@ -260,6 +305,11 @@ impl Tailer {
     fn read_dirty(&mut self, sink: &mut dyn EventSink) {
         let dirty: Vec<Key> = self.dirty.drain().collect();
         for key in dirty {
+            if !sink.ready() {
+                // The pipeline is full: read on a later turn.
+                self.dirty.insert(key);
+                continue;
+            }
             let Some(file) = self.files.get_mut(&key) else {
                 continue;
             };
@@ -307,6 +357,10 @@ impl Tailer {
         if exit_on_eof {
             while !self.dirty.is_empty() && !stop.load(Ordering::Relaxed) {
                 self.read_dirty(sink);
+                if !sink.ready() {
+                    sink.tick(Instant::now());
+                    std::thread::sleep(Duration::from_millis(2));
+                }
             }
             let now = Instant::now();
             for f in self.files.values_mut() {
@@ -324,7 +378,7 @@ impl Tailer {
                 f.flush_held(now, false, sink, &self.stats);
             }
             sink.tick(now);
-            if !self.dirty.is_empty() {
+            if !self.dirty.is_empty() && sink.ready() {
                 continue;
             }
             let wake = self.next_wake(sink, next_poll.min(next_rescan));
@@ -347,6 +401,7 @@ impl Tailer {
             let now = Instant::now();
             if now >= next_poll {
                 self.check_rotation(sink);
+                self.read_deleted(sink);
                 next_poll = now + self.opts.poll_interval;
             }
             if now >= next_rescan {

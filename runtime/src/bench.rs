@@ -302,6 +302,7 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         "scenario", "MB/s", "events/s", "CPU s/GB", "peak RSS", "vs native"
     );
     let mut native_mbps = 0.0;
+    let mut wasm_raw_events_per_sec = 0.0;
     for (name, native_mode, processors) in scenarios {
         if opts
             .filter
@@ -341,6 +342,9 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         if native_mode.is_some() {
             native_mbps = mbps;
         }
+        if name == "wasm-raw" {
+            wasm_raw_events_per_sec = lines as f64 / usage.wall;
+        }
         let ratio = if native_mode.is_some() {
             "1.00".to_owned()
         } else {
@@ -357,8 +361,66 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         );
         let _ = std::fs::remove_file(&output);
     }
+    checkpoint_cost(&opts.dir, wasm_raw_events_per_sec)?;
     println!(
         "\nMB/s = input bytes / wall time (1 MB = 10^6 bytes); CPU = user + sys of the process; every run is checked to emit one JSON line per input line."
     );
+    Ok(())
+}
+
+/// What acknowledgements and checkpoints cost, measured in this process and
+/// set against the wasm-raw rate of this run (batches of 1,024 events).
+fn checkpoint_cost(dir: &Path, events_per_sec: f64) -> anyhow::Result<()> {
+    use crate::ack::{FileIdentity, FileTracker};
+    use crate::checkpoint::CheckpointStore;
+    let id = FileIdentity {
+        dev: 1,
+        ino: 1,
+        fingerprint: 1,
+        fingerprint_len: 1024,
+        born_ns: 1,
+    };
+    let tracker = FileTracker::new(id, "/bench.log", 0);
+    let n = 1_000_000u64;
+    let started = Instant::now();
+    for i in 0..n {
+        // Two flushers hold each batch, as in a fan-out pipeline.
+        let ack = tracker.register(i * 100);
+        let second = ack.clone();
+        drop(ack);
+        drop(second);
+    }
+    let per_batch_ns = started.elapsed().as_nanos() as f64 / n as f64;
+    let store = CheckpointStore::open(
+        &dir.join("checkpoint-bench"),
+        std::time::Duration::from_secs(3600),
+    )?;
+    let trackers: Vec<_> = (0..100)
+        .map(|i| {
+            let t = FileTracker::new(
+                FileIdentity { ino: i, ..id },
+                &format!("/var/log/app-{i}.log"),
+                0,
+            );
+            store.track("bench/0", &t);
+            t
+        })
+        .collect();
+    let writes = 20;
+    let started = Instant::now();
+    for _ in 0..writes {
+        store.write()?;
+    }
+    let per_write_ms = started.elapsed().as_secs_f64() * 1000.0 / writes as f64;
+    drop(trackers);
+    if events_per_sec > 0.0 {
+        let batches_per_sec = events_per_sec / 1024.0;
+        let ack_share = batches_per_sec * per_batch_ns / 1e9;
+        let write_share = per_write_ms / 1000.0; // one write per second (checkpoint_interval 1s)
+        println!(
+            "\ncheckpointing: ack register+complete {per_batch_ns:.0} ns per batch, checkpoint file write (100 files, fsync) {per_write_ms:.2} ms per interval; at the wasm-raw rate that is {:.3} % of one core",
+            (ack_share + write_share) * 100.0
+        );
+    }
     Ok(())
 }

@@ -34,6 +34,11 @@ pub struct CheckpointFile {
     pub version: u32,
     /// When it was written, ms since the epoch.
     pub written_at_ms: u64,
+    /// When the last full scan of the inputs began (the earliest over all
+    /// inputs), ms since the epoch: files modified after it may not have
+    /// been seen. 0 in files written before this field existed.
+    #[serde(default)]
+    pub scanned_at_ms: u64,
     /// One entry per known file per input.
     pub files: Vec<Entry>,
 }
@@ -100,7 +105,8 @@ pub enum CheckpointError {
     },
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -122,6 +128,8 @@ pub struct CheckpointStore {
     state: Mutex<State>,
     /// Serialises writers of the file (interval thread, tailers at start).
     writing: Mutex<()>,
+    /// Per input: when its last full scan began.
+    scans: Mutex<HashMap<String, u64>>,
 }
 
 impl CheckpointStore {
@@ -146,7 +154,11 @@ impl CheckpointStore {
                         ),
                     });
                 }
-                previous_write_ms = Some(file.written_at_ms);
+                previous_write_ms = Some(if file.scanned_at_ms > 0 {
+                    file.scanned_at_ms
+                } else {
+                    file.written_at_ms
+                });
                 for e in file.files {
                     entries.insert((e.input.clone(), e.dev, e.ino), e);
                 }
@@ -160,10 +172,14 @@ impl CheckpointStore {
             previous_write_ms,
             state: Mutex::new((entries, HashMap::new())),
             writing: Mutex::new(()),
+            scans: Mutex::new(HashMap::new()),
         }))
     }
 
     /// When the checkpoint file found at startup was written.
+    /// When the previous run last began a full scan (or wrote, for files
+    /// without that field): an unknown file modified after it appeared
+    /// while Gleaner was not looking.
     pub fn previous_write_ms(&self) -> Option<u64> {
         self.previous_write_ms
     }
@@ -192,6 +208,14 @@ impl CheckpointStore {
             .get(&(input.to_owned(), dev, ino))
             .filter(|t| !t.deleted())
             .cloned()
+    }
+
+    /// Records that `input` began a full scan at `started_ms`.
+    pub fn note_scan(&self, input: &str, started_ms: u64) {
+        self.scans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(input.to_owned(), started_ms);
     }
 
     /// From now on, `tracker`'s committed offset is the checkpoint of its
@@ -243,6 +267,14 @@ impl CheckpointStore {
         CheckpointFile {
             version: VERSION,
             written_at_ms: now,
+            scanned_at_ms: self
+                .scans
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .copied()
+                .min()
+                .unwrap_or(now),
             files,
         }
     }

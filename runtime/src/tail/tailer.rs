@@ -110,10 +110,14 @@ impl Tailer {
 
     /// Opens files that match and are not open yet (and notices renames).
     fn scan(&mut self, initial: bool) {
+        let started = crate::checkpoint::now_ms();
         self.watch_roots();
         for path in self.matcher.scan() {
             self.open_if_new(path, initial);
         }
+        self.checkpoints
+            .store
+            .note_scan(&self.checkpoints.input, started);
     }
 
     /// Where a file without a checkpoint starts. Files found later are new:
@@ -144,6 +148,15 @@ impl Tailer {
                 f.set_path(&path);
             }
             self.by_path.insert(path, key);
+            return;
+        }
+        // A new file at the path of one we still read there (rotation): the
+        // next poll reads the old one to its end first, then opens this one,
+        // so the old file's last lines come before the new file's first.
+        if let Some(&mapped) = self.by_path.get(&path)
+            && self.files.get(&mapped).is_some_and(|f| f.path() == path)
+        {
+            self.dirty.insert(mapped);
             return;
         }
         let start = self.start_for(&path, initial);
@@ -300,8 +313,8 @@ impl Tailer {
         }
     }
 
-    /// Reads every dirty file once, up to the per-file budget; files with
-    /// more data stay dirty for the next turn.
+    /// Reads every dirty file once, up to the per-file budget, while the
+    /// sink has room; a file stays dirty until a read finds its end.
     fn read_dirty(&mut self, sink: &mut dyn EventSink) {
         let dirty: Vec<Key> = self.dirty.drain().collect();
         for key in dirty {
@@ -314,7 +327,9 @@ impl Tailer {
                 continue;
             };
             match file.read(&mut self.buf, READ_BUDGET, sink, &self.stats, &self.stop) {
-                Ok(n) if n >= READ_BUDGET => {
+                // It gave data: read it again until a read finds its end
+                // (the budget or a full pipeline may have cut this turn short).
+                Ok(n) if n > 0 => {
                     self.dirty.insert(key);
                 }
                 Ok(_) => {}

@@ -46,6 +46,8 @@ pub enum BufferError {
 pub struct DiskBuffer {
     dir: PathBuf,
     next: AtomicU64,
+    /// Bytes in all segments.
+    bytes: AtomicU64,
 }
 
 fn segment_seq(path: &Path) -> Option<u64> {
@@ -63,14 +65,50 @@ impl DiskBuffer {
         let buffer = DiskBuffer {
             dir,
             next: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
         };
-        let next = buffer
-            .segments()?
+        let segments = buffer.segments()?;
+        let next = segments
             .last()
             .and_then(|p| segment_seq(p))
             .map_or(0, |s| s + 1);
+        let bytes = segments
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
         buffer.next.store(next, Ordering::Relaxed);
+        buffer.bytes.store(bytes, Ordering::Relaxed);
         Ok(buffer)
+    }
+
+    /// Bytes in all segments.
+    pub fn size(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The oldest segment, if any.
+    pub fn oldest(&self) -> Option<PathBuf> {
+        self.segments().ok().and_then(|s| s.into_iter().next())
+    }
+
+    /// Deletes a segment (delivered, or dropped by policy).
+    pub fn remove(&self, path: &Path) -> std::io::Result<()> {
+        let len = std::fs::metadata(path)?.len();
+        std::fs::remove_file(path)?;
+        self.bytes
+            .fetch_sub(len.min(self.size()), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Moves a segment that cannot be read out of the replay order (kept
+    /// for inspection as `<name>.corrupt`).
+    pub fn set_aside(&self, path: &Path) -> std::io::Result<()> {
+        let len = std::fs::metadata(path)?.len();
+        std::fs::rename(path, path.with_extension("corrupt"))?;
+        self.bytes
+            .fetch_sub(len.min(self.size()), Ordering::Relaxed);
+        Ok(())
     }
 
     /// Segment files, oldest first.
@@ -95,6 +133,7 @@ impl DiskBuffer {
         bytes.push(FORMAT);
         bytes.extend_from_slice(&zstd::bulk::compress(&raw, 1)?);
         write_atomically(&path, &bytes)?;
+        self.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(path)
     }
 

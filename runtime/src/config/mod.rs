@@ -81,6 +81,17 @@ pub struct PluginEntry {
     pub spec: PluginSpec,
     /// Failure policy.
     pub on_error: OnError,
+    /// Flushers: spill to the disk buffer while the destination fails.
+    pub spill: Option<Spill>,
+}
+
+/// Checked spill settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Spill {
+    /// Largest buffer size in bytes.
+    pub max_bytes: u64,
+    /// When full: drop the oldest segments (else block).
+    pub drop_oldest: bool,
 }
 
 /// Checked failure policy.
@@ -413,6 +424,15 @@ impl Resolver<'_> {
                 "processors get no grants: only flushers reach files or the network",
             );
         }
+        if kind == PluginKind::Processor && e.spill.is_some() {
+            return self.err(
+                format!("{key}.spill"),
+                "only flushers spill to the disk buffer",
+            );
+        }
+        if e.spill.as_ref().is_some_and(|s| s.max_mib == 0) {
+            return self.err(format!("{key}.spill.max_mib"), "must be at least 1");
+        }
         if kind == PluginKind::Flusher && e.on_error.then == GiveUp::Skip {
             return self.err(
                 format!("{key}.on_error.then"),
@@ -444,6 +464,10 @@ impl Resolver<'_> {
                 max_backoff: e.on_error.max_backoff.max(e.on_error.backoff),
                 then: e.on_error.then,
             },
+            spill: e.spill.as_ref().map(|s| Spill {
+                max_bytes: s.max_mib.saturating_mul(1 << 20),
+                drop_oldest: s.when_full == raw::WhenFull::DropOldest,
+            }),
         })
     }
 }

@@ -230,6 +230,40 @@ pub struct RawPlugin {
     /// What happens to a batch the plugin cannot handle.
     #[serde(default)]
     pub on_error: RawOnError,
+    /// Flushers only: while the destination fails, write batches to the
+    /// disk buffer (so reading goes on) and deliver them, in order, once it
+    /// is back. Off by default (the pipeline waits instead).
+    #[serde(default)]
+    pub spill: Option<RawSpill>,
+}
+
+/// Spill to the disk buffer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpill {
+    /// Largest size of this flusher's disk buffer, in MiB. Default 1024.
+    #[serde(default = "default_spill_mib")]
+    pub max_mib: u64,
+    /// When the buffer is full: `block` (stop taking batches: the pipeline
+    /// waits) or `drop_oldest` (delete the oldest segments, counted).
+    /// Default `block`.
+    #[serde(default)]
+    pub when_full: WhenFull,
+}
+
+fn default_spill_mib() -> u64 {
+    1024
+}
+
+/// What a full spill buffer does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Wait for the destination (back-pressure).
+    #[default]
+    Block,
+    /// Delete the oldest buffered batches (counted as dropped).
+    DropOldest,
 }
 
 /// Per-instance limits.

@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 
 use crate::batch::Envelope;
 use crate::buffer::DiskBuffer;
-use crate::config::{GiveUp, OnError};
+use crate::config::{GiveUp, OnError, Spill};
 use crate::event::Batch;
 use crate::pipeline::dead_letter::DeadLetter;
 use crate::pipeline::stats::PipelineStats;
@@ -80,8 +80,18 @@ pub struct FlushWorker {
     pub buffer: Arc<DiskBuffer>,
     /// The pipeline's stop signal.
     pub shutdown: Arc<Shutdown>,
+    /// Spill to the disk buffer while the destination fails (else wait).
+    pub spill: Option<Spill>,
     /// Pipeline counters.
     pub stats: Arc<PipelineStats>,
+}
+
+/// The result of one delivery attempt in spill mode.
+enum Attempt {
+    /// Delivered, dead-lettered or dropped by policy.
+    Done,
+    /// The destination is failing: keep the batch for later.
+    Later(CallError),
 }
 
 /// How one delivery attempt sequence ended.
@@ -99,16 +109,174 @@ impl FlushWorker {
         name: String,
         queue: Receiver<Envelope>,
     ) -> std::io::Result<JoinHandle<()>> {
-        std::thread::Builder::new().name(name).spawn(move || {
-            self.replay();
-            for mut envelope in queue {
-                if self.shutdown.expired()
-                    || matches!(self.deliver(&mut envelope.batch), Outcome::Undelivered)
-                {
-                    self.to_buffer(&envelope);
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || match self.spill {
+                Some(spill) => self.run_spilling(&queue, spill),
+                None => {
+                    self.replay();
+                    for mut envelope in queue {
+                        if self.shutdown.expired()
+                            || matches!(self.deliver(&mut envelope.batch), Outcome::Undelivered)
+                        {
+                            self.to_buffer(&envelope);
+                        }
+                    }
+                }
+            })
+    }
+
+    /// Spill mode: while the destination fails, batches go to the disk
+    /// buffer (and count as delivered: reading goes on); the buffer is
+    /// delivered oldest first whenever the destination answers again, and
+    /// new batches queue behind it on disk so the order is kept.
+    fn run_spilling(&mut self, queue: &Receiver<Envelope>, spill: Spill) {
+        let mut backoff = self.on_error.backoff;
+        let mut retry_at = Instant::now();
+        loop {
+            // Buffered batches first, when it is time to try again.
+            while !self.shutdown.expired() && Instant::now() >= retry_at {
+                let Some(seg) = self.buffer.oldest() else {
+                    break;
+                };
+                match DiskBuffer::read(&seg) {
+                    Err(e) => {
+                        error!(error = %e, "Setting aside an unreadable buffer segment.");
+                        let _ = self.buffer.set_aside(&seg);
+                    }
+                    Ok(mut batch) => match self.attempt(&mut batch) {
+                        Attempt::Done => {
+                            self.stats.events_replayed.add(batch.len() as u64);
+                            backoff = self.on_error.backoff;
+                            if let Err(e) = self.buffer.remove(&seg) {
+                                warn!(error = %e, "Cannot remove a delivered buffer segment: it will be sent again.");
+                            }
+                        }
+                        Attempt::Later(err) => {
+                            warn!(error = %err, backoff_ms = backoff.as_millis() as u64, "Destination still failing; keeping the disk buffer.");
+                            retry_at = Instant::now() + backoff;
+                            backoff = (backoff * 2).min(self.on_error.max_backoff);
+                        }
+                    },
                 }
             }
-        })
+            let buffered = self.buffer.oldest().is_some();
+            let wait = if buffered {
+                retry_at
+                    .saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_millis(1), Duration::from_millis(100))
+            } else {
+                Duration::from_millis(100)
+            };
+            let mut envelope = match queue.recv_timeout(wait) {
+                Ok(e) => e,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            };
+            if self.shutdown.expired() {
+                self.to_buffer(&envelope);
+                continue;
+            }
+            if !buffered {
+                match self.attempt(&mut envelope.batch) {
+                    Attempt::Done => continue,
+                    Attempt::Later(err) => {
+                        warn!(error = %err, "Flush failed; spilling to the disk buffer.");
+                        retry_at = Instant::now() + backoff;
+                    }
+                }
+            }
+            self.spill(&envelope, spill, &mut retry_at, &mut backoff);
+        }
+    }
+
+    /// Writes a batch behind the buffered ones, making room per policy.
+    fn spill(
+        &mut self,
+        envelope: &Envelope,
+        spill: Spill,
+        retry_at: &mut Instant,
+        backoff: &mut Duration,
+    ) {
+        if spill.drop_oldest {
+            while self.buffer.size() >= spill.max_bytes {
+                let Some(seg) = self.buffer.oldest() else {
+                    break;
+                };
+                let events = DiskBuffer::read(&seg).map(|b| b.len() as u64).unwrap_or(0);
+                if self.buffer.remove(&seg).is_err() {
+                    break;
+                }
+                self.stats.events_dropped.add(events);
+                warn!(events, "Disk buffer full: dropped its oldest batch.");
+            }
+        } else {
+            // Block: deliver the oldest buffered batches until there is room.
+            while self.buffer.size() >= spill.max_bytes && !self.shutdown.expired() {
+                let Some(seg) = self.buffer.oldest() else {
+                    break;
+                };
+                let Ok(mut batch) = DiskBuffer::read(&seg) else {
+                    let _ = self.buffer.set_aside(&seg);
+                    continue;
+                };
+                match self.attempt(&mut batch) {
+                    Attempt::Done => {
+                        self.stats.events_replayed.add(batch.len() as u64);
+                        let _ = self.buffer.remove(&seg);
+                        *backoff = self.on_error.backoff;
+                    }
+                    Attempt::Later(_) => {
+                        self.shutdown.sleep(*backoff);
+                        *backoff = (*backoff * 2).min(self.on_error.max_backoff);
+                    }
+                }
+            }
+            *retry_at = (*retry_at).min(Instant::now() + *backoff);
+        }
+        match self.buffer.write(&envelope.batch) {
+            Ok(_) => self.stats.events_buffered.add(envelope.batch.len() as u64),
+            Err(e) => {
+                envelope.fail();
+                error!(error = %e, "Cannot spill to the disk buffer; the batch will be read again after restart.");
+            }
+        }
+    }
+
+    /// One delivery attempt: traps are retried per policy, a `retryable`
+    /// error is handed back, a rejection is dead-lettered.
+    fn attempt(&mut self, batch: &mut Batch) -> Attempt {
+        let mut traps = 0;
+        let plugin = self.instance.prepared().ident().plugin.clone();
+        loop {
+            let err = match self.instance.flush(batch) {
+                Ok(()) => {
+                    self.stats.events_delivered.add(batch.len() as u64);
+                    return Attempt::Done;
+                }
+                Err(e) => e,
+            };
+            match &err {
+                CallError::Retryable(_) => return Attempt::Later(err),
+                CallError::Trap(_) if traps < self.on_error.retries => {
+                    traps += 1;
+                    self.stats.flush_retries.inc();
+                    warn!(plugin = &*plugin, attempt = traps, error = %err, "Flusher trapped; retrying the batch.");
+                    self.shutdown.sleep(self.on_error.backoff);
+                    continue;
+                }
+                _ => {}
+            }
+            error!(plugin = &*plugin, events = batch.len(), error = %err, "Giving up on a batch.");
+            match self.on_error.then {
+                GiveUp::DeadLetter | GiveUp::Skip => {
+                    self.dead_letter
+                        .write(&plugin, &err.to_string(), batch, &self.stats)
+                }
+                GiveUp::Drop => self.stats.events_dropped.add(batch.len() as u64),
+            }
+            return Attempt::Done;
+        }
     }
 
     /// Delivers what the last graceful stop left in the buffer.
@@ -160,48 +328,26 @@ impl FlushWorker {
         }
     }
 
+    /// Delivers a batch, retrying `retryable` errors with backoff until it
+    /// is delivered or the drain deadline passes.
     fn deliver(&mut self, batch: &mut Batch) -> Outcome {
         let mut backoff = self.on_error.backoff;
-        let mut traps = 0;
         let plugin = self.instance.prepared().ident().plugin.clone();
         loop {
-            let err = match self.instance.flush(batch) {
-                Ok(()) => {
-                    self.stats.events_delivered.add(batch.len() as u64);
-                    return Outcome::Done;
-                }
-                Err(e) => e,
+            let err = match self.attempt(batch) {
+                Attempt::Done => return Outcome::Done,
+                Attempt::Later(err) => err,
             };
-            let retry = match &err {
-                CallError::Retryable(_) => true,
-                CallError::Trap(_) => {
-                    traps += 1;
-                    traps <= self.on_error.retries
-                }
-                CallError::Rejected(_) | CallError::Failed(_) => false,
-            };
-            if retry {
-                if self.shutdown.expired() {
-                    return Outcome::Undelivered;
-                }
-                self.stats.flush_retries.inc();
-                warn!(plugin = &*plugin, error = %err, backoff_ms = backoff.as_millis() as u64, "Flush failed; retrying.");
-                self.shutdown.sleep(backoff);
-                if self.shutdown.expired() {
-                    return Outcome::Undelivered;
-                }
-                backoff = (backoff * 2).min(self.on_error.max_backoff);
-                continue;
+            if self.shutdown.expired() {
+                return Outcome::Undelivered;
             }
-            error!(plugin = &*plugin, events = batch.len(), error = %err, "Giving up on a batch.");
-            match self.on_error.then {
-                GiveUp::DeadLetter | GiveUp::Skip => {
-                    self.dead_letter
-                        .write(&plugin, &err.to_string(), batch, &self.stats)
-                }
-                GiveUp::Drop => self.stats.events_dropped.add(batch.len() as u64),
+            self.stats.flush_retries.inc();
+            warn!(plugin = &*plugin, error = %err, backoff_ms = backoff.as_millis() as u64, "Flush failed; retrying.");
+            self.shutdown.sleep(backoff);
+            if self.shutdown.expired() {
+                return Outcome::Undelivered;
             }
-            return Outcome::Done;
+            backoff = (backoff * 2).min(self.on_error.max_backoff);
         }
     }
 }

@@ -118,6 +118,7 @@ pub fn prepare(
             dead_letter: dead_letter.clone(),
             buffer: Arc::new(buffer),
             shutdown: shutdown.clone(),
+            spill: entry.spill,
             stats: stats.clone(),
         });
     }

@@ -91,10 +91,7 @@ fn file_config(env: &Env) -> PathBuf {
         logs = env.path("logs").display(),
         out = out.display()
     ));
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("pipelines:", "checkpoint_interval: 100ms\npipelines:");
-    std::fs::write(&config, text).unwrap();
+    with_top_level(&config, "checkpoint_interval: 100ms");
     config
 }
 
@@ -115,6 +112,29 @@ fn delivered(path: &Path) -> (BTreeMap<u64, u32>, usize) {
         }
     }
     (seen, torn)
+}
+
+/// A counter from the `Pipeline stopped.` summary of `pipeline` in `log`.
+fn summary_field(log: &str, pipeline: &str, name: &str) -> u64 {
+    let summary = log
+        .lines()
+        .find(|l| l.contains("Pipeline stopped.") && l.contains(&format!("pipeline={pipeline} ")))
+        .unwrap_or_else(|| panic!("no summary of {pipeline} in:\n{log}"));
+    let at = summary.find(&format!(" {name}=")).unwrap() + name.len() + 2;
+    summary[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Adds a top-level key (e.g. `shutdown_timeout: 200ms`) to a test config.
+fn with_top_level(config: &Path, line: &str) {
+    let text = std::fs::read_to_string(config)
+        .unwrap()
+        .replace("pipelines:", &format!("{line}\npipelines:"));
+    std::fs::write(config, text).unwrap();
 }
 
 fn kill(child: &std::process::Child, signal: &str) {
@@ -257,10 +277,7 @@ fn an_output_down_at_shutdown_is_buffered_on_disk_and_replayed_once() {
         log = env.path("in.log").display(),
         addr = sink.addr
     ));
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("pipelines:", "shutdown_timeout: 300ms\npipelines:");
-    std::fs::write(&config, text).unwrap();
+    with_top_level(&config, "shutdown_timeout: 300ms");
     let agent = start(&env, &config);
     env.wait_log("Flush failed; retrying.", 3);
     stop(agent);
@@ -373,10 +390,7 @@ fn a_dead_output_stalls_only_its_own_pipeline() {
         addr = sink.addr,
         out = out.display()
     ));
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("pipelines:", "shutdown_timeout: 200ms\npipelines:");
-    std::fs::write(&config, text).unwrap();
+    with_top_level(&config, "shutdown_timeout: 200ms");
     let agent = start(&env, &config);
     wait_until("the healthy pipeline to deliver everything", || {
         lines_in(&out.join("healthy.ndjson")).len() >= 100_000
@@ -392,17 +406,9 @@ fn a_dead_output_stalls_only_its_own_pipeline() {
     let log = env.log();
     let stopped = log
         .lines()
-        .find(|l| l.contains("Pipeline stopped.") && l.contains("pipeline=stuck"))
-        .unwrap();
-    let field = |name: &str| -> u64 {
-        let at = stopped.find(&format!("{name}=")).unwrap() + name.len() + 1;
-        stopped[at..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+        .find(|l| l.contains("pipeline=stuck"))
+        .unwrap_or_default();
+    let field = |name: &str| summary_field(&log, "stuck", name);
     assert!(
         field("lines_read") < 100_000,
         "back-pressure must stop reading: {stopped}"
@@ -439,10 +445,7 @@ fn a_deleted_file_is_released_after_its_deadline_when_the_output_is_dead() {
         logs = env.path("logs").display(),
         addr = sink.addr
     ));
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("pipelines:", "shutdown_timeout: 200ms\npipelines:");
-    std::fs::write(&config, text).unwrap();
+    with_top_level(&config, "shutdown_timeout: 200ms");
     let agent = start(&env, &config);
     env.wait_log("Flush failed; retrying.", 2);
     std::fs::remove_file(env.path("logs/app.log")).unwrap();
@@ -452,17 +455,9 @@ fn a_deleted_file_is_released_after_its_deadline_when_the_output_is_dead() {
     let summary = log
         .lines()
         .find(|l| l.contains("Pipeline stopped."))
-        .unwrap()
+        .unwrap_or_default()
         .to_owned();
-    let field = |name: &str| -> u64 {
-        let at = summary.find(&format!("{name}=")).unwrap() + name.len() + 1;
-        summary[at..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let field = |name: &str| summary_field(&log, "rel", name);
     assert_eq!(field("files_released"), 1, "{summary}");
     let given_up = field("bytes_given_up");
     assert!(
@@ -553,5 +548,119 @@ fn an_http_output_down_under_load_loses_nothing_and_memory_stays_bounded() {
         "HTTP down {secs}s at ~{} MB/s: {written} lines, 0 lost, 0 duplicated, peak RSS {} MiB",
         rate / 10,
         rss / 1024
+    );
+}
+
+fn spill_config(env: &Env, sink: &Sink, spill: &str) -> PathBuf {
+    env.config(&format!(
+        r#"
+  - name: sp
+    queue_batches: 1
+    batch: {{ max_events: 100, linger: 20ms }}
+    inputs: [{{ type: file, paths: ["{log}"], start_at: beginning }}]
+    flushers:
+      - plugin: builtin:http
+        config: {{ url: "http://{addr}/" }}
+        grants: {{ hosts: ["{addr}"] }}
+        on_error: {{ backoff: 20ms, max_backoff: 100ms }}
+        spill: {spill}
+"#,
+        log = env.path("in.log").display(),
+        addr = sink.addr
+    ))
+}
+
+#[test]
+fn spilling_keeps_reading_while_the_output_is_down_then_delivers_in_order_once() {
+    let sink = Sink::start(&[]);
+    sink.state.lock().unwrap().down = true;
+    let env = Env::new();
+    let text: String = (0..5000).map(|i| format!("seq={i:08}\n")).collect();
+    env.write("in.log", &text);
+    let config = spill_config(&env, &sink, "{ max_mib: 64 }");
+    let agent = start(&env, &config);
+    // With the output down and a one-batch queue, only spilling lets the
+    // input read the whole file.
+    wait_until("every batch spilled to disk", || {
+        std::fs::read_dir(env.path("state/buffer/sp/0"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            >= 50
+    });
+    assert!(sink.events().is_empty());
+    sink.state.lock().unwrap().down = false;
+    wait_until("the buffer to drain", || sink.events().len() >= 5000);
+    stop(agent);
+    let events = sink.events();
+    assert_eq!(events.len(), 5000, "each event exactly once");
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["message"], format!("seq={i:08}"), "in order");
+    }
+    assert_eq!(
+        std::fs::read_dir(env.path("state/buffer/sp/0"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn a_full_spill_buffer_drops_its_oldest_batches_and_counts_them() {
+    let sink = Sink::start(&[]);
+    sink.state.lock().unwrap().down = true;
+    let env = Env::new();
+    // Incompressible lines, so 3 MiB of input overflow a 1 MiB buffer.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut text = String::new();
+    for i in 0..12_000 {
+        let mut noise = String::new();
+        for _ in 0..15 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            noise.push_str(&format!("{x:016x}"));
+        }
+        text.push_str(&format!("seq={i:08} {noise}\n"));
+    }
+    env.write("in.log", &text);
+    let config = spill_config(&env, &sink, "{ max_mib: 1, when_full: drop_oldest }");
+    let agent = start(&env, &config);
+    env.wait_log("Disk buffer full: dropped its oldest batch.", 1);
+    wait_until("the input to finish", || {
+        env.log().matches("Disk buffer full").count() >= 10
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    sink.state.lock().unwrap().down = false;
+    std::thread::sleep(Duration::from_millis(1500));
+    stop(agent);
+    let log = env.log();
+    let summary = log
+        .lines()
+        .find(|l| l.contains("Pipeline stopped."))
+        .unwrap_or_default()
+        .to_owned();
+    let field = |name: &str| summary_field(&log, "sp", name);
+    let dropped = field("events_dropped");
+    let delivered = sink.events().len() as u64;
+    let buffered_left: u64 = std::fs::read_dir(env.path("state/buffer/sp/0"))
+        .unwrap()
+        .count() as u64
+        * 100;
+    assert!(dropped > 0, "{summary}");
+    assert_eq!(
+        delivered + dropped + buffered_left,
+        12_000,
+        "every event delivered, dropped and counted, or still buffered: {summary}"
+    );
+    // What survived is the newest data, in order.
+    let seqs: Vec<u64> = sink
+        .events()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap()[4..12].parse().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order");
+    assert!(
+        seqs.first().copied().unwrap_or(0) >= dropped,
+        "the oldest were dropped"
     );
 }

@@ -138,11 +138,16 @@ impl Env {
     }
 }
 
+/// Sends `sig` to the child.
+pub fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    let r = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    assert_eq!(r, 0, "kill failed: {}", std::io::Error::last_os_error());
+}
+
 /// Sends SIGTERM and waits for a clean exit; returns stdout.
 pub fn stop(child: Child) -> Vec<u8> {
-    let pid = child.id().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success());
+    signal(&child, libc::SIGTERM);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "gleaner exited with {}", out.status);
     out.stdout

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -137,12 +136,15 @@ fn with_top_level(config: &Path, line: &str) {
     std::fs::write(config, text).unwrap();
 }
 
-fn kill(child: &std::process::Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+fn kill(child: &std::process::Child, sig: &str) {
+    signal(
+        child,
+        if sig == "-KILL" {
+            libc::SIGKILL
+        } else {
+            libc::SIGTERM
+        },
+    );
 }
 
 /// Runs the agent through `rounds` restarts under load, stopping it with

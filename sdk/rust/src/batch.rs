@@ -63,6 +63,11 @@ impl Batch {
         self.raw.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// The field names interned in this batch (fields refer to them by index).
+    pub(crate) fn keys(&self) -> &[String] {
+        &self.raw.keys
+    }
+
     /// The value of one tag.
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags().find(|(k, _)| *k == key).map(|(_, v)| v)
@@ -153,6 +158,22 @@ impl<'a> Event<'a> {
                     .and_then(|v| std::str::from_utf8(v).ok())
                     .unwrap_or_default();
                 (key, value)
+            })
+    }
+
+    /// The fields as (index into the batch's keys, raw value bytes), without
+    /// UTF-8 checks: for encoders that validate as they copy.
+    pub(crate) fn raw_fields(&self) -> impl Iterator<Item = (usize, &'a [u8])> + use<'a> {
+        let raw = &self.batch.raw;
+        let range = self.batch.field_ranges[self.index].clone();
+        raw.fields[range.start as usize..range.end as usize]
+            .iter()
+            .map(move |f| {
+                let value = raw
+                    .values
+                    .get(f.start as usize..(f.start as usize + f.len as usize))
+                    .unwrap_or_default();
+                (f.key as usize, value)
             })
     }
 

@@ -15,6 +15,23 @@ pub fn write_ndjson(batch: &Batch, out: &mut Vec<u8>) {
     for (k, v) in &tags {
         write_member(k, v, &mut tag_json);
     }
+    // Every field name, encoded once as `,"name":`; which names override a
+    // tag, and which one is `message`.
+    let keys = batch.keys();
+    let key_json: Vec<Vec<u8>> = keys
+        .iter()
+        .map(|k| {
+            let mut v = vec![b','];
+            write_string(k.as_bytes(), &mut v);
+            v.push(b':');
+            v
+        })
+        .collect();
+    let overrides: Vec<bool> = keys
+        .iter()
+        .map(|k| tags.iter().any(|(t, _)| t == k))
+        .collect();
+    let message_key = keys.iter().position(|k| k == "message");
     out.reserve(batch.body_bytes() * 2 + batch.len() * (64 + tag_json.len()));
     // Events read together share a timestamp: format it once.
     let mut cached: Option<(i64, [u8; 30])> = None;
@@ -31,23 +48,23 @@ pub fn write_ndjson(batch: &Batch, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"timestamp\":\"");
         out.extend_from_slice(&text);
         out.push(b'"');
-        let overrides_tag = event.field_count() > 0
-            && event
-                .fields()
-                .any(|(f, _)| tags.iter().any(|(k, _)| *k == f));
-        if overrides_tag {
-            for (k, v) in &tags {
-                if !event.fields().any(|(f, _)| f == *k) {
-                    write_member(k, v, out);
+        let has_fields = event.field_count() > 0;
+        if has_fields && event.raw_fields().any(|(k, _)| overrides[k]) {
+            for (name, value) in &tags {
+                if !event.raw_fields().any(|(k, _)| keys[k] == *name) {
+                    write_member(name, value, out);
                 }
             }
         } else {
             out.extend_from_slice(&tag_json);
         }
         let mut message_field = false;
-        for (k, v) in event.fields() {
-            message_field |= k == "message";
-            write_member(k, v, out);
+        if has_fields {
+            for (k, value) in event.raw_fields() {
+                message_field |= Some(k) == message_key;
+                out.extend_from_slice(&key_json[k]);
+                write_string(value, out);
+            }
         }
         if !message_field {
             out.extend_from_slice(b",\"message\":");

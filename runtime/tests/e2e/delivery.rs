@@ -113,6 +113,18 @@ fn delivered(path: &Path) -> (BTreeMap<u64, u32>, usize) {
     (seen, torn)
 }
 
+/// A pipeline's `builtin:http` flusher entry (YAML, indented for
+/// `flushers:`) sending to `sink`, with short retry backoffs.
+fn http_flusher(sink: &Sink) -> String {
+    format!(
+        r#"      - plugin: builtin:http
+        config: {{ url: "http://{addr}/" }}
+        grants: {{ hosts: ["{addr}"] }}
+        on_error: {{ backoff: 20ms, max_backoff: 100ms }}"#,
+        addr = sink.addr
+    )
+}
+
 /// A counter from the `Pipeline stopped.` summary of `pipeline` in `log`.
 fn summary_field(log: &str, pipeline: &str, name: &str) -> u64 {
     let summary = log
@@ -271,13 +283,10 @@ fn an_output_down_at_shutdown_is_buffered_on_disk_and_replayed_once() {
     batch: {{ max_events: 100, linger: 20ms }}
     inputs: [{{ type: file, paths: ["{log}"], start_at: beginning }}]
     flushers:
-      - plugin: builtin:http
-        config: {{ url: "http://{addr}/" }}
-        grants: {{ hosts: ["{addr}"] }}
-        on_error: {{ backoff: 20ms, max_backoff: 100ms }}
+{http}
 "#,
         log = env.path("in.log").display(),
-        addr = sink.addr
+        http = http_flusher(&sink)
     ));
     with_top_level(&config, "shutdown_timeout: 300ms");
     let agent = start(&env, &config);
@@ -379,17 +388,14 @@ fn a_dead_output_stalls_only_its_own_pipeline() {
     batch: {{ max_events: 100, linger: 20ms }}
     inputs: [{{ type: file, paths: ["{log}"], start_at: beginning }}]
     flushers:
-      - plugin: builtin:http
-        config: {{ url: "http://{addr}/" }}
-        grants: {{ hosts: ["{addr}"] }}
-        on_error: {{ backoff: 20ms, max_backoff: 50ms }}
+{http}
   - name: healthy
     batch: {{ max_events: 100, linger: 20ms }}
     inputs: [{{ type: file, paths: ["{log}"], start_at: beginning }}]
     flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/healthy.ndjson" }}, grants: {{ dirs: ["{out}"] }} }}]
 "#,
         log = env.path("in.log").display(),
-        addr = sink.addr,
+        http = http_flusher(&sink),
         out = out.display()
     ));
     with_top_level(&config, "shutdown_timeout: 200ms");
@@ -439,13 +445,10 @@ fn a_deleted_file_is_released_after_its_deadline_when_the_output_is_dead() {
         poll_interval: 50ms
         release_deleted_after: 500ms
     flushers:
-      - plugin: builtin:http
-        config: {{ url: "http://{addr}/" }}
-        grants: {{ hosts: ["{addr}"] }}
-        on_error: {{ backoff: 20ms, max_backoff: 50ms }}
+{http}
 "#,
         logs = env.path("logs").display(),
-        addr = sink.addr
+        http = http_flusher(&sink)
     ));
     with_top_level(&config, "shutdown_timeout: 200ms");
     let agent = start(&env, &config);
@@ -561,14 +564,11 @@ fn spill_config(env: &Env, sink: &Sink, spill: &str) -> PathBuf {
     batch: {{ max_events: 100, linger: 20ms }}
     inputs: [{{ type: file, paths: ["{log}"], start_at: beginning }}]
     flushers:
-      - plugin: builtin:http
-        config: {{ url: "http://{addr}/" }}
-        grants: {{ hosts: ["{addr}"] }}
-        on_error: {{ backoff: 20ms, max_backoff: 100ms }}
+{http}
         spill: {spill}
 "#,
         log = env.path("in.log").display(),
-        addr = sink.addr
+        http = http_flusher(sink)
     ))
 }
 

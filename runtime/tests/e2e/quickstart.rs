@@ -6,14 +6,7 @@ use crate::common::*;
 fn quickstart_prints_every_sample_line_as_parsed_json() {
     // A copy of configs/, so the checkpoints of an earlier run do not apply.
     let env = Env::new();
-    std::fs::create_dir_all(env.path("configs/sample")).unwrap();
-    for f in ["quickstart.yaml", "sample/nginx-access.log"] {
-        std::fs::copy(
-            workspace().join("configs").join(f),
-            env.path("configs").join(f),
-        )
-        .unwrap();
-    }
+    copy_configs(&env, &["quickstart.yaml", "sample/nginx-access.log"]);
     let config = env.path("configs/quickstart.yaml");
     let out = run_once(&config);
     let events = json_lines(&out.stdout);
@@ -113,14 +106,7 @@ fn every_example_config_validates() {
 fn redact_and_archive_example_masks_groups_and_filters() {
     // Run a copy of configs/ so this test owns its output directory.
     let env = Env::new();
-    std::fs::create_dir_all(env.path("configs/sample")).unwrap();
-    for f in ["redact-and-archive.yaml", "sample/app.log"] {
-        std::fs::copy(
-            workspace().join("configs").join(f),
-            env.path("configs").join(f),
-        )
-        .unwrap();
-    }
+    copy_configs(&env, &["redact-and-archive.yaml", "sample/app.log"]);
     run_once(&env.path("configs/redact-and-archive.yaml"));
     let events = lines_in(&env.path("target/archive/app.ndjson"));
     let levels: Vec<&str> = events
@@ -148,4 +134,14 @@ fn redact_and_archive_example_masks_groups_and_filters() {
             .iter()
             .all(|e| e["service"] == "checkout" && e["env"] == "demo")
     );
+}
+
+/// Copies files from `configs/` into `env`'s `configs/` (same layout), so a
+/// test owns the state and output its run creates.
+fn copy_configs(env: &Env, files: &[&str]) {
+    for f in files {
+        let to = env.path("configs").join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(workspace().join("configs").join(f), to).unwrap();
+    }
 }

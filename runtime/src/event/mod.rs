@@ -2,8 +2,6 @@
 //! that crossing into a plugin moves buffers instead of converting events.
 //! Owns the layout checks; knows nothing of where events come from or go.
 
-use std::fmt;
-
 /// One field of one event: a span into [`Batch::values`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field {
@@ -136,12 +134,6 @@ impl Batch {
             }
         }
         Ok(())
-    }
-}
-
-impl fmt::Display for Batch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} events, {} bytes", self.len(), self.bodies.len())
     }
 }
 

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::lines::LineSplitter;
 use super::multiline::Multiline;
-use super::options::FileInputOptions;
+use super::options::{FileInputOptions, StartAt};
 use super::{EventSink, InputStats, Source};
 use crate::ack::{FileIdentity, FileTracker};
 use crate::checkpoint::CheckpointStore;
@@ -41,15 +41,6 @@ pub fn fingerprint(file: &File, size: u64, len: u32) -> io::Result<(u64, u32)> {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     Ok((u64::from_be_bytes(first), n as u32))
-}
-
-/// Where reading of a newly opened file starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
-    /// At byte 0.
-    Beginning,
-    /// At the current end.
-    End,
 }
 
 /// Where the tailer keeps offsets of one input.
@@ -82,7 +73,7 @@ impl TailedFile {
     /// `start`. Returns the file and whether it resumed from a checkpoint.
     pub fn open(
         path: &Path,
-        start: Start,
+        start: StartAt,
         opts: &FileInputOptions,
         checkpoints: &Checkpoints,
     ) -> io::Result<(Self, bool)> {
@@ -141,12 +132,12 @@ impl TailedFile {
                 FileTracker::new(identity, &path.to_string_lossy(), offset),
                 true,
             ),
-            (None, None, Start::Beginning) => (
+            (None, None, StartAt::Beginning) => (
                 0,
                 FileTracker::new(identity, &path.to_string_lossy(), 0),
                 false,
             ),
-            (None, None, Start::End) => (
+            (None, None, StartAt::End) => (
                 size,
                 FileTracker::new(identity, &path.to_string_lossy(), size),
                 false,

@@ -18,7 +18,7 @@ mod model_test;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use file::{Checkpoints, FINGERPRINT_BYTES, Start, TailedFile, fingerprint, now_nanos};
+pub use file::{Checkpoints, FINGERPRINT_BYTES, TailedFile, fingerprint, now_nanos};
 pub use glob::{PathMatcher, PatternError};
 pub use lines::{LineFlags, LineSplitter};
 pub use multiline::Multiline;

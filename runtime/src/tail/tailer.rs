@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use notify::{RecursiveMode, Watcher};
 use tracing::{debug, info, warn};
 
-use super::file::{Checkpoints, Start, TailedFile};
+use super::file::{Checkpoints, TailedFile};
 use super::glob::{PathMatcher, PatternError};
 use super::options::{FileInputOptions, StartAt};
 use super::{EventSink, InputStats};
@@ -124,9 +124,9 @@ impl Tailer {
     /// from the beginning. At startup `start_at` decides, except that after
     /// a restart a file written since the last checkpoint was written is
     /// read from the beginning (it appeared while Gleaner was down).
-    fn start_for(&self, path: &std::path::Path, initial: bool) -> Start {
+    fn start_for(&self, path: &std::path::Path, initial: bool) -> StartAt {
         if !initial || self.opts.start_at == StartAt::Beginning {
-            return Start::Beginning;
+            return StartAt::Beginning;
         }
         let modified_ms = std::fs::metadata(path)
             .and_then(|m| m.modified())
@@ -134,8 +134,8 @@ impl Tailer {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as u64);
         match (self.checkpoints.store.previous_write_ms(), modified_ms) {
-            (Some(written), Some(modified)) if modified > written => Start::Beginning,
-            _ => Start::End,
+            (Some(written), Some(modified)) if modified > written => StartAt::Beginning,
+            _ => StartAt::End,
         }
     }
 

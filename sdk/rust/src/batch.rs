@@ -140,25 +140,14 @@ impl<'a> Event<'a> {
         String::from_utf8_lossy(self.body())
     }
 
-    /// The event's fields as `(key, value)` pairs, in the order they were added.
+    /// The event's fields as `(key, value)` pairs, in the order they were
+    /// added (a value that is not UTF-8 reads as empty).
     pub fn fields(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
-        let raw = &self.batch.raw;
-        let range = self.batch.field_ranges[self.index].clone();
-        raw.fields[range.start as usize..range.end as usize]
-            .iter()
-            .map(move |f| {
-                let key = raw
-                    .keys
-                    .get(f.key as usize)
-                    .map(String::as_str)
-                    .unwrap_or_default();
-                let value = raw
-                    .values
-                    .get(f.start as usize..(f.start as usize + f.len as usize))
-                    .and_then(|v| std::str::from_utf8(v).ok())
-                    .unwrap_or_default();
-                (key, value)
-            })
+        let keys = &self.batch.raw.keys;
+        self.raw_fields().map(move |(k, v)| {
+            let key = keys.get(k).map(String::as_str).unwrap_or_default();
+            (key, std::str::from_utf8(v).unwrap_or_default())
+        })
     }
 
     /// The fields as (index into the batch's keys, raw value bytes), without

@@ -24,6 +24,7 @@ pub mod bench;
 pub mod buffer;
 pub mod checkpoint;
 pub mod config;
+pub mod discovery;
 pub mod event;
 pub mod flush;
 pub mod pipeline;

@@ -11,10 +11,21 @@ use crossbeam_channel::Sender;
 
 use crate::ack::AckRef;
 use crate::event::Batch;
-use crate::tail::{EventSink, Source};
+use crate::tail::{EventSink, Meta, Source};
 
 /// The tag that names the file an event came from.
 pub const SOURCE_TAG: &str = "source.path";
+
+/// The field that names a container's stream (`stdout` / `stderr`).
+pub const STREAM_FIELD: &str = "stream";
+
+/// The tags of batches from `source`: its path, then its target's tags.
+fn tags_of(source: &Source) -> Vec<(String, String)> {
+    let mut tags = Vec::with_capacity(1 + source.tags.len());
+    tags.push((SOURCE_TAG.to_owned(), source.path.to_string()));
+    tags.extend(source.tags.iter().cloned());
+    tags
+}
 
 /// When a batch is full.
 #[derive(Debug, Clone, Copy)]
@@ -124,7 +135,7 @@ impl Batcher {
 }
 
 impl EventSink for Batcher {
-    fn event(&mut self, source: &Arc<Source>, body: &[u8], timestamp: i64, end: u64) {
+    fn event(&mut self, source: &Arc<Source>, body: &[u8], meta: Meta, end: u64) {
         let limits = self.limits;
         let hit = self
             .open
@@ -141,7 +152,7 @@ impl EventSink for Batcher {
                     self.open.push(Open {
                         source: source.clone(),
                         batch: Batch::with_tags(
-                            vec![(SOURCE_TAG.to_owned(), source.path.to_string())],
+                            tags_of(source),
                             limits.max_events.min(4096),
                             limits.max_bytes.min(1 << 20),
                         ),
@@ -153,7 +164,11 @@ impl EventSink for Batcher {
             };
         }
         let open = &mut self.open[self.last];
-        open.batch.push(timestamp, body);
+        open.batch.push(meta.timestamp, body);
+        if let Some(stream) = meta.stream {
+            open.batch
+                .push_field(STREAM_FIELD, stream.as_str().as_bytes());
+        }
         open.end = end;
         if open.batch.len() >= limits.max_events || open.batch.bodies.len() >= limits.max_bytes {
             self.send_at(self.last);
@@ -225,7 +240,15 @@ mod tests {
         Arc::new(Source {
             path: Arc::from(path),
             tracker: FileTracker::new(id, path, 0),
+            tags: Arc::from(vec![("container.name".to_owned(), "web".to_owned())]),
         })
+    }
+
+    fn meta() -> Meta {
+        Meta {
+            timestamp: 0,
+            stream: None,
+        }
     }
 
     #[test]
@@ -234,9 +257,9 @@ mod tests {
         let mut b = Batcher::new(limits(2, 1 << 20), tx);
         let a = source("/a.log");
         let c = source("/cc.log");
-        b.event(&a, b"1", 0, 2);
-        b.event(&c, b"x", 0, 2);
-        b.event(&a, b"2", 0, 4);
+        b.event(&a, b"1", meta(), 2);
+        b.event(&c, b"x", meta(), 2);
+        b.event(&a, b"2", meta(), 4);
         let first = rx.try_recv().unwrap();
         assert_eq!(first.batch.tag(SOURCE_TAG), Some("/a.log"));
         assert_eq!(
@@ -256,9 +279,9 @@ mod tests {
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut b = Batcher::new(limits(2, 1 << 20), tx);
         let a = source("/a.log");
-        b.event(&a, b"1", 0, 2);
-        b.event(&a, b"2", 0, 4);
-        b.event(&a, b"3", 0, 6);
+        b.event(&a, b"1", meta(), 2);
+        b.event(&a, b"2", meta(), 4);
+        b.event(&a, b"3", meta(), 6);
         assert_eq!(a.tracker.committed(), 0);
         drop(rx.try_recv().unwrap());
         assert_eq!(
@@ -274,13 +297,36 @@ mod tests {
     }
 
     #[test]
+    fn batches_carry_target_tags_and_the_stream_field() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut b = Batcher::new(limits(2, 1 << 20), tx);
+        let a = source("/a.log");
+        let err = Meta {
+            timestamp: 5,
+            stream: Some(crate::tail::Stream::Stderr),
+        };
+        b.event(&a, b"x", meta(), 2);
+        b.event(&a, b"y", err, 4);
+        let got = rx.try_recv().unwrap().batch;
+        assert_eq!(got.tag(SOURCE_TAG), Some("/a.log"));
+        assert_eq!(got.tag("container.name"), Some("web"));
+        assert_eq!(got.fields_of(0).count(), 0);
+        assert_eq!(
+            got.fields_of(1).collect::<Vec<_>>(),
+            vec![(STREAM_FIELD, &b"stderr"[..])]
+        );
+        assert_eq!(got.timestamps, vec![0, 5]);
+        assert!(got.check_layout().is_ok());
+    }
+
+    #[test]
     fn batches_close_at_the_byte_bound() {
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut b = Batcher::new(limits(100, 5), tx);
         let a = source("/a.log");
-        b.event(&a, b"abc", 0, 4);
+        b.event(&a, b"abc", meta(), 4);
         assert!(rx.try_recv().is_err());
-        b.event(&a, b"def", 0, 8);
+        b.event(&a, b"def", meta(), 8);
         assert_eq!(rx.try_recv().unwrap().batch.len(), 2);
     }
 
@@ -290,7 +336,7 @@ mod tests {
         let mut b = Batcher::new(limits(100, 1 << 20), tx);
         let a = source("/a.log");
         let t0 = Instant::now();
-        b.event(&a, b"x", 0, 2);
+        b.event(&a, b"x", meta(), 2);
         b.tick(t0);
         assert!(rx.try_recv().is_err());
         let d = b.deadline().unwrap();

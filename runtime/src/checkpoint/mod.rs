@@ -7,8 +7,13 @@
 //! fingerprint, so a reused inode is recognised as a new file. Entries of
 //! files not seen for `stale_after` are dropped.
 //!
+//! It also remembers the targets discovery gave each input (e.g. a
+//! container and the host paths of its logs), so that after a restart the
+//! tailer resumes their files before discovery answers, and drains those
+//! whose container ended while Gleaner was down.
+//!
 //! Reads offsets from `ack::FileTracker`s; knows nothing of plugins,
-//! Docker or Kubernetes.
+//! Docker or Kubernetes (a target is plain data to it).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -19,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::ack::{FileIdentity, FileTracker};
+use crate::tail::Target;
 
 /// The format version this build writes and reads.
 pub const VERSION: u32 = 1;
@@ -41,6 +47,19 @@ pub struct CheckpointFile {
     pub scanned_at_ms: u64,
     /// One entry per known file per input.
     pub files: Vec<Entry>,
+    /// Targets discovery gave each input and that are not yet drained.
+    #[serde(default)]
+    pub targets: Vec<TargetRecord>,
+}
+
+/// A target of an input, as discovery last described it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetRecord {
+    /// `<pipeline>/<input index>`.
+    pub input: String,
+    /// The target.
+    pub target: Target,
 }
 
 /// One file of one input.
@@ -130,6 +149,8 @@ pub struct CheckpointStore {
     writing: Mutex<()>,
     /// Per input: when its last full scan began.
     scans: Mutex<HashMap<String, u64>>,
+    /// Targets by (input, target id).
+    targets: Mutex<std::collections::BTreeMap<(String, String), Target>>,
 }
 
 impl CheckpointStore {
@@ -137,6 +158,7 @@ impl CheckpointStore {
     pub fn open(data_dir: &Path, stale_after: Duration) -> Result<Arc<Self>, CheckpointError> {
         let path = data_dir.join(FILE_NAME);
         let mut entries = HashMap::new();
+        let mut targets = std::collections::BTreeMap::new();
         let mut previous_write_ms = None;
         match std::fs::read(&path) {
             Ok(bytes) => {
@@ -162,6 +184,9 @@ impl CheckpointStore {
                 for e in file.files {
                     entries.insert((e.input.clone(), e.dev, e.ino), e);
                 }
+                for r in file.targets {
+                    targets.insert((r.input, r.target.id.to_string()), r.target);
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(CheckpointError::Io { path, source }),
@@ -173,6 +198,7 @@ impl CheckpointStore {
             state: Mutex::new((entries, HashMap::new())),
             writing: Mutex::new(()),
             scans: Mutex::new(HashMap::new()),
+            targets: Mutex::new(targets),
         }))
     }
 
@@ -208,6 +234,33 @@ impl CheckpointStore {
             .get(&(input.to_owned(), dev, ino))
             .filter(|t| !t.deleted())
             .cloned()
+    }
+
+    fn targets_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<(String, String), Target>> {
+        self.targets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers (or updates) a target of `input`.
+    pub fn remember_target(&self, input: &str, target: &Target) {
+        self.targets_lock()
+            .insert((input.to_owned(), target.id.to_string()), target.clone());
+    }
+
+    /// Forgets a target of `input` (its files were drained and closed).
+    pub fn forget_target(&self, input: &str, id: &str) {
+        self.targets_lock()
+            .remove(&(input.to_owned(), id.to_owned()));
+    }
+
+    /// The targets remembered for `input`.
+    pub fn targets(&self, input: &str) -> Vec<Target> {
+        self.targets_lock()
+            .iter()
+            .filter(|((i, _), _)| i == input)
+            .map(|(_, t)| t.clone())
+            .collect()
     }
 
     /// Records that `input` began a full scan at `started_ms`.
@@ -276,6 +329,14 @@ impl CheckpointStore {
                 .min()
                 .unwrap_or(now),
             files,
+            targets: self
+                .targets_lock()
+                .iter()
+                .map(|((input, _), target)| TargetRecord {
+                    input: input.clone(),
+                    target: target.clone(),
+                })
+                .collect(),
         }
     }
 

@@ -14,8 +14,9 @@ use gleaner_sdk::normalize_path as normalize;
 use regex::bytes::Regex;
 
 use crate::batch::BatchLimits;
+use crate::discovery::docker::{self, ContainerFilter, DockerOptions};
 use crate::plugin::{Grants, Limits, PluginKind, PluginSource, PluginSpec};
-use crate::tail::{FileInputOptions, MultilineRules, PathMatcher, StartAt};
+use crate::tail::{FileInputOptions, Format, MultilineRules, PathMatcher, StartAt};
 pub use raw::GiveUp;
 
 /// A config problem: where and what.
@@ -56,8 +57,8 @@ pub struct PipelineConfig {
     pub name: String,
     /// Key path of this pipeline, e.g. `pipelines[2]`.
     pub key: String,
-    /// File inputs.
-    pub inputs: Vec<FileInputOptions>,
+    /// Inputs.
+    pub inputs: Vec<InputConfig>,
     /// Processors, in order.
     pub processors: Vec<PluginEntry>,
     /// Flushers.
@@ -66,6 +67,15 @@ pub struct PipelineConfig {
     pub batch: BatchLimits,
     /// Queue depth between stages, in batches.
     pub queue_batches: usize,
+}
+
+/// One checked input.
+#[derive(Debug, Clone)]
+pub struct InputConfig {
+    /// How files are read (and, for a `file` input, which).
+    pub read: FileInputOptions,
+    /// For a `docker` input: where its targets come from.
+    pub docker: Option<DockerOptions>,
 }
 
 /// One checked plugin entry.
@@ -274,8 +284,14 @@ impl Resolver<'_> {
         })
     }
 
-    fn input(&self, key: &str, input: raw::RawInput) -> Result<FileInputOptions, ConfigError> {
-        let raw::RawInput::File(f) = input;
+    fn input(&self, key: &str, input: raw::RawInput) -> Result<InputConfig, ConfigError> {
+        match input {
+            raw::RawInput::File(f) => self.file_input(key, *f),
+            raw::RawInput::Docker(d) => self.docker_input(key, *d),
+        }
+    }
+
+    fn file_input(&self, key: &str, f: raw::RawFileInput) -> Result<InputConfig, ConfigError> {
         if f.paths.is_empty() {
             return self.err(
                 format!("{key}.paths"),
@@ -292,6 +308,102 @@ impl Resolver<'_> {
         if let Err(e) = PathMatcher::new(&include, &exclude) {
             return self.err(format!("{key}.paths"), e.to_string());
         }
+        let mut read = self.read_options(key, f.read_options())?;
+        read.include = include;
+        read.exclude = exclude;
+        read.format = match f.format {
+            raw::LineFormat::Raw => Format::Raw,
+            raw::LineFormat::DockerJson => Format::DockerJson,
+        };
+        Ok(InputConfig { read, docker: None })
+    }
+
+    fn docker_input(&self, key: &str, d: raw::RawDockerInput) -> Result<InputConfig, ConfigError> {
+        let read = self.read_options(key, d.read_options())?;
+        let endpoint = match d.endpoint {
+            Some(e) => e,
+            None => std::env::var("DOCKER_HOST")
+                .ok()
+                .filter(|h| h.starts_with("unix://"))
+                .unwrap_or_else(|| docker::DEFAULT_ENDPOINT.to_owned()),
+        };
+        if !endpoint.starts_with("unix://") {
+            return self.err(
+                format!("{key}.endpoint"),
+                format!("`{endpoint}` is not supported: use a unix:// socket address"),
+            );
+        }
+        for (i, p) in d.paths.iter().enumerate() {
+            if !p.starts_with('/') {
+                return self.err(
+                    format!("{key}.paths[{i}]"),
+                    format!("`{p}` must be an absolute path as seen inside the container"),
+                );
+            }
+            if let Err(e) = PathMatcher::new(std::slice::from_ref(p), &[]) {
+                return self.err(format!("{key}.paths[{i}]"), e.to_string());
+            }
+        }
+        if !d.stdout && d.paths.is_empty() {
+            return self.err(
+                key,
+                "nothing to collect: set `stdout: true` or name `paths` inside the containers",
+            );
+        }
+        let host_root = PathBuf::from(&d.host_root);
+        if !host_root.is_absolute() {
+            return self.err(format!("{key}.host_root"), "must be an absolute path");
+        }
+        if d.resync_interval.is_zero() {
+            return self.err(format!("{key}.resync_interval"), "must be above zero");
+        }
+        let docker = DockerOptions {
+            endpoint,
+            stdout: d.stdout,
+            paths: d.paths,
+            include: self.container_filter(&format!("{key}.include"), d.include)?,
+            exclude: self.container_filter(&format!("{key}.exclude"), d.exclude)?,
+            env_tags: d.env_tags,
+            label_tags: d.label_tags,
+            host_root,
+            resync_interval: d.resync_interval,
+        };
+        Ok(InputConfig {
+            read,
+            docker: Some(docker),
+        })
+    }
+
+    fn container_filter(
+        &self,
+        key: &str,
+        f: raw::RawContainerFilter,
+    ) -> Result<ContainerFilter, ConfigError> {
+        let re = |k: String, p: &str| {
+            docker::whole(p).map_err(|e| ConfigError {
+                file: self.file.to_path_buf(),
+                key: format!("{key}.{k}"),
+                message: format!("invalid regex: {e}"),
+            })
+        };
+        let pairs = |what: &str, m: std::collections::BTreeMap<String, String>| {
+            m.into_iter()
+                .map(|(k, v)| Ok((k.clone(), re(format!("{what}.{k}"), &v)?)))
+                .collect::<Result<Vec<_>, ConfigError>>()
+        };
+        Ok(ContainerFilter {
+            labels: pairs("labels", f.labels)?,
+            env: pairs("env", f.env)?,
+            name: f.name.map(|n| re("name".into(), &n)).transpose()?,
+            image: f.image.map(|i| re("image".into(), &i)).transpose()?,
+        })
+    }
+
+    fn read_options(
+        &self,
+        key: &str,
+        f: raw::RawReadOptions,
+    ) -> Result<FileInputOptions, ConfigError> {
         if f.max_line_bytes == 0 {
             return self.err(format!("{key}.max_line_bytes"), "must be at least 1");
         }
@@ -306,12 +418,13 @@ impl Resolver<'_> {
             Some(m) => Some(self.multiline(&format!("{key}.multiline"), m)?),
         };
         Ok(FileInputOptions {
-            include,
-            exclude,
+            include: Vec::new(),
+            exclude: Vec::new(),
             start_at: match f.start_at {
                 raw::StartAt::Beginning => StartAt::Beginning,
                 raw::StartAt::End => StartAt::End,
             },
+            format: Format::Raw,
             max_line_bytes: f.max_line_bytes,
             partial_line_timeout: f.partial_line_timeout,
             rescan_interval: f.rescan_interval,

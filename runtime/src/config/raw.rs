@@ -70,12 +70,14 @@ fn default_queue_batches() -> usize {
     8
 }
 
-/// An input. Only `file` exists so far.
+/// An input.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
 pub enum RawInput {
     /// Tail files matching glob patterns.
-    File(RawFileInput),
+    File(Box<RawFileInput>),
+    /// Containers of a Docker engine: their stdout/stderr and files inside them.
+    Docker(Box<RawDockerInput>),
 }
 
 /// Where to start reading a file found when Gleaner starts.
@@ -90,44 +92,175 @@ pub enum StartAt {
     End,
 }
 
-/// The `file` input.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawFileInput {
-    /// Glob patterns of files to read: `*`, `?`, `[abc]`, `{a,b}` and `**`
-    /// (any number of directories). Relative patterns are resolved against
-    /// the config file's directory.
-    pub paths: Vec<String>,
-    /// Glob patterns of files to skip even though `paths` matches them.
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    /// Where to start in files present at startup. Default `end`.
-    #[serde(default)]
+/// How the lines of a file are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LineFormat {
+    /// Each line is an event as it is.
+    #[default]
+    Raw,
+    /// Docker's json-file log driver: `{"log":…,"stream":…,"time":…}`.
+    DockerJson,
+}
+
+/// The reading options every input that tails files has.
+#[derive(Debug, Clone)]
+pub struct RawReadOptions {
+    /// See the `file` input.
     pub start_at: StartAt,
-    /// Longest line kept, in bytes; longer lines are cut to this length,
-    /// the rest of the line is skipped, and both are counted. Default 1 MiB.
-    #[serde(default = "default_max_line_bytes")]
+    /// See the `file` input.
     pub max_line_bytes: usize,
-    /// How long a last line without a newline is held before it is sent as
-    /// it is. Default `5s`.
-    #[serde(default = "default_partial_line_timeout", with = "humantime_serde")]
+    /// See the `file` input.
     pub partial_line_timeout: Duration,
-    /// How often the patterns are re-evaluated in full, as a safety net for
-    /// missed file-system notifications. Default `10s`.
-    #[serde(default = "default_rescan_interval", with = "humantime_serde")]
+    /// See the `file` input.
     pub rescan_interval: Duration,
-    /// How often open files are checked for new data even without a
-    /// notification. Default `250ms`.
-    #[serde(default = "default_poll_interval", with = "humantime_serde")]
+    /// See the `file` input.
     pub poll_interval: Duration,
-    /// Group several lines into one event (stack traces).
-    #[serde(default)]
+    /// See the `file` input.
     pub multiline: Option<RawMultiline>,
-    /// A deleted file is read to its end, but released after this long even
-    /// if its output is too slow to drain it (the bytes given up are counted
-    /// and logged). Default `5m`.
-    #[serde(default = "default_release_deleted_after", with = "humantime_serde")]
+    /// See the `file` input.
     pub release_deleted_after: Duration,
+}
+
+/// Declares an input struct with its own fields followed by the reading
+/// options shared by every input that tails files (serde's `flatten` does
+/// not work with `deny_unknown_fields`).
+macro_rules! input_with_read_options {
+    ($(#[$meta:meta])* pub struct $name:ident { $($fields:tt)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($fields)*
+            /// Where to start in files present at startup. Default `end`.
+            #[serde(default)]
+            pub start_at: StartAt,
+            /// Longest line kept, in bytes; longer lines are cut to this length,
+            /// the rest of the line is skipped, and both are counted. Default 1 MiB.
+            #[serde(default = "default_max_line_bytes")]
+            pub max_line_bytes: usize,
+            /// How long a last line without a newline is held before it is sent as
+            /// it is. Default `5s`.
+            #[serde(default = "default_partial_line_timeout", with = "humantime_serde")]
+            pub partial_line_timeout: Duration,
+            /// How often the patterns are re-evaluated in full, as a safety net for
+            /// missed file-system notifications. Default `10s`.
+            #[serde(default = "default_rescan_interval", with = "humantime_serde")]
+            pub rescan_interval: Duration,
+            /// How often open files are checked for new data even without a
+            /// notification. Default `250ms`.
+            #[serde(default = "default_poll_interval", with = "humantime_serde")]
+            pub poll_interval: Duration,
+            /// Group several lines into one event (stack traces).
+            #[serde(default)]
+            pub multiline: Option<RawMultiline>,
+            /// A deleted file is read to its end, but released after this long even
+            /// if its output is too slow to drain it (the bytes given up are counted
+            /// and logged). Default `5m`.
+            #[serde(default = "default_release_deleted_after", with = "humantime_serde")]
+            pub release_deleted_after: Duration,
+        }
+
+        impl $name {
+            /// The shared reading options.
+            pub fn read_options(&self) -> RawReadOptions {
+                RawReadOptions {
+                    start_at: self.start_at,
+                    max_line_bytes: self.max_line_bytes,
+                    partial_line_timeout: self.partial_line_timeout,
+                    rescan_interval: self.rescan_interval,
+                    poll_interval: self.poll_interval,
+                    multiline: self.multiline.clone(),
+                    release_deleted_after: self.release_deleted_after,
+                }
+            }
+        }
+    };
+}
+
+input_with_read_options! {
+    /// The `file` input.
+    pub struct RawFileInput {
+        /// Glob patterns of files to read: `*`, `?`, `[abc]`, `{a,b}` and `**`
+        /// (any number of directories). Relative patterns are resolved against
+        /// the config file's directory.
+        pub paths: Vec<String>,
+        /// Glob patterns of files to skip even though `paths` matches them.
+        #[serde(default)]
+        pub exclude: Vec<String>,
+        /// How lines are decoded. Default `raw`.
+        #[serde(default)]
+        pub format: LineFormat,
+    }
+}
+
+input_with_read_options! {
+    /// The `docker` input.
+    pub struct RawDockerInput {
+        /// The engine's API: `unix:///path/to/docker.sock`. Default:
+        /// `$DOCKER_HOST` if it is a `unix://` address, else
+        /// `unix:///var/run/docker.sock`.
+        #[serde(default)]
+        pub endpoint: Option<String>,
+        /// Collect the containers' output (stdout and stderr, from the
+        /// json-file log driver; each event's `stream` field says which).
+        /// Default `true`.
+        #[serde(default = "default_true")]
+        pub stdout: bool,
+        /// Files inside containers, as paths seen inside the container
+        /// (absolute glob patterns), e.g. `/var/log/app/*.log`.
+        #[serde(default)]
+        pub paths: Vec<String>,
+        /// Only containers that match every condition given here.
+        #[serde(default)]
+        pub include: RawContainerFilter,
+        /// Never containers that match any condition given here.
+        #[serde(default)]
+        pub exclude: RawContainerFilter,
+        /// Environment variables of the container copied into the
+        /// `container.env.<NAME>` tags.
+        #[serde(default)]
+        pub env_tags: Vec<String>,
+        /// Copy every container label into `container.label.<key>` tags.
+        /// Default `true`.
+        #[serde(default = "default_true")]
+        pub label_tags: bool,
+        /// Where the host's root file system is seen by Gleaner: `/` when
+        /// it runs on the host, e.g. `/host` in a container started with
+        /// `-v /:/host:ro`. Host paths from the engine are read below it.
+        #[serde(default = "default_host_root")]
+        pub host_root: String,
+        /// Full re-list of the containers, a safety net for missed
+        /// engine events. Default `60s`.
+        #[serde(default = "default_resync_interval", with = "humantime_serde")]
+        pub resync_interval: Duration,
+    }
+}
+
+/// Conditions on a container. Every value is a regular expression that
+/// must match the whole value.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContainerFilter {
+    /// Label key → value pattern (`.*`: the label is set, any value).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Environment variable → value pattern.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Container name pattern (without the leading `/`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Image pattern, as the container was created with (e.g. `nginx:1.25`).
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+fn default_host_root() -> String {
+    "/".to_owned()
+}
+fn default_resync_interval() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_release_deleted_after() -> Duration {

@@ -28,10 +28,10 @@ fn relative_paths_resolve_against_the_config_file() {
         PathBuf::from("/etc/gleaner/state/plugin-cache")
     );
     assert_eq!(
-        c.pipelines[0].inputs[0].include,
+        c.pipelines[0].inputs[0].read.include,
         vec!["/etc/gleaner/logs/*.log".to_string()]
     );
-    assert_eq!(c.pipelines[0].inputs[0].start_at, StartAt::End);
+    assert_eq!(c.pipelines[0].inputs[0].read.start_at, StartAt::End);
     assert_eq!(
         c.pipelines[0].processors[0].spec.config_json,
         r#"{"pattern":"^(?P<ip>\\S+)"}"#

@@ -68,6 +68,28 @@ impl Batch {
         self.body_ends.push(self.bodies.len() as u32);
     }
 
+    /// Adds the field `key` = `value` to the last event pushed (the key is
+    /// interned). Does nothing in an empty batch.
+    pub fn push_field(&mut self, key: &str, value: &[u8]) {
+        let Some(event) = self.len().checked_sub(1) else {
+            return;
+        };
+        let key = match self.keys.iter().position(|k| k == key) {
+            Some(k) => k,
+            None => {
+                self.keys.push(key.to_owned());
+                self.keys.len() - 1
+            }
+        };
+        self.fields.push(Field {
+            event: event as u32,
+            key: key as u32,
+            start: self.values.len() as u32,
+            len: value.len() as u32,
+        });
+        self.values.extend_from_slice(value);
+    }
+
     /// The body of event `i`.
     pub fn body(&self, i: usize) -> &[u8] {
         let start = if i == 0 {

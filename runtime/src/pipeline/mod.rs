@@ -26,6 +26,7 @@ use crate::batch::{Batcher, Envelope};
 use crate::buffer::DiskBuffer;
 use crate::checkpoint::CheckpointStore;
 use crate::config::PipelineConfig;
+use crate::discovery::DiscoveryStats;
 use crate::flush::{FlushWorker, Shutdown};
 use crate::plugin::{Ident, Instance, PluginError, PluginHost, PluginStats};
 use crate::tail::{Checkpoints, InputStats, PatternError, Tailer};
@@ -141,6 +142,7 @@ pub struct RunningPipeline {
     threads: Vec<JoinHandle<()>>,
     stats: Arc<PipelineStats>,
     inputs: Vec<Arc<InputStats>>,
+    discoveries: Vec<Arc<DiscoveryStats>>,
     plugins: Vec<(String, Arc<PluginStats>)>,
 }
 
@@ -177,13 +179,30 @@ impl PreparedPipeline {
             flush_queues,
         )));
         let mut inputs = Vec::new();
-        for (i, opts) in self.config.inputs.iter().enumerate() {
+        let mut discoveries = Vec::new();
+        for (i, input) in self.config.inputs.iter().enumerate() {
             let input_stats = Arc::new(InputStats::default());
             let checkpoints = Checkpoints {
                 store: store.clone(),
                 input: Arc::from(format!("{name}/{i}")),
             };
-            let tailer = Tailer::new(opts.clone(), input_stats.clone(), checkpoints)?;
+            let opts = input.read.clone();
+            let tailer = match &input.docker {
+                None => Tailer::new(opts, input_stats.clone(), checkpoints)?,
+                Some(docker) => {
+                    let (tx, rx) = crossbeam_channel::unbounded();
+                    let stats = Arc::new(DiscoveryStats::default());
+                    discoveries.push(stats.clone());
+                    threads.push(spawn_or_log(crate::discovery::docker::spawn(
+                        format!("{name}-docker{i}"),
+                        docker.clone(),
+                        tx,
+                        stop.clone(),
+                        stats,
+                    )));
+                    Tailer::with_discovery(opts, input_stats.clone(), checkpoints, rx)
+                }
+            };
             let mut batcher = Batcher::new(self.config.batch, in_tx.clone());
             let stop = stop.clone();
             inputs.push(input_stats);
@@ -201,6 +220,7 @@ impl PreparedPipeline {
             threads: threads.into_iter().flatten().collect(),
             stats: self.stats,
             inputs,
+            discoveries,
             plugins: self.plugin_stats,
         })
     }
@@ -299,10 +319,12 @@ impl RunningPipeline {
         let truncated: u64 = self.inputs.iter().map(|i| i.lines_truncated.get()).sum();
         let given_up: u64 = self.inputs.iter().map(|i| i.bytes_given_up.get()).sum();
         let released: u64 = self.inputs.iter().map(|i| i.files_released.get()).sum();
+        let malformed: u64 = self.inputs.iter().map(|i| i.lines_malformed.get()).sum();
         tracing::info!(
             pipeline = %self.name,
             lines_read = lines,
             lines_truncated = truncated,
+            lines_malformed = malformed,
             files_released = released,
             bytes_given_up = given_up,
             events_in = s.events_in.get(),
@@ -314,6 +336,18 @@ impl RunningPipeline {
             events_replayed = s.events_replayed.get(),
             "Pipeline stopped."
         );
+        for d in &self.discoveries {
+            tracing::info!(
+                pipeline = %self.name,
+                containers_added = d.containers_added.get(),
+                containers_filtered = d.containers_filtered.get(),
+                containers_missed = d.containers_missed.get(),
+                unsupported_drivers = d.unsupported_drivers.get(),
+                engine_errors = d.errors.get(),
+                resyncs = d.resyncs.get(),
+                "Docker discovery summary."
+            );
+        }
         for (plugin, p) in &self.plugins {
             let counters = format!("{:?}", p.counters_snapshot());
             tracing::info!(

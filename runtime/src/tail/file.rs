@@ -14,9 +14,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use super::format::{Decoder, Format, Meta};
 use super::lines::LineSplitter;
 use super::multiline::Multiline;
 use super::options::{FileInputOptions, StartAt};
+use super::target::Tags;
 use super::{EventSink, InputStats, Source};
 use crate::ack::{FileIdentity, FileTracker};
 use crate::checkpoint::CheckpointStore;
@@ -60,7 +62,10 @@ pub struct TailedFile {
     file: File,
     identity: FileIdentity,
     offset: u64,
+    /// Where the next line starts (the end of the last one split).
+    line_start: u64,
     lines: LineSplitter,
+    decoder: Decoder,
     multiline: Option<Multiline>,
     last_data_at: Instant,
     partial_timeout: Duration,
@@ -70,12 +75,14 @@ pub struct TailedFile {
 impl TailedFile {
     /// Opens `path` and positions it: at its checkpoint if the checkpoint
     /// store knows this file (same device, inode and fingerprint), else at
-    /// `start`. Returns the file and whether it resumed from a checkpoint.
+    /// `start`. Its lines are decoded as `format` and its batches tagged
+    /// with `tags`. Returns the file and whether it resumed from a checkpoint.
     pub fn open(
         path: &Path,
         start: StartAt,
         opts: &FileInputOptions,
         checkpoints: &Checkpoints,
+        (format, tags): (Format, Tags),
     ) -> io::Result<(Self, bool)> {
         let mut file = File::open(path)?;
         let meta = file.metadata()?;
@@ -151,11 +158,14 @@ impl TailedFile {
             source: Arc::new(Source {
                 path: Arc::from(path_text.as_ref()),
                 tracker,
+                tags,
             }),
             file,
             identity,
             offset,
+            line_start: offset,
             lines: LineSplitter::new(opts.max_line_bytes),
+            decoder: Decoder::new(format, opts.max_line_bytes),
             multiline: opts.multiline.clone().map(Multiline::new),
             last_data_at: Instant::now(),
             partial_timeout: opts.partial_line_timeout,
@@ -190,7 +200,9 @@ impl TailedFile {
     pub fn restart_after_truncation(&mut self, stats: &InputStats) -> io::Result<()> {
         self.file.seek(SeekFrom::Start(0))?;
         self.offset = 0;
+        self.line_start = 0;
         self.lines.reset();
+        self.decoder.reset();
         if let Some(m) = self.multiline.as_mut() {
             m.reset();
         }
@@ -208,6 +220,7 @@ impl TailedFile {
         self.source = Arc::new(Source {
             path: self.source.path.clone(),
             tracker,
+            tags: self.source.tags.clone(),
         });
         stats.truncations.inc();
         Ok(())
@@ -261,8 +274,10 @@ impl TailedFile {
             let skipped_before = self.lines.skipped_bytes;
             let Self {
                 lines,
+                decoder,
                 multiline,
                 source,
+                line_start,
                 ..
             } = self;
             lines.push(&buf[..n], |line, flags, consumed| {
@@ -271,12 +286,10 @@ impl TailedFile {
                 }
                 stats.lines.inc();
                 let end = chunk_start + consumed as u64;
-                match multiline {
-                    Some(m) => m.push(line, end, now, &mut |ev: &[u8], end| {
-                        sink.event(source, ev, ts, end)
-                    }),
-                    None => sink.event(source, line, ts, end),
-                }
+                let start = std::mem::replace(line_start, end);
+                decoder.push(line, start, end, ts, stats, &mut |body, meta, end| {
+                    to_sink(multiline, sink, source, body, meta, end, now)
+                });
             });
             stats
                 .bytes_skipped
@@ -303,29 +316,33 @@ impl TailedFile {
         let offset = self.offset;
         let Self {
             lines,
+            decoder,
             multiline,
             source,
             last_data_at,
             partial_timeout,
+            line_start,
             ..
         } = self;
         if force || now.duration_since(*last_data_at) >= *partial_timeout {
             lines.flush_partial(|line, _| {
                 stats.lines.inc();
                 stats.lines_partial.inc();
-                match multiline.as_mut() {
-                    Some(m) => m.push(line, offset, now, &mut |ev: &[u8], end| {
-                        sink.event(source, ev, ts, end)
-                    }),
-                    None => sink.event(source, line, ts, offset),
-                }
+                let start = std::mem::replace(line_start, offset);
+                decoder.push(line, start, offset, ts, stats, &mut |body, meta, end| {
+                    to_sink(multiline, sink, source, body, meta, end, now)
+                });
+            });
+            decoder.flush(offset, stats, &mut |body, meta, end| {
+                to_sink(multiline, sink, source, body, meta, end, now)
             });
         }
         if let Some(m) = multiline {
+            let mut emit = |ev: &[u8], meta: Meta, end| sink.event(source, ev, meta, end);
             if force {
-                m.flush(&mut |ev: &[u8], end| sink.event(source, ev, ts, end));
+                m.flush(&mut emit);
             } else {
-                m.flush_if_due(now, &mut |ev: &[u8], end| sink.event(source, ev, ts, end));
+                m.flush_if_due(now, &mut emit);
             }
         }
     }
@@ -343,6 +360,7 @@ impl TailedFile {
             .unwrap_or(self.offset)
             .saturating_sub(self.offset);
         let held = self.lines.pending_len() as u64
+            + self.decoder.held_bytes() as u64
             + self.multiline.as_ref().map_or(0, |m| m.held_bytes() as u64);
         unread + held
     }
@@ -359,13 +377,31 @@ impl TailedFile {
 
     /// The next time [`TailedFile::flush_held`] has something to do.
     pub fn deadline(&self) -> Option<Instant> {
-        let partial =
-            (self.lines.pending_len() > 0).then(|| self.last_data_at + self.partial_timeout);
+        let partial = (self.lines.pending_len() > 0 || self.decoder.held_from().is_some())
+            .then(|| self.last_data_at + self.partial_timeout);
         let group = self.multiline.as_ref().and_then(Multiline::deadline);
         match (partial, group) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+}
+
+/// Hands a decoded line on: through multiline grouping if configured.
+fn to_sink(
+    multiline: &mut Option<Multiline>,
+    sink: &mut dyn EventSink,
+    source: &Arc<Source>,
+    body: &[u8],
+    meta: Meta,
+    end: u64,
+    now: Instant,
+) {
+    match multiline {
+        Some(m) => m.push(body, meta, end, now, &mut |ev: &[u8], meta, end| {
+            sink.event(source, ev, meta, end)
+        }),
+        None => sink.event(source, body, meta, end),
     }
 }
 

@@ -1,16 +1,21 @@
-//! Reading files: which files (`glob`), how they are read (`file`, `lines`,
-//! `multiline`) and the loop that drives them (`tailer`).
+//! Reading files: what to read (`target`: host path patterns with tags, as
+//! a static input or discovery hands them over), which files match
+//! (`glob`), how they are read (`file`, `lines`, `format`, `multiline`) and
+//! the loop that drives them (`tailer`).
 //!
-//! `tail` knows paths, file identities and offsets. It must not import
-//! Docker, Kubernetes, wasmtime or the pipeline: it hands finished events to
-//! an [`EventSink`] (the batcher) and counts what it does in [`InputStats`].
+//! `tail` knows paths, file identities, line formats and offsets. It must
+//! not import discovery (Docker, Kubernetes), wasmtime or the pipeline: it
+//! takes [`TargetUpdate`]s, hands finished events to an [`EventSink`] (the
+//! batcher) and counts what it does in [`InputStats`].
 
 mod file;
+pub mod format;
 mod glob;
 mod lines;
 mod multiline;
 mod options;
 mod tailer;
+mod target;
 
 #[cfg(test)]
 mod model_test;
@@ -19,11 +24,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use file::{Checkpoints, FINGERPRINT_BYTES, TailedFile, fingerprint, now_nanos};
+pub use format::{Format, Meta, Stream};
 pub use glob::{PathMatcher, PatternError};
 pub use lines::{LineFlags, LineSplitter};
 pub use multiline::Multiline;
 pub use options::{FileInputOptions, MultilineRules, StartAt};
 pub use tailer::Tailer;
+pub use target::{Tags, Target, TargetUpdate};
 
 use crate::ack::FileTracker;
 use crate::telemetry::Counter;
@@ -35,14 +42,17 @@ pub struct Source {
     pub path: Arc<str>,
     /// Acknowledgements of what was read from it.
     pub tracker: Arc<FileTracker>,
+    /// Tags of the target the file belongs to.
+    pub tags: Tags,
 }
 
 /// Where the tailer puts finished events.
 pub trait EventSink {
-    /// One event (a line, or a multiline group) read from `source` at
-    /// `timestamp` (ns since the epoch); `end` is the file offset just after
-    /// it. Never blocks: read only while [`EventSink::ready`].
-    fn event(&mut self, source: &Arc<Source>, body: &[u8], timestamp: i64, end: u64);
+    /// One event (a line, or a multiline group) read from `source`, with
+    /// its timestamp and stream; `end` is the file offset up to which the
+    /// file is done with once this event is delivered. Never blocks: read
+    /// only while [`EventSink::ready`].
+    fn event(&mut self, source: &Arc<Source>, body: &[u8], meta: Meta, end: u64);
     /// True if the sink can take more events now. The tailer reads only
     /// then: that is the back-pressure, and the tailer stays free to stop,
     /// rescan and release files while the pipeline is full.
@@ -81,4 +91,10 @@ pub struct InputStats {
     pub files_released: Counter,
     /// Bytes of deleted files given up when they were released.
     pub bytes_given_up: Counter,
+    /// Lines that did not decode in the input's format, kept as raw text.
+    pub lines_malformed: Counter,
+    /// Targets added (by discovery).
+    pub targets_added: Counter,
+    /// Targets removed (drained and released).
+    pub targets_removed: Counter,
 }

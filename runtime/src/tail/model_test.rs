@@ -23,7 +23,7 @@ use crate::checkpoint::CheckpointStore;
 struct Collect(Arc<Mutex<Vec<String>>>);
 
 impl EventSink for Collect {
-    fn event(&mut self, source: &Arc<Source>, body: &[u8], _ts: i64, end: u64) {
+    fn event(&mut self, source: &Arc<Source>, body: &[u8], _meta: super::Meta, end: u64) {
         drop(source.tracker.register(end));
         self.0
             .lock()

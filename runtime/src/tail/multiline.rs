@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::format::Meta;
 use super::options::MultilineRules;
 
 /// The grouping state of one file.
@@ -15,6 +16,8 @@ pub struct Multiline {
     last_line_at: Option<Instant>,
     /// File offset just after the last line of the group.
     end: u64,
+    /// Timestamp and stream of the group's first line.
+    meta: Meta,
 }
 
 impl Multiline {
@@ -26,13 +29,19 @@ impl Multiline {
             lines: 0,
             last_line_at: None,
             end: 0,
+            meta: Meta {
+                timestamp: 0,
+                stream: None,
+            },
         }
     }
 
-    fn append(&mut self, line: &[u8], end: u64, now: Instant) {
+    fn append(&mut self, line: &[u8], meta: Meta, end: u64, now: Instant) {
         self.end = end;
         if self.lines > 0 {
             self.buf.push(b'\n');
+        } else {
+            self.meta = meta;
         }
         self.buf.extend_from_slice(line);
         self.lines += 1;
@@ -40,9 +49,9 @@ impl Multiline {
     }
 
     /// Sends the current group, if any.
-    pub fn flush(&mut self, emit: &mut impl FnMut(&[u8], u64)) {
+    pub fn flush(&mut self, emit: &mut impl FnMut(&[u8], Meta, u64)) {
         if self.lines > 0 {
-            emit(&self.buf, self.end);
+            emit(&self.buf, self.meta, self.end);
             self.buf.clear();
             self.lines = 0;
             self.last_line_at = None;
@@ -71,15 +80,27 @@ impl Multiline {
     }
 
     /// Flushes the group if its timeout has passed.
-    pub fn flush_if_due(&mut self, now: Instant, emit: &mut impl FnMut(&[u8], u64)) {
+    pub fn flush_if_due(&mut self, now: Instant, emit: &mut impl FnMut(&[u8], Meta, u64)) {
         if self.deadline().is_some_and(|d| d <= now) {
             self.flush(emit);
         }
     }
 
     /// Feeds one line that ends at file offset `end`; `emit` receives every
-    /// finished event with the offset just after its last line.
-    pub fn push(&mut self, line: &[u8], end: u64, now: Instant, emit: &mut impl FnMut(&[u8], u64)) {
+    /// finished event with the timestamp and stream of its first line and
+    /// the offset just after its last line. Lines of another stream (a
+    /// container's stdout vs stderr) never join a group.
+    pub fn push(
+        &mut self,
+        line: &[u8],
+        meta: Meta,
+        end: u64,
+        now: Instant,
+        emit: &mut impl FnMut(&[u8], Meta, u64),
+    ) {
+        if self.lines > 0 && self.meta.stream != meta.stream {
+            self.flush(emit);
+        }
         let r = &self.rules;
         let is_start = r.start.as_ref().is_some_and(|re| re.is_match(line));
         let is_continue = r
@@ -90,26 +111,26 @@ impl Multiline {
 
         if is_start {
             self.flush(emit);
-            self.append(line, end, now);
+            self.append(line, meta, end, now);
         } else if is_continue {
-            self.append(line, end, now);
+            self.append(line, meta, end, now);
         } else if r.start.is_some() && r.continue_pattern.is_none() {
             // Start-only mode: every other line continues the group; a line
             // before any start line is an event of its own.
             if self.lines > 0 {
-                self.append(line, end, now);
+                self.append(line, meta, end, now);
             } else {
-                emit(line, end);
+                emit(line, meta, end);
                 return;
             }
         } else if r.end.is_some() && r.continue_pattern.is_none() {
             // End mode: lines accumulate until the end line.
-            self.append(line, end, now);
+            self.append(line, meta, end, now);
         } else {
             // A continue pattern is set and this line does not match it: it
             // starts a new group.
             self.flush(emit);
-            self.append(line, end, now);
+            self.append(line, meta, end, now);
         }
         if is_end || self.lines >= self.rules.max_lines {
             self.flush(emit);
@@ -140,13 +161,19 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::tail::format::Stream;
+
+    const META: Meta = Meta {
+        timestamp: 1,
+        stream: None,
+    };
 
     fn group(rules: MultilineRules, lines: &[&str]) -> (Vec<String>, Multiline) {
         let mut m = Multiline::new(rules);
         let mut out = Vec::new();
         let now = Instant::now();
         for (i, l) in lines.iter().enumerate() {
-            m.push(l.as_bytes(), i as u64, now, &mut |e: &[u8], _| {
+            m.push(l.as_bytes(), META, i as u64, now, &mut |e: &[u8], _, _| {
                 out.push(String::from_utf8_lossy(e).into_owned())
             });
         }
@@ -171,7 +198,7 @@ mod tests {
             ]
         );
         let mut rest = Vec::new();
-        m.flush(&mut |e: &[u8], _| rest.push(e.to_vec()));
+        m.flush(&mut |e: &[u8], _, _| rest.push(e.to_vec()));
         assert_eq!(rest, vec![b"2024-01-01 INFO ok".to_vec()]);
     }
 
@@ -198,18 +225,41 @@ mod tests {
     }
 
     #[test]
+    fn groups_never_mix_streams_and_keep_their_first_lines_meta() {
+        let mut m = Multiline::new(rules(None, Some(r"^\s"), None, 10));
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let lines: [(&[u8], i64, Stream); 4] = [
+            (b"a", 1, Stream::Stdout),
+            (b" b", 2, Stream::Stdout),
+            (b" c", 3, Stream::Stderr),
+            (b"d", 4, Stream::Stderr),
+        ];
+        for (i, (l, ts, s)) in lines.into_iter().enumerate() {
+            let meta = Meta {
+                timestamp: ts,
+                stream: Some(s),
+            };
+            m.push(l, meta, i as u64, now, &mut |e: &[u8], m: Meta, _| {
+                out.push((String::from_utf8_lossy(e).into_owned(), m.timestamp))
+            });
+        }
+        assert_eq!(out, vec![("a\n b".into(), 1), (" c".into(), 3)]);
+    }
+
+    #[test]
     fn timeout_flushes_an_incomplete_group() {
         let mut m = Multiline::new(rules(Some("^S"), None, None, 10));
         let t0 = Instant::now();
         let mut out = Vec::new();
-        m.push(b"S1", 3, t0, &mut |e: &[u8], end| {
+        m.push(b"S1", META, 3, t0, &mut |e: &[u8], _, end| {
             out.push((e.to_vec(), end))
         });
-        m.flush_if_due(t0 + Duration::from_secs(1), &mut |e: &[u8], end| {
+        m.flush_if_due(t0 + Duration::from_secs(1), &mut |e: &[u8], _, end| {
             out.push((e.to_vec(), end))
         });
         assert!(out.is_empty());
-        m.flush_if_due(t0 + Duration::from_secs(3), &mut |e: &[u8], end| {
+        m.flush_if_due(t0 + Duration::from_secs(3), &mut |e: &[u8], _, end| {
             out.push((e.to_vec(), end))
         });
         assert_eq!(

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use regex::bytes::Regex;
 
+use super::format::Format;
+
 /// Where to start in files present when the tailer starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartAt {
@@ -24,6 +26,8 @@ pub struct FileInputOptions {
     pub exclude: Vec<String>,
     /// Start position for files present at startup.
     pub start_at: StartAt,
+    /// How lines are decoded (for the fixed files; discovery sets it per target).
+    pub format: Format,
     /// Longest line kept, in bytes (> 0).
     pub max_line_bytes: usize,
     /// How long an unterminated last line is held.
@@ -64,6 +68,7 @@ impl FileInputOptions {
                 .collect(),
             exclude: Vec::new(),
             start_at: StartAt::Beginning,
+            format: Format::Raw,
             max_line_bytes: 1024 * 1024,
             partial_line_timeout: Duration::from_secs(5),
             rescan_interval: Duration::from_secs(10),

@@ -1,7 +1,9 @@
-//! The tailer of one file input: finds files (inotify through `notify`,
-//! plus a periodic full rescan), notices rotation and truncation, reads
-//! every file with new data in fair turns, and enforces the hold timeouts.
-//! Runs on its own thread until told to stop.
+//! The tailer of one input: keeps its targets (fixed, or added and removed
+//! by discovery), finds their files (inotify through `notify`, plus a
+//! periodic full rescan), notices rotation and truncation, reads every file
+//! with new data in fair turns, drains and releases the files of removed
+//! targets, and enforces the hold timeouts. Runs on its own thread until
+//! told to stop.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -9,13 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, Select};
 use notify::{RecursiveMode, Watcher};
 use tracing::{debug, info, warn};
 
 use super::file::{Checkpoints, TailedFile};
 use super::glob::{PathMatcher, PatternError};
 use super::options::{FileInputOptions, StartAt};
+use super::target::{Target, TargetUpdate};
 use super::{EventSink, InputStats};
 
 /// Bytes read from one file before the others get a turn.
@@ -26,6 +29,22 @@ const READ_BUF: usize = 256 * 1024;
 /// (device, inode).
 type Key = (u64, u64);
 
+/// How long the files of a removed target are quiet at their end before
+/// they are closed: a writer may still flush its last lines (an engine
+/// reports a container's death before its log copier has always finished).
+const REMOVED_QUIET: Duration = Duration::from_secs(1);
+
+/// How long `exit_on_eof` waits for discovery's first complete list.
+const FIRST_SYNC_WAIT: Duration = Duration::from_secs(30);
+
+/// One target and its compiled patterns.
+struct TargetState {
+    target: Target,
+    matcher: PathMatcher,
+    /// When discovery removed it; its files are then drained and closed.
+    removed_at: Option<Instant>,
+}
+
 fn key_of(path: &std::path::Path) -> Option<Key> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
@@ -34,7 +53,14 @@ fn key_of(path: &std::path::Path) -> Option<Key> {
 /// Tails the files of one input.
 pub struct Tailer {
     opts: FileInputOptions,
-    matcher: PathMatcher,
+    targets: Vec<TargetState>,
+    /// Where discovery sends changes; `None` for a fixed set of targets.
+    updates: Option<Receiver<TargetUpdate>>,
+    /// Discovery's first complete list was applied (its targets were there
+    /// at startup, so `start_at` applies to them).
+    synced: bool,
+    /// The target each open file belongs to.
+    owner: HashMap<Key, Arc<str>>,
     /// Open files by (device, inode): a path is only where a file was seen.
     files: HashMap<Key, TailedFile>,
     /// Deleted files still being read, and when they were seen deleted.
@@ -53,14 +79,54 @@ pub struct Tailer {
 }
 
 impl Tailer {
-    /// Compiles the patterns and sets up file-system notifications (if the
-    /// platform has none, polling alone still works).
+    /// A tailer of the fixed files of `opts.include` / `opts.exclude`;
+    /// sets up file-system notifications (if the platform has none,
+    /// polling alone still works).
     pub fn new(
         opts: FileInputOptions,
         stats: Arc<InputStats>,
         checkpoints: Checkpoints,
     ) -> Result<Self, PatternError> {
-        let matcher = PathMatcher::new(&opts.include, &opts.exclude)?;
+        let files = Target {
+            id: Arc::from("files"),
+            include: opts.include.clone(),
+            exclude: opts.exclude.clone(),
+            tags: Arc::from(Vec::new()),
+            format: opts.format,
+        };
+        let mut t = Self::build(opts, stats, checkpoints, None);
+        t.add_target(files)?;
+        t.synced = true;
+        Ok(t)
+    }
+
+    /// A tailer whose targets come from discovery through `updates`. It
+    /// starts with the targets remembered in the checkpoint store, so files
+    /// being read before a restart are resumed even before discovery
+    /// answers; discovery's first `Sync` then says which still exist.
+    pub fn with_discovery(
+        opts: FileInputOptions,
+        stats: Arc<InputStats>,
+        checkpoints: Checkpoints,
+        updates: Receiver<TargetUpdate>,
+    ) -> Self {
+        let remembered = checkpoints.store.targets(&checkpoints.input);
+        let mut t = Self::build(opts, stats, checkpoints, Some(updates));
+        for target in remembered {
+            let id = target.id.clone();
+            if let Err(e) = t.add_target(target) {
+                warn!(target = %id, error = %e, "Ignoring a remembered target.");
+            }
+        }
+        t
+    }
+
+    fn build(
+        opts: FileInputOptions,
+        stats: Arc<InputStats>,
+        checkpoints: Checkpoints,
+        updates: Option<Receiver<TargetUpdate>>,
+    ) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded();
         let watcher = match notify::recommended_watcher(move |ev| {
             let _ = tx.send(ev);
@@ -71,9 +137,12 @@ impl Tailer {
                 None
             }
         };
-        Ok(Tailer {
+        Tailer {
             opts,
-            matcher,
+            targets: Vec::new(),
+            updates,
+            synced: false,
+            owner: HashMap::new(),
             files: HashMap::new(),
             deleted: Vec::new(),
             by_path: HashMap::new(),
@@ -85,15 +154,127 @@ impl Tailer {
             checkpoints,
             stop: Arc::new(AtomicBool::new(false)),
             buf: vec![0; READ_BUF],
-        })
+        }
     }
 
+    /// Adds `target`, or replaces the one with its id (it is live again).
+    fn add_target(&mut self, target: Target) -> Result<usize, PatternError> {
+        let matcher = PathMatcher::new(&target.include, &target.exclude)?;
+        if self.updates.is_some() {
+            self.checkpoints
+                .store
+                .remember_target(&self.checkpoints.input, &target);
+        }
+        if let Some(i) = self.targets.iter().position(|t| t.target.id == target.id) {
+            let t = &mut self.targets[i];
+            t.target = target;
+            t.matcher = matcher;
+            t.removed_at = None;
+            return Ok(i);
+        }
+        debug!(target = %target.id, include = ?target.include, "Added target.");
+        self.stats.targets_added.inc();
+        self.targets.push(TargetState {
+            target,
+            matcher,
+            removed_at: None,
+        });
+        Ok(self.targets.len() - 1)
+    }
+
+    fn remove_target(&mut self, id: &str) {
+        if let Some(t) = self.targets.iter_mut().find(|t| &*t.target.id == id)
+            && t.removed_at.is_none()
+        {
+            debug!(target = %id, "Target removed; reading its files to their end.");
+            t.removed_at = Some(Instant::now());
+            // Read what is left at once.
+            for (key, owner) in &self.owner {
+                if &**owner == id {
+                    self.dirty.insert(*key);
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, update: TargetUpdate) {
+        match update {
+            TargetUpdate::Added(target) => self.add_and_scan(target, false),
+            TargetUpdate::Removed(id) => self.remove_target(&id),
+            TargetUpdate::Sync(all) => {
+                let initial = !self.synced;
+                self.synced = true;
+                let keep: HashSet<Arc<str>> = all.iter().map(|t| t.id.clone()).collect();
+                let gone: Vec<Arc<str>> = self
+                    .targets
+                    .iter()
+                    .filter(|t| !keep.contains(&t.target.id))
+                    .map(|t| t.target.id.clone())
+                    .collect();
+                for id in gone {
+                    self.remove_target(&id);
+                }
+                for target in all {
+                    self.add_and_scan(target, initial);
+                }
+            }
+        }
+    }
+
+    fn add_and_scan(&mut self, target: Target, initial: bool) {
+        let id = target.id.clone();
+        match self.add_target(target) {
+            Ok(i) => {
+                self.watch_roots();
+                for path in self.targets[i].matcher.scan() {
+                    self.open_if_new(path, initial);
+                }
+            }
+            Err(e) => warn!(target = %id, error = %e, "Ignoring a target with invalid patterns."),
+        }
+    }
+
+    /// The live target `path` belongs to.
+    fn target_of(&self, path: &std::path::Path) -> Option<usize> {
+        self.targets
+            .iter()
+            .position(|t| t.removed_at.is_none() && t.matcher.matches(path))
+    }
+
+    /// Watches the roots of every target, and stops watching roots no
+    /// target needs any more.
     fn watch_roots(&mut self) {
         let Some(w) = self.watcher.as_mut() else {
             return;
         };
-        for root in self.matcher.watch_roots() {
-            if self.watched.contains(&root) || !root.is_dir() {
+        let mut roots: Vec<PathBuf> = self
+            .targets
+            .iter()
+            .filter(|t| t.removed_at.is_none())
+            .flat_map(|t| t.matcher.watch_roots())
+            .collect();
+        roots.sort();
+        roots.dedup();
+        let all = roots.clone();
+        roots.retain(|r| !all.iter().any(|o| o != r && r.starts_with(o)));
+        let unneeded: Vec<PathBuf> = self
+            .watched
+            .iter()
+            .filter(|r| !roots.iter().any(|root| root.starts_with(r)))
+            .cloned()
+            .collect();
+        for root in unneeded {
+            let _ = w.unwatch(&root);
+            self.watched.remove(&root);
+        }
+        for root in roots {
+            // A root that does not exist yet (a container creates its log
+            // directory after it starts): watch its nearest existing
+            // ancestor, so its creation triggers a scan; never `/`.
+            let Some(root) = root.ancestors().find(|a| a.is_dir()).map(PathBuf::from) else {
+                continue;
+            };
+            if self.watched.contains(&root) || root.parent().is_none() {
                 continue;
             }
             match w.watch(&root, RecursiveMode::Recursive) {
@@ -112,7 +293,13 @@ impl Tailer {
     fn scan(&mut self, initial: bool) {
         let started = crate::checkpoint::now_ms();
         self.watch_roots();
-        for path in self.matcher.scan() {
+        let found: Vec<PathBuf> = self
+            .targets
+            .iter()
+            .filter(|t| t.removed_at.is_none())
+            .flat_map(|t| t.matcher.scan())
+            .collect();
+        for path in found {
             self.open_if_new(path, initial);
         }
         self.checkpoints
@@ -159,15 +346,20 @@ impl Tailer {
             self.dirty.insert(mapped);
             return;
         }
+        let Some(t) = self.target_of(&path).map(|i| &self.targets[i].target) else {
+            return;
+        };
+        let (id, format, tags) = (t.id.clone(), t.format, t.tags.clone());
         let start = self.start_for(&path, initial);
-        match TailedFile::open(&path, start, &self.opts, &self.checkpoints) {
+        match TailedFile::open(&path, start, &self.opts, &self.checkpoints, (format, tags)) {
             Ok((f, resumed)) => {
-                info!(path = %path.display(), offset = f.offset(), resumed, "Started tailing file.");
+                info!(path = %path.display(), target = %id, offset = f.offset(), resumed, "Started tailing file.");
                 let key = f.dev_ino();
                 self.stats.files_opened.inc();
                 self.dirty.insert(key);
                 self.by_path.insert(path, key);
                 self.files.insert(key, f);
+                self.owner.insert(key, id);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
@@ -184,11 +376,19 @@ impl Tailer {
             return;
         }
         let created = matches!(ev.kind, EventKind::Create(_));
+        let data_only = matches!(
+            ev.kind,
+            EventKind::Modify(notify::event::ModifyKind::Data(_))
+        );
         for path in ev.paths {
             if let Some(&key) = self.by_path.get(&path) {
                 self.dirty.insert(key);
+                if data_only {
+                    // Written to: no new file here (that is a create or rename).
+                    continue;
+                }
             }
-            if self.matcher.matches(&path) {
+            if self.target_of(&path).is_some() {
                 // A new file, or a new file at a known path (rotation).
                 self.open_if_new(path, false);
             } else if created && path.is_dir() {
@@ -244,6 +444,7 @@ impl Tailer {
             let Some(mut old) = self.files.remove(&key) else {
                 continue;
             };
+            self.owner.remove(&key);
             self.by_path.retain(|_, k| *k != key);
             if now_at_path.is_none() {
                 // Deleted: read on in turns until its end, but give the
@@ -292,6 +493,89 @@ impl Tailer {
             }
             self.stats.files_closed.inc();
             self.deleted.swap_remove(i);
+        }
+    }
+
+    /// Closes the files of removed targets once they are read to their end
+    /// and [`REMOVED_QUIET`] has passed, then forgets targets with no open
+    /// file left.
+    fn close_removed(&mut self, sink: &mut dyn EventSink) {
+        let now = Instant::now();
+        let due: HashSet<Arc<str>> = self
+            .targets
+            .iter()
+            .filter(|t| {
+                t.removed_at
+                    .is_some_and(|at| now.duration_since(at) >= REMOVED_QUIET)
+            })
+            .map(|t| t.target.id.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let owned: Vec<(Key, Arc<str>)> = self
+            .owner
+            .iter()
+            .filter(|(_, o)| due.contains(*o))
+            .map(|(k, o)| (*k, o.clone()))
+            .collect();
+        let mut busy = HashSet::new();
+        for (key, owner) in owned {
+            let Some(f) = self.files.get_mut(&key) else {
+                continue;
+            };
+            if f.has_more() || self.dirty.contains(&key) {
+                self.dirty.insert(key);
+                busy.insert(owner);
+                continue;
+            }
+            f.flush_held(now, true, sink, &self.stats);
+            info!(path = %f.path().display(), target = %owner, "Read the file of a removed target to its end; closed it.");
+            self.files.remove(&key);
+            self.owner.remove(&key);
+            self.by_path.retain(|_, k| *k != key);
+            self.stats.files_closed.inc();
+        }
+        let before = self.targets.len();
+        self.targets
+            .retain(|t| !due.contains(&t.target.id) || busy.contains(&t.target.id));
+        for id in due.difference(&busy) {
+            self.checkpoints
+                .store
+                .forget_target(&self.checkpoints.input, id);
+            self.stats.targets_removed.inc();
+        }
+        if self.targets.len() != before {
+            self.watch_roots();
+        }
+    }
+
+    /// Applies every update waiting in the channel.
+    fn apply_pending(&mut self) {
+        let Some(updates) = self.updates.clone() else {
+            return;
+        };
+        while let Ok(u) = updates.try_recv() {
+            self.apply(u);
+        }
+    }
+
+    /// Waits (up to [`FIRST_SYNC_WAIT`]) for discovery's first complete
+    /// list, applying updates as they come.
+    fn wait_first_sync(&mut self, stop: &AtomicBool) {
+        let Some(updates) = self.updates.clone() else {
+            return;
+        };
+        let until = Instant::now() + FIRST_SYNC_WAIT;
+        while !self.synced && !stop.load(Ordering::Relaxed) && Instant::now() < until {
+            match updates.recv_timeout(Duration::from_millis(100)) {
+                Ok(u) => self.apply(u),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        if !self.synced {
+            warn!("Discovery sent no list of targets in time; reading only remembered targets.");
         }
     }
 
@@ -370,7 +654,15 @@ impl Tailer {
             warn!(error = %e, "Cannot write checkpoints.");
         }
         if exit_on_eof {
-            while !self.dirty.is_empty() && !stop.load(Ordering::Relaxed) {
+            self.wait_first_sync(&stop);
+            loop {
+                self.apply_pending();
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if self.dirty.is_empty() {
+                    break;
+                }
                 self.read_dirty(sink);
                 if !sink.ready() {
                     sink.tick(Instant::now());
@@ -384,6 +676,8 @@ impl Tailer {
             sink.flush_all();
             return;
         }
+        let notes = self.notifications.clone();
+        let mut updates = self.updates.clone();
         let mut next_rescan = Instant::now() + self.opts.rescan_interval;
         let mut next_poll = Instant::now() + self.opts.poll_interval;
         while !stop.load(Ordering::Relaxed) {
@@ -394,29 +688,56 @@ impl Tailer {
             }
             sink.tick(now);
             if !self.dirty.is_empty() && sink.ready() {
+                self.apply_pending();
                 continue;
             }
             let wake = self.next_wake(sink, next_poll.min(next_rescan));
             let timeout = wake
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(500));
-            match self.notifications.recv_timeout(timeout) {
-                Ok(Ok(ev)) => {
-                    self.on_notification(ev);
-                    while let Ok(more) = self.notifications.try_recv() {
-                        if let Ok(ev) = more {
-                            self.on_notification(ev);
+            let mut discovery_ended = false;
+            let mut sel = Select::new();
+            let note_op = sel.recv(&notes);
+            if let Some(u) = &updates {
+                sel.recv(u);
+            }
+            match sel.select_timeout(timeout) {
+                Ok(op) if op.index() == note_op => match op.recv(&notes) {
+                    Ok(Ok(ev)) => {
+                        self.on_notification(ev);
+                        while let Ok(more) = notes.try_recv() {
+                            if let Ok(ev) = more {
+                                self.on_notification(ev);
+                            }
                         }
                     }
+                    Ok(Err(e)) => debug!(error = %e, "Notification error."),
+                    Err(_) => std::thread::sleep(timeout),
+                },
+                Ok(op) => {
+                    let got = match &updates {
+                        Some(u) => op.recv(u),
+                        None => continue,
+                    };
+                    match got {
+                        Ok(update) => {
+                            self.apply(update);
+                            self.apply_pending();
+                        }
+                        // Discovery ended: the targets stay as they are.
+                        Err(_) => discovery_ended = true,
+                    }
                 }
-                Ok(Err(e)) => debug!(error = %e, "Notification error."),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(timeout),
+                Err(_) => {}
+            }
+            if discovery_ended {
+                updates = None;
             }
             let now = Instant::now();
             if now >= next_poll {
                 self.check_rotation(sink);
                 self.read_deleted(sink);
+                self.close_removed(sink);
                 next_poll = now + self.opts.poll_interval;
             }
             if now >= next_rescan {

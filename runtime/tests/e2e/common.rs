@@ -162,9 +162,14 @@ pub fn json_lines(bytes: &[u8]) -> Vec<Value> {
 }
 
 /// Waits until `cond` holds; panics after a generous limit (never a
-/// performance assertion: the limit only keeps a broken test from hanging).
+/// performance assertion: the limit only keeps a broken test from hanging;
+/// `GLEANER_WAIT_SECS` raises it for large figure runs).
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let limit = std::env::var("GLEANER_WAIT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let deadline = Instant::now() + Duration::from_secs(limit);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
@@ -176,4 +181,13 @@ pub fn lines_in(path: &Path) -> Vec<Value> {
     std::fs::read(path)
         .map(|b| json_lines(&b))
         .unwrap_or_default()
+}
+
+/// A test size knob: the environment variable `name` as a number, else
+/// `default` (the suite's size; figure runs raise it).
+pub fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

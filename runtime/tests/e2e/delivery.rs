@@ -115,7 +115,7 @@ fn delivered(path: &Path) -> (BTreeMap<u64, u32>, usize) {
 
 /// A pipeline's `builtin:http` flusher entry (YAML, indented for
 /// `flushers:`) sending to `sink`, with short retry backoffs.
-fn http_flusher(sink: &Sink) -> String {
+pub fn http_flusher(sink: &Sink) -> String {
     format!(
         r#"      - plugin: builtin:http
         config: {{ url: "http://{addr}/" }}
@@ -166,10 +166,7 @@ fn restarts(env: &Env, signal: &str, rounds: usize) -> (u64, BTreeMap<u64, u32>,
     let first = start(env, &config);
     env.wait_log("Started pipeline.", 1);
     // GLEANER_FAULT_LINES_PER_MS raises the load (100-byte lines; 200 ≈ 20 MB/s).
-    let rate = std::env::var("GLEANER_FAULT_LINES_PER_MS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let rate = knob("GLEANER_FAULT_LINES_PER_MS", 20) as u64;
     let writer = Writer::start(&env.path("logs"), rate, 15_000);
     let mut agent = first;
     for round in 0..rounds {
@@ -227,10 +224,7 @@ fn restarts(env: &Env, signal: &str, rounds: usize) -> (u64, BTreeMap<u64, u32>,
 
 /// Restarts per test (GLEANER_FAULT_ROUNDS, default 6).
 fn rounds() -> usize {
-    std::env::var("GLEANER_FAULT_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(6)
+    knob("GLEANER_FAULT_ROUNDS", 6)
 }
 
 #[test]
@@ -503,14 +497,8 @@ fn peak_rss_kib(pid: u32) -> u64 {
 fn an_http_output_down_under_load_loses_nothing_and_memory_stays_bounded() {
     // GLEANER_OUTAGE_SECS and GLEANER_OUTAGE_LINES_PER_MS (100-byte lines)
     // scale this up; the defaults keep CI short.
-    let secs: u64 = std::env::var("GLEANER_OUTAGE_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    let rate: u64 = std::env::var("GLEANER_OUTAGE_LINES_PER_MS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let secs: u64 = knob("GLEANER_OUTAGE_SECS", 2) as u64;
+    let rate: u64 = knob("GLEANER_OUTAGE_LINES_PER_MS", 10) as u64;
     let sink = Sink::start(&[]);
     let env = Env::new();
     std::fs::create_dir_all(env.path("logs")).unwrap();

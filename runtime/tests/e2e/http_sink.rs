@@ -22,6 +22,8 @@ pub struct Received {
     pub path: String,
     /// The body after undoing `content-encoding`.
     pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: std::time::SystemTime,
 }
 
 #[derive(Default)]
@@ -114,6 +116,7 @@ impl Sink {
                                         content_type,
                                         path,
                                         body,
+                                        at: std::time::SystemTime::now(),
                                     });
                                 }
                                 status

@@ -9,6 +9,7 @@
 mod common;
 mod config_errors;
 mod delivery;
+mod docker;
 mod faults;
 mod flushers;
 mod http_sink;

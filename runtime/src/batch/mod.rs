@@ -149,6 +149,16 @@ impl EventSink for Batcher {
             {
                 Some(i) => i,
                 None => {
+                    // The same file under a new source (reopened, or new
+                    // tags): its earlier batch goes first, so batches
+                    // register with the file's tracker in read order.
+                    if let Some(i) = self
+                        .open
+                        .iter()
+                        .position(|o| Arc::ptr_eq(&o.source.tracker, &source.tracker))
+                    {
+                        self.send_at(i);
+                    }
                     self.open.push(Open {
                         source: source.clone(),
                         batch: Batch::with_tags(
@@ -317,6 +327,34 @@ mod tests {
         );
         assert_eq!(got.timestamps, vec![0, 5]);
         assert!(got.check_layout().is_ok());
+    }
+
+    #[test]
+    fn a_new_source_of_the_same_file_sends_the_earlier_batch_first() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut b = Batcher::new(limits(100, 1 << 20), tx);
+        let a = source("/a.log");
+        b.event(&a, b"1", meta(), 2);
+        let renamed = Arc::new(Source {
+            path: a.path.clone(),
+            tracker: a.tracker.clone(),
+            tags: Arc::from(vec![("container.name".to_owned(), "new".to_owned())]),
+        });
+        b.event(&renamed, b"2", meta(), 4);
+        let first = rx.try_recv().unwrap();
+        assert_eq!(first.batch.tag("container.name"), Some("web"));
+        assert_eq!(first.batch.len(), 1);
+        b.flush_all();
+        let second = rx.try_recv().unwrap();
+        assert_eq!(second.batch.tag("container.name"), Some("new"));
+        drop(second);
+        assert_eq!(
+            a.tracker.committed(),
+            0,
+            "the first batch is not delivered yet"
+        );
+        drop(first);
+        assert_eq!(a.tracker.committed(), 4);
     }
 
     #[test]

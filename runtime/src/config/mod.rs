@@ -139,11 +139,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         {
             message = rest.to_owned();
         }
-        let key = if key == "." {
+        let mut key = if key == "." {
             "(top level)".into()
         } else {
             key
         };
+        // An input reports the path inside it (see `raw::RawInput`).
+        if let Some(rest) = message.strip_prefix(raw::INNER_PATH_MARK)
+            && let Some((inner, msg)) = rest.split_once(": ")
+        {
+            if inner != "." {
+                key = format!("{key}.{inner}");
+            }
+            message = msg.to_owned();
+        }
         ConfigError {
             file: path.to_path_buf(),
             key,

@@ -70,14 +70,48 @@ fn default_queue_batches() -> usize {
     8
 }
 
-/// An input.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
+/// An input, chosen by its `type` key.
+#[derive(Debug, Clone)]
 pub enum RawInput {
     /// Tail files matching glob patterns.
     File(Box<RawFileInput>),
     /// Containers of a Docker engine: their stdout/stderr and files inside them.
     Docker(Box<RawDockerInput>),
+}
+
+/// Marks the path inside an input in an error message, so `config::parse`
+/// can add it to the key (serde's tagged enums lose it otherwise).
+pub const INNER_PATH_MARK: char = '\u{1}';
+
+impl<'de> Deserialize<'de> for RawInput {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut map = serde_yaml_ng::Mapping::deserialize(d)?;
+        let inner = |path: &str, message: String| {
+            D::Error::custom(format!("{INNER_PATH_MARK}{path}: {message}"))
+        };
+        let kind = match map.remove("type") {
+            Some(serde_yaml_ng::Value::String(t)) => t,
+            Some(_) => return Err(inner("type", "must be a string".into())),
+            None => return Err(inner("type", "missing: `file` or `docker`".into())),
+        };
+        fn typed<'de, T: Deserialize<'de>, E: serde::de::Error>(
+            map: serde_yaml_ng::Mapping,
+        ) -> Result<T, E> {
+            serde_path_to_error::deserialize(serde_yaml_ng::Value::Mapping(map)).map_err(|e| {
+                let path = e.path().to_string();
+                E::custom(format!("{INNER_PATH_MARK}{path}: {}", e.into_inner()))
+            })
+        }
+        match kind.as_str() {
+            "file" => typed(map).map(|f| RawInput::File(Box::new(f))),
+            "docker" => typed(map).map(|d| RawInput::Docker(Box::new(d))),
+            other => Err(inner(
+                "type",
+                format!("unknown input type `{other}`, expected `file` or `docker`"),
+            )),
+        }
+    }
 }
 
 /// Where to start reading a file found when Gleaner starts.

@@ -113,3 +113,90 @@ fn grants_hosts_must_be_host_and_port() {
     let e = parse_str(&text).unwrap_err();
     assert_eq!(e.key, "pipelines[0].flushers[0].grants.hosts[0]");
 }
+
+fn docker_input(input: &str) -> Result<Config, ConfigError> {
+    let text = MINIMAL.replace(
+        "      - type: file\n        paths: [\"logs/*.log\"]",
+        &format!("      - type: docker\n{input}"),
+    );
+    parse_str(&text)
+}
+
+#[test]
+fn docker_inputs_are_checked_key_by_key() {
+    let c = docker_input(
+        "        paths: [/var/log/app/*.log]\n        include: { labels: { app: web }, name: \"web-.*\" }\n        env_tags: [VERSION]\n        start_at: beginning",
+    )
+    .unwrap();
+    let input = &c.pipelines[0].inputs[0];
+    assert_eq!(input.read.start_at, StartAt::Beginning);
+    let d = input.docker.as_ref().unwrap();
+    assert!(d.stdout);
+    assert_eq!(d.paths, vec!["/var/log/app/*.log"]);
+    assert_eq!(d.include.labels[0].0, "app");
+    assert!(d.include.labels[0].1.is_match("web"));
+    assert!(!d.include.labels[0].1.is_match("webapp"), "whole value");
+    assert!(d.include.name.as_ref().unwrap().is_match("web-1"));
+    assert_eq!(d.env_tags, vec!["VERSION"]);
+    assert_eq!(d.host_root, PathBuf::from("/"));
+
+    let cases = [
+        (
+            "        endpoint: tcp://10.0.0.1:2375",
+            "pipelines[0].inputs[0].endpoint",
+            "is not supported: use a unix:// socket address",
+        ),
+        (
+            "        paths: [var/log/*.log]",
+            "pipelines[0].inputs[0].paths[0]",
+            "must be an absolute path as seen inside the container",
+        ),
+        (
+            "        include: { labels: { app: \"(\" } }",
+            "pipelines[0].inputs[0].include.labels.app",
+            "invalid regex",
+        ),
+        (
+            "        exclude: { image: \"[\" }",
+            "pipelines[0].inputs[0].exclude.image",
+            "invalid regex",
+        ),
+        (
+            "        stdout: false",
+            "pipelines[0].inputs[0]",
+            "nothing to collect",
+        ),
+        (
+            "        host_root: host",
+            "pipelines[0].inputs[0].host_root",
+            "must be an absolute path",
+        ),
+        (
+            "        streams: [stdout]",
+            "pipelines[0].inputs[0].streams",
+            "unknown field `streams`",
+        ),
+    ];
+    for (input, key, message) in cases {
+        let e = docker_input(input).unwrap_err();
+        assert_eq!(e.key, key, "{input}: {e}");
+        assert!(e.message.contains(message), "{input}: {e}");
+    }
+}
+
+#[test]
+fn file_inputs_take_a_line_format() {
+    let text = MINIMAL.replace(
+        "paths: [\"logs/*.log\"]",
+        "paths: [\"logs/*.log\"]\n        format: docker-json",
+    );
+    let c = parse_str(&text).unwrap();
+    assert_eq!(c.pipelines[0].inputs[0].read.format, Format::DockerJson);
+    let bad = MINIMAL.replace(
+        "paths: [\"logs/*.log\"]",
+        "paths: [\"logs/*.log\"]\n        format: cri-o",
+    );
+    let e = parse_str(&bad).unwrap_err();
+    assert_eq!(e.key, "pipelines[0].inputs[0].format");
+    assert!(e.message.contains("unknown variant `cri-o`"), "{e}");
+}

@@ -8,8 +8,10 @@
 //!
 //! Nothing between a list and the event stream is missed: the stream is
 //! opened with `since` set to a time taken before the list, so the engine
-//! replays what happened meanwhile. A full re-list runs on an interval, and
-//! after every reconnect (with backoff) when the engine restarts.
+//! replays what happened meanwhile. After a lost connection `since` goes
+//! back to the last contact, so containers that started and exited while
+//! Gleaner could not reach the engine are replayed too. A full re-list
+//! runs on an interval, and after every reconnect (with backoff).
 //!
 //! Owns the engine connection only: never opens a log file.
 
@@ -373,6 +375,7 @@ pub fn spawn(
             stop,
             inspected: HashMap::new(),
             sent: HashMap::new(),
+            last_contact: None,
         };
         rt.block_on(d.run());
     })
@@ -386,6 +389,8 @@ struct Discovery {
     inspected: HashMap<String, Container>,
     /// Target ids sent per container.
     sent: HashMap<String, Vec<Arc<str>>>,
+    /// The engine's state is known up to this time (last event or list).
+    last_contact: Option<std::time::SystemTime>,
 }
 
 /// Seconds.nanoseconds since the epoch, as the engine's `since` takes it.
@@ -438,9 +443,11 @@ impl Discovery {
             .negotiate_version()
             .await
             .map_err(|e| self.err(e))?;
-        // Events from a moment before the list on: the engine replays what
-        // happens while we list, so nothing falls in between.
-        let since = engine_time(std::time::SystemTime::now() - Duration::from_secs(1));
+        // Events from a moment before the list (or before the connection
+        // was lost) on: the engine replays what happened meanwhile, so
+        // nothing falls in between.
+        let now = std::time::SystemTime::now();
+        let since = engine_time(self.last_contact.unwrap_or(now).min(now) - Duration::from_secs(1));
         let filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),
             (
@@ -502,6 +509,7 @@ impl Discovery {
 
     /// Lists running containers and sends the complete set of targets.
     async fn resync(&mut self, docker: &Docker) -> Result<(), DiscoveryError> {
+        let listed_at = std::time::SystemTime::now();
         let list = docker
             .list_containers(Some(ListContainersOptions {
                 all: false,
@@ -525,10 +533,15 @@ impl Discovery {
         self.sent = sent;
         self.planner.stats.resyncs.inc();
         let _ = self.tx.send(TargetUpdate::Sync(all));
+        self.last_contact = Some(listed_at);
         Ok(())
     }
 
     async fn on_event(&mut self, docker: &Docker, ev: EventMessage) {
+        if let Some(t) = ev.time_nano.and_then(|n| u64::try_from(n).ok()) {
+            let at = std::time::UNIX_EPOCH + Duration::from_nanos(t);
+            self.last_contact = Some(self.last_contact.map_or(at, |l| l.max(at)));
+        }
         let Some(id) = ev.actor.and_then(|a| a.id) else {
             return;
         };

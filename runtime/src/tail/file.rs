@@ -184,6 +184,16 @@ impl TailedFile {
         self.path = path.to_path_buf();
     }
 
+    /// Tags batches read from now on with `tags` (same file, same
+    /// acknowledgements).
+    pub fn set_tags(&mut self, tags: Tags) {
+        self.source = Arc::new(Source {
+            path: self.source.path.clone(),
+            tracker: self.source.tracker.clone(),
+            tags,
+        });
+    }
+
     /// Device and inode.
     pub fn dev_ino(&self) -> (u64, u64) {
         (self.identity.dev, self.identity.ino)
@@ -312,6 +322,10 @@ impl TailedFile {
         sink: &mut dyn EventSink,
         stats: &InputStats,
     ) {
+        if !force && self.deadline().is_none_or(|d| d > now) {
+            // Nothing held, or not due yet (the common case: no clock read).
+            return;
+        }
         let ts = now_nanos();
         let offset = self.offset;
         let Self {

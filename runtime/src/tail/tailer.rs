@@ -34,6 +34,9 @@ type Key = (u64, u64);
 /// reports a container's death before its log copier has always finished).
 const REMOVED_QUIET: Duration = Duration::from_secs(1);
 
+/// How long notifications gather after the first one wakes the tailer.
+const COALESCE: Duration = Duration::from_millis(5);
+
 /// How long `exit_on_eof` waits for discovery's first complete list.
 const FIRST_SYNC_WAIT: Duration = Duration::from_secs(30);
 
@@ -166,6 +169,15 @@ impl Tailer {
                 .remember_target(&self.checkpoints.input, &target);
         }
         if let Some(i) = self.targets.iter().position(|t| t.target.id == target.id) {
+            if self.targets[i].target.tags != target.tags {
+                for (key, owner) in &self.owner {
+                    if *owner == target.id
+                        && let Some(f) = self.files.get_mut(key)
+                    {
+                        f.set_tags(target.tags.clone());
+                    }
+                }
+            }
             let t = &mut self.targets[i];
             t.target = target;
             t.matcher = matcher;
@@ -705,6 +717,11 @@ impl Tailer {
                 Ok(op) if op.index() == note_op => match op.recv(&notes) {
                     Ok(Ok(ev)) => {
                         self.on_notification(ev);
+                        // Busy writers (an engine writes each line with its own
+                        // write) send a notification per line: let them gather
+                        // for a moment and take them in one wake-up, instead of
+                        // a thread switch per line.
+                        std::thread::sleep(COALESCE);
                         while let Ok(more) = notes.try_recv() {
                             if let Ok(ev) = more {
                                 self.on_notification(ev);

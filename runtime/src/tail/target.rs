@@ -35,7 +35,7 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetUpdate {
     /// Read this target (replaces one with the same id: new tags apply to
-    /// batches opened from then on).
+    /// its open files from their next batch on, e.g. after a rename).
     Added(Target),
     /// Stop reading this target: its files are read to their end (after a
     /// short quiet period, for writers still flushing), then released.

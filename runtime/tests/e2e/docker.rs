@@ -108,7 +108,7 @@ fn docker_pipeline(env: &Env, c: &Containers, extra: &str) -> PathBuf {
         {include}
 {extra}
     batch: {{ linger: 50ms }}
-    flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/events.ndjson" }}, grants: {{ dirs: ["{out}"] }} }}]
+    flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/events.ndjson", max_bytes: 17179869184 }}, grants: {{ dirs: ["{out}"] }} }}]
 "#,
         include = c.include(),
         out = out.display(),
@@ -629,17 +629,35 @@ fn concurrent_loggers_lose_nothing() {
     let secs = knob("GLEANER_DOCKER_LOGGER_SECS", 3);
     let ticks = secs * 10;
     let pad = "p".repeat(1000);
+    // Created first, then started by one command, so they really overlap.
+    let script = format!(
+        "i=0; while [ $i -lt {ticks} ]; do yes \"$HOSTNAME $i {pad}\" | head -n 100; sleep 0.1; i=$((i+1)); done"
+    );
+    let label = format!("{LABEL}={}", c.run);
+    let names: Vec<String> = (0..loggers)
+        .map(|k| c.name(&format!("logger{k}")))
+        .collect();
+    for name in &names {
+        docker(&[
+            "create", "--name", name, "--label", &label, IMAGE, "sh", "-c", &script,
+        ]);
+    }
+    let dockerd = Command::new("pidof")
+        .arg("dockerd")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u32>()
+                .ok()
+        });
+    let dockerd_cpu0 = dockerd.map(cpu_secs);
     let cpu0 = cpu_secs(agent.id());
     let t0 = Instant::now();
-    for k in 0..loggers {
-        c.run(
-            &format!("logger{k}"),
-            &[],
-            &format!(
-                "i=0; while [ $i -lt {ticks} ]; do yes \"$HOSTNAME $i {pad}\" | head -n 100; sleep 0.1; i=$((i+1)); done"
-            ),
-        );
-    }
+    let mut start = vec!["start"];
+    start.extend(names.iter().map(String::as_str));
+    docker(&start);
     let expected = loggers * ticks * 100;
     wait_events(&env, expected);
     let wall = t0.elapsed().as_secs_f64();
@@ -663,8 +681,12 @@ fn concurrent_loggers_lose_nothing() {
         per.values().all(|n| *n == 100),
         "100 lines per tick per container"
     );
+    let engine = match (dockerd, dockerd_cpu0) {
+        (Some(pid), Some(c0)) => format!("; dockerd CPU {:.1} s", cpu_secs(pid) - c0),
+        _ => String::new(),
+    };
     eprintln!(
-        "{loggers} containers x 1 MB/s for {secs} s: {expected} lines, {:.1} MB in {wall:.1} s; agent CPU {cpu:.2} s = {:.1} CPU s/GB",
+        "{loggers} containers x 1 MB/s for {secs} s: {expected} lines, {:.1} MB in {wall:.1} s; agent CPU {cpu:.2} s = {:.1} CPU s/GB{engine}",
         bytes as f64 / 1e6,
         cpu / (bytes as f64 / 1e9)
     );
@@ -673,4 +695,106 @@ fn concurrent_loggers_lose_nothing() {
 
 fn memchr_count(b: &[u8]) -> usize {
     b.iter().filter(|&&c| c == b'\n').count()
+}
+
+/// A unix-socket proxy in front of the real engine that can be cut off:
+/// while down it closes every open connection and every new one at once,
+/// as an engine that is restarting or unreachable looks to a client.
+struct EngineProxy {
+    path: PathBuf,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+}
+
+impl EngineProxy {
+    fn start(path: PathBuf) -> EngineProxy {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::atomic::Ordering;
+        let listener = UnixListener::bind(&path).unwrap();
+        let proxy = EngineProxy {
+            path,
+            up: Default::default(),
+            conns: Default::default(),
+        };
+        proxy.up.store(true, Ordering::SeqCst);
+        let (up, conns) = (proxy.up.clone(), proxy.conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !up.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else {
+                    continue;
+                };
+                let mut list = conns.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(engine.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), engine.try_clone().unwrap()),
+                    (engine, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        proxy
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            for c in self.conns.lock().unwrap().drain(..) {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+#[test]
+fn discovery_reconnects_and_catches_up_on_containers_that_ran_while_it_was_cut_off() {
+    let env = Env::new();
+    let c = Containers::new();
+    let proxy = EngineProxy::start(env.path("engine.sock"));
+    let config = docker_pipeline(
+        &env,
+        &c,
+        &format!("        endpoint: unix://{}", proxy.path.display()),
+    );
+    let agent = start(&env, &config);
+    env.wait_log("Connected to the Docker engine", 1);
+    c.run("before", &[], "echo before-1; echo before-2");
+    wait_events(&env, 2);
+    proxy.set_up(false);
+    env.wait_log("Docker discovery failed", 1);
+    // While cut off: one container runs to completion, one keeps running.
+    let done = c.run(
+        "during",
+        &[],
+        "i=0; while [ $i -lt 50 ]; do echo during-$i; i=$((i+1)); done",
+    );
+    docker(&["wait", &done]);
+    c.run("running", &[], "echo running-1; sleep 30");
+    proxy.set_up(true);
+    let got = wait_events(&env, 2 + 50 + 1);
+    env.wait_log("Connected to the Docker engine", 2);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(events(&env).len(), 53, "no duplicates");
+    let during: Vec<&str> = got
+        .iter()
+        .filter(|e| s(e, "container.name") == c.name("during"))
+        .map(|e| s(e, "message"))
+        .collect();
+    assert_eq!(
+        during,
+        (0..50).map(|i| format!("during-{i}")).collect::<Vec<_>>()
+    );
+    assert!(
+        got.iter()
+            .any(|e| s(e, "message") == "running-1" && s(e, "container.name") == c.name("running"))
+    );
+    stop(agent);
 }

@@ -221,6 +221,24 @@ fn on_host(host_root: &Path, path: &str) -> String {
     )
 }
 
+/// `text` with glob metacharacters escaped.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if matches!(ch, '*' | '?' | '[' | ']' | '{' | '}' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// The live json-file log and its rotated files (`.1`, `.2`, …).
+fn json_file_patterns(log: &str) -> Vec<String> {
+    let escaped = glob_escape(log);
+    vec![escaped.clone(), format!("{escaped}.[0-9]*")]
+}
+
 /// The id of a container's output target.
 pub fn stdout_target_id(container: &str) -> String {
     format!("docker/{container}/stdout")
@@ -283,8 +301,14 @@ impl Planner {
             match (&*c.log_driver, &c.log_path) {
                 ("json-file", Some(path)) => out.push(Target {
                     id: Arc::from(stdout_target_id(&c.id)),
-                    include: vec![on_host(&self.opts.host_root, path)],
-                    exclude: Vec::new(),
+                    // The rotated files too (`-json.log.1` …): when the engine
+                    // rotates twice between two looks, the file in between
+                    // is found under its new name instead of being skipped.
+                    include: json_file_patterns(&on_host(&self.opts.host_root, path)),
+                    exclude: vec![format!(
+                        "{}.*.gz",
+                        glob_escape(&on_host(&self.opts.host_root, path))
+                    )],
                     tags: tags.clone(),
                     format: Format::DockerJson,
                 }),
@@ -564,6 +588,15 @@ impl Discovery {
                         for t in targets {
                             let _ = self.tx.send(TargetUpdate::Added(t));
                         }
+                        // A `--rm` container can be gone, log and all, by now.
+                        if let Some(log) = &c.log_path
+                            && self.planner.opts.stdout
+                            && c.log_driver == "json-file"
+                            && !Path::new(&on_host(&self.planner.opts.host_root, log)).exists()
+                        {
+                            self.planner.stats.containers_missed.inc();
+                            warn!(container = %c.name, "Container and its log were removed before they could be read; its output is lost.");
+                        }
                     }
                     Ok(None) => {
                         self.planner.stats.containers_missed.inc();
@@ -671,8 +704,22 @@ mod tests {
         assert_eq!(t[0].format, Format::DockerJson);
         assert_eq!(
             t[0].include,
-            vec!["/var/lib/docker/containers/abc/abc-json.log"]
+            vec![
+                "/var/lib/docker/containers/abc/abc-json.log",
+                "/var/lib/docker/containers/abc/abc-json.log.[0-9]*"
+            ]
         );
+        let m = crate::tail::PathMatcher::new(&t[0].include, &t[0].exclude).unwrap();
+        for (name, read) in [
+            ("abc-json.log", true),
+            ("abc-json.log.1", true),
+            ("abc-json.log.12", true),
+            ("abc-json.log.2.gz", false),
+            ("abc-json.logx", false),
+        ] {
+            let p = format!("/var/lib/docker/containers/abc/{name}");
+            assert_eq!(m.matches(Path::new(&p)), read, "{name}");
+        }
         assert_eq!(&*t[1].id, "docker/abc/files");
         assert_eq!(t[1].format, Format::Raw);
         assert_eq!(
@@ -708,8 +755,8 @@ mod tests {
         o.paths.truncate(1);
         let t = planner(o).targets(&container());
         assert_eq!(
-            t[0].include,
-            vec!["/host/var/lib/docker/containers/abc/abc-json.log"]
+            t[0].include[0],
+            "/host/var/lib/docker/containers/abc/abc-json.log"
         );
         assert_eq!(t[1].include, vec!["/host/vol/app/_data/*.log"]);
     }

@@ -435,6 +435,7 @@ fn seqs(path: &Path) -> BTreeMap<u64, u32> {
     let mut m = BTreeMap::new();
     for e in lines_in(path) {
         if let Some(n) = s(&e, "message").strip_prefix("seq=") {
+            let n = n.split(' ').next().unwrap();
             *m.entry(n.parse().unwrap()).or_insert(0) += 1;
         }
     }
@@ -797,4 +798,78 @@ fn discovery_reconnects_and_catches_up_on_containers_that_ran_while_it_was_cut_o
             .any(|e| s(e, "message") == "running-1" && s(e, "container.name") == c.name("running"))
     );
     stop(agent);
+}
+
+#[test]
+fn json_file_rotation_by_the_engine_loses_and_duplicates_nothing() {
+    let (env, c, agent) = start_agent("");
+    // 100 KB files, 5 kept: 600 KB of output rotates about six times.
+    let id = c.run(
+        "rotating",
+        &["--log-opt", "max-size=100k", "--log-opt", "max-file=5"],
+        "i=0; while [ $i -lt 6000 ]; do echo \"seq=$i $HOSTNAME padding-padding-padding-padding-padding-padding-padding\"; i=$((i+1)); if [ $((i % 500)) = 0 ]; then sleep 0.1; fi; done",
+    );
+    docker(&["wait", &id]);
+    let log_path = docker(&["inspect", "-f", "{{.LogPath}}", &id]);
+    assert!(
+        Path::new(&format!("{log_path}.1")).exists(),
+        "the engine rotated the log"
+    );
+    wait_events(&env, 6000);
+    std::thread::sleep(Duration::from_millis(500));
+    let got = seqs(&env.path("out/events.ndjson"));
+    assert_eq!(got.len(), 6000, "every line");
+    assert!(got.values().all(|n| *n == 1), "no duplicates");
+    assert!(
+        env.log()
+            .contains("File was rotated; read the old file to its end.")
+    );
+    stop(agent);
+}
+
+#[test]
+fn removed_at_exit_containers_are_read_from_the_handle_held_or_counted() {
+    let (env, c, agent) = start_agent("");
+    let n = 8;
+    let label = format!("{LABEL}={}", c.run);
+    for i in 0..n {
+        let name = c.name(&format!("rm{i}"));
+        // `docker run --rm` (attached) returns once the container is gone.
+        docker(&[
+            "run",
+            "--rm",
+            "--name",
+            &name,
+            "--label",
+            &label,
+            IMAGE,
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 500 ]; do echo \"$HOSTNAME $i\"; i=$((i+1)); done",
+        ]);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let got = events(&env);
+    let log = stop(agent);
+    let _ = log;
+    let agent_log = env.log();
+    let missed = agent_log.matches("could not be read").count()
+        + agent_log.matches("before they could be read").count();
+    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    for e in &got {
+        *per.entry(s(e, "container.name").to_owned()).or_insert(0) += 1;
+    }
+    assert!(
+        per.values().all(|n| *n == 500),
+        "whole containers only: {per:?}"
+    );
+    assert_eq!(
+        per.len() + missed,
+        n,
+        "each container read or counted as missed"
+    );
+    eprintln!(
+        "--rm containers: {} of {n} read in full, {missed} counted as missed",
+        per.len()
+    );
 }

@@ -281,9 +281,16 @@ impl Tailer {
         }
         for root in roots {
             // A root that does not exist yet (a container creates its log
-            // directory after it starts): watch its nearest existing
-            // ancestor, so its creation triggers a scan; never `/`.
-            let Some(root) = root.ancestors().find(|a| a.is_dir()).map(PathBuf::from) else {
+            // directory after it starts): watch its parent or grandparent,
+            // so its creation triggers a scan. Never higher (a recursive
+            // watch of e.g. /var/lib/docker would cost thousands of
+            // watches): rescans find the rest.
+            let Some(root) = root
+                .ancestors()
+                .take(3)
+                .find(|a| a.is_dir())
+                .map(PathBuf::from)
+            else {
                 continue;
             };
             if self.watched.contains(&root) || root.parent().is_none() {

@@ -283,21 +283,26 @@ fn short_lived_containers_are_collected_completely() {
 
 #[test]
 fn files_inside_containers_are_read_through_mounts_and_the_writable_layer_across_restarts() {
-    let (env, c, mut agent) =
-        start_agent("        stdout: false\n        paths: [/var/log/app/*.log, /data/*.log]");
+    let (env, c, mut agent) = start_agent(
+        "        stdout: false\n        paths: [/var/log/app/*.log, /data/*.log, /srv/vol/*.log]",
+    );
     let config = env.path("gleaner.yaml");
     let mounted = env.path("mounted");
     std::fs::create_dir_all(&mounted).unwrap();
     let mount = format!("{}:/var/log/app", mounted.display());
-    // Writes 100 lines to each file, then waits for /tmp/go to write 100 more.
+    // A bind mount, an (anonymous) volume and the writable layer. Writes
+    // 100 lines to each file, then waits for /tmp/go to write 100 more.
+    let write = "echo \"m $i\" >> /var/log/app/a.log; echo \"u $i\" >> /data/b.log; echo \"v $i\" >> /srv/vol/c.log";
     let id = c.run(
         "files",
-        &["-v", &mount],
-        "mkdir -p /data; i=0; while [ $i -lt 100 ]; do echo \"m $i\" >> /var/log/app/a.log; echo \"u $i\" >> /data/b.log; i=$((i+1)); done; \
-         while [ ! -f /tmp/go ]; do sleep 0.05; done; \
-         while [ $i -lt 200 ]; do echo \"m $i\" >> /var/log/app/a.log; echo \"u $i\" >> /data/b.log; i=$((i+1)); done",
+        &["-v", &mount, "-v", "/srv/vol"],
+        &format!(
+            "mkdir -p /data; i=0; while [ $i -lt 100 ]; do {write}; i=$((i+1)); done; \
+             while [ ! -f /tmp/go ]; do sleep 0.05; done; \
+             while [ $i -lt 200 ]; do {write}; i=$((i+1)); done"
+        ),
     );
-    wait_events(&env, 200);
+    wait_events(&env, 300);
     // Restart Gleaner while the container is quiet; the container writes
     // its second half and exits while Gleaner is down.
     signal(&agent, libc::SIGTERM);
@@ -305,16 +310,17 @@ fn files_inside_containers_are_read_through_mounts_and_the_writable_layer_across
     docker(&["exec", &id, "touch", "/tmp/go"]);
     docker(&["wait", &id]);
     agent = start(&env, &config);
-    let got = wait_events(&env, 400);
+    let got = wait_events(&env, 600);
     env.wait_log(
         "Read the file of a removed target to its end; closed it.",
-        2,
+        3,
     );
     std::thread::sleep(Duration::from_millis(300));
     let got_again = events(&env);
-    assert_eq!(got_again.len(), 400, "no duplicates");
+    assert_eq!(got_again.len(), 600, "no duplicates");
     let mut m = Vec::new();
     let mut u = Vec::new();
+    let mut v = Vec::new();
     for e in &got {
         let (kind, n) = s(e, "message").split_once(' ').unwrap();
         let n: u32 = n.parse().unwrap();
@@ -329,11 +335,19 @@ fn files_inside_containers_are_read_through_mounts_and_the_writable_layer_across
                 assert!(path.ends_with("/diff/data/b.log"), "{path}");
                 u.push(n)
             }
+            "v" => {
+                assert!(
+                    path.starts_with("/var/lib/docker/volumes/") && path.ends_with("/_data/c.log"),
+                    "{path}"
+                );
+                v.push(n)
+            }
             _ => panic!("{kind}"),
         }
     }
     assert_eq!(m, (0..200).collect::<Vec<_>>());
     assert_eq!(u, (0..200).collect::<Vec<_>>());
+    assert_eq!(v, (0..200).collect::<Vec<_>>());
     stop(agent);
     // Drained targets are forgotten.
     let cp = std::fs::read_to_string(env.path("state/checkpoints.json")).unwrap();

@@ -323,6 +323,7 @@ impl Resolver<'_> {
         read.format = match f.format {
             raw::LineFormat::Raw => Format::Raw,
             raw::LineFormat::DockerJson => Format::DockerJson,
+            raw::LineFormat::Cri => Format::Cri,
         };
         Ok(InputConfig { read, docker: None })
     }

@@ -135,6 +135,8 @@ pub enum LineFormat {
     Raw,
     /// Docker's json-file log driver: `{"log":…,"stream":…,"time":…}`.
     DockerJson,
+    /// The CRI log format: `<time> <stdout|stderr> <P|F> <text>`.
+    Cri,
 }
 
 /// The reading options every input that tails files has.

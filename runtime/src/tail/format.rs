@@ -1,8 +1,10 @@
 //! Line formats: how the bytes of one line become an event. `raw` takes the
 //! line as it is; `docker-json` decodes the json-file log driver's lines
-//! (`{"log":"…\n","stream":"stdout","time":"…"}`), keeps the stream and the
-//! engine's timestamp, and joins the pieces the engine split a long line
-//! into (every piece but the last lacks the trailing newline).
+//! (`{"log":"…\n","stream":"stdout","time":"…"}`) and `cri` the CRI log
+//! format of containerd and CRI-O (`<time> <stream> <P|F> <text>`). Both keep
+//! the stream and the runtime's timestamp, and join the pieces the runtime
+//! split a long line into (every piece but the last lacks the trailing
+//! newline in json-file, is tagged `P` in CRI).
 //!
 //! Works on lines and file offsets only; knows nothing of files, containers
 //! or batches. A line that does not decode is kept whole as raw text and
@@ -21,6 +23,8 @@ pub enum Format {
     Raw,
     /// Docker's json-file log driver.
     DockerJson,
+    /// The CRI log format (Kubernetes nodes with containerd or CRI-O).
+    Cri,
 }
 
 /// Which output stream of a container a line came from.
@@ -86,12 +90,89 @@ struct JsonLine<'a> {
     time: Option<std::borrow::Cow<'a, str>>,
 }
 
-/// Nanoseconds since the epoch of an RFC 3339 UTC time with any number of
-/// fractional digits (`2024-05-06T07:08:09.123456789Z`, as engines write).
+/// Nanoseconds since the epoch of an RFC 3339 time with any number of
+/// fractional digits, in UTC (`2024-05-06T07:08:09.123456789Z`, as Docker
+/// writes) or with an offset (`…+02:00`, as containerd writes in local time).
 pub fn parse_time(s: &str) -> Option<i64> {
-    let t = humantime::parse_rfc3339(s).ok()?;
+    let (utc, offset_secs) = match s.strip_suffix('Z') {
+        Some(_) => (std::borrow::Cow::Borrowed(s), 0i64),
+        None => {
+            let at = s.len().checked_sub(6)?;
+            let (head, off) = s.split_at(at);
+            let sign = match off.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (h, m) = off[1..].split_once(':')?;
+            let secs = h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60;
+            (std::borrow::Cow::Owned(format!("{head}Z")), sign * secs)
+        }
+    };
+    let t = humantime::parse_rfc3339(&utc).ok()?;
     let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
-    i64::try_from(d.as_nanos()).ok()
+    i64::try_from(d.as_nanos())
+        .ok()?
+        .checked_sub(offset_secs * 1_000_000_000)
+}
+
+/// A decoded line: text, stream, whether it ends a line, time.
+type Piece<'a> = (std::borrow::Cow<'a, [u8]>, Stream, bool, Option<i64>);
+
+fn stream_of(s: &[u8]) -> Option<Stream> {
+    match s {
+        b"stdout" => Some(Stream::Stdout),
+        b"stderr" => Some(Stream::Stderr),
+        _ => None,
+    }
+}
+
+/// `{"log":…,"stream":…,"time":…}`: complete when `log` ends with `\n`.
+fn docker_json(line: &[u8]) -> Option<Piece<'_>> {
+    let j = serde_json::from_slice::<JsonLine<'_>>(line).ok()?;
+    let stream = match j.stream.as_deref() {
+        None => Stream::Stdout,
+        Some(s) => stream_of(s.as_bytes())?,
+    };
+    let time = j.time.as_deref().and_then(parse_time);
+    let (text, complete) = match j.log {
+        std::borrow::Cow::Borrowed(log) => {
+            let (t, c) = strip_newline(log.as_bytes());
+            (std::borrow::Cow::Borrowed(t), c)
+        }
+        std::borrow::Cow::Owned(log) => {
+            let (t, c) = strip_newline(log.as_bytes());
+            (std::borrow::Cow::Owned(t.to_vec()), c)
+        }
+    };
+    Some((text, stream, complete, time))
+}
+
+fn strip_newline(log: &[u8]) -> (&[u8], bool) {
+    match log.strip_suffix(b"\n") {
+        Some(t) => (t.strip_suffix(b"\r").unwrap_or(t), true),
+        None => (log, false),
+    }
+}
+
+/// `<time> <stdout|stderr> <P|F>[:more tags] <text>`: complete unless `P`.
+fn cri(line: &[u8]) -> Option<Piece<'_>> {
+    let mut parts = line.splitn(4, |&b| b == b' ');
+    let time = std::str::from_utf8(parts.next()?).ok()?;
+    let stream = stream_of(parts.next()?)?;
+    let tags = parts.next()?;
+    let complete = match tags.split(|&b| b == b':').next()? {
+        b"F" => true,
+        b"P" => false,
+        _ => return None,
+    };
+    let text = parts.next().unwrap_or(b"");
+    Some((
+        std::borrow::Cow::Borrowed(text),
+        stream,
+        complete,
+        Some(parse_time(time)?),
+    ))
 }
 
 impl Decoder {
@@ -147,17 +228,11 @@ impl Decoder {
             };
             return emit(line, meta, end);
         }
-        let parsed = serde_json::from_slice::<JsonLine<'_>>(line)
-            .ok()
-            .and_then(|j| {
-                let stream = match j.stream.as_deref() {
-                    Some("stderr") => Stream::Stderr,
-                    Some("stdout") | None => Stream::Stdout,
-                    Some(_) => return None,
-                };
-                Some((j.log, stream, j.time))
-            });
-        let Some((log, stream, time)) = parsed else {
+        let parsed = match self.format {
+            Format::Cri => cri(line),
+            _ => docker_json(line),
+        };
+        let Some((text, stream, complete, time)) = parsed else {
             stats.lines_malformed.inc();
             let meta = Meta {
                 timestamp: now,
@@ -166,12 +241,8 @@ impl Decoder {
             let end = self.held_from().map_or(end, |h| h.min(end));
             return emit(line, meta, end);
         };
-        let timestamp = time.as_deref().and_then(parse_time).unwrap_or(now);
-        let log = log.as_bytes();
-        let (text, complete) = match log.strip_suffix(b"\n") {
-            Some(t) => (t.strip_suffix(b"\r").unwrap_or(t), true),
-            None => (log, false),
-        };
+        let timestamp = time.unwrap_or(now);
+        let text: &[u8] = &text;
         let max = self.max;
         let p = &mut self.partial[stream.index()];
         if !p.held && complete {
@@ -359,6 +430,53 @@ mod tests {
         });
         assert_eq!(got, vec![(b"tail".to_vec(), Some(Stream::Stderr), 33)]);
         assert_eq!(stats.lines_partial.get(), 1);
+    }
+
+    #[test]
+    fn decodes_cri_lines_and_joins_partial_ones_per_stream() {
+        let stats = InputStats::default();
+        let mut d = Decoder::new(Format::Cri, 1024);
+        let lines = [
+            "2024-05-06T07:08:09.000000001Z stdout F hello world",
+            "2024-05-06T07:08:10Z stdout P first ",
+            "2024-05-06T09:08:11+02:00 stderr F err",
+            "2024-05-06T07:08:12Z stdout P second ",
+            "2024-05-06T07:08:13Z stdout F third",
+            "2024-05-06T07:08:14Z stdout F",
+            "2024-05-06T07:08:15Z stdout X bad tag",
+        ];
+        let out = run(&mut d, &stats, &lines);
+        let base = 1_714_979_289_000_000_000i64;
+        let first_end = lines[0].len() as u64 + 1;
+        assert_eq!(
+            out[0],
+            ("hello world".into(), Some("stdout"), base + 1, first_end)
+        );
+        // The stderr line is done, but the held stdout line starts before it.
+        assert_eq!(
+            out[1],
+            (
+                "err".into(),
+                Some("stderr"),
+                base + 2_000_000_000,
+                first_end
+            )
+        );
+        assert_eq!(out[2].0, "first second third");
+        assert_eq!(out[2].2, base + 1_000_000_000, "time of the first piece");
+        assert_eq!(out[3].0, "");
+        assert_eq!(out[4], (lines[6].into(), None, 7, out[4].3));
+        assert_eq!(stats.lines_malformed.get(), 1);
+    }
+
+    #[test]
+    fn times_with_offsets_are_utc() {
+        assert_eq!(parse_time("1970-01-01T01:00:01+01:00"), Some(1_000_000_000));
+        assert_eq!(
+            parse_time("1970-01-01T00:00:01.5-01:00"),
+            Some(3_601_500_000_000)
+        );
+        assert_eq!(parse_time("1970-01-01T00:00:01"), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use regex::bytes::Regex;
 
 use crate::batch::BatchLimits;
 use crate::discovery::docker::{self, ContainerFilter, DockerOptions};
+use crate::discovery::kubernetes::{KubernetesOptions, PodFilter};
 use crate::plugin::{Grants, Limits, PluginKind, PluginSource, PluginSpec};
 use crate::tail::{FileInputOptions, Format, MultilineRules, PathMatcher, StartAt};
 pub use raw::GiveUp;
@@ -74,8 +75,17 @@ pub struct PipelineConfig {
 pub struct InputConfig {
     /// How files are read (and, for a `file` input, which).
     pub read: FileInputOptions,
-    /// For a `docker` input: where its targets come from.
-    pub docker: Option<DockerOptions>,
+    /// For `docker` and `kubernetes` inputs: where their targets come from.
+    pub discovery: Option<DiscoveryConfig>,
+}
+
+/// Where an input's targets come from, besides fixed paths.
+#[derive(Debug, Clone)]
+pub enum DiscoveryConfig {
+    /// A Docker engine.
+    Docker(DockerOptions),
+    /// The pods of this Kubernetes node.
+    Kubernetes(KubernetesOptions),
 }
 
 /// One checked plugin entry.
@@ -297,6 +307,7 @@ impl Resolver<'_> {
         match input {
             raw::RawInput::File(f) => self.file_input(key, *f),
             raw::RawInput::Docker(d) => self.docker_input(key, *d),
+            raw::RawInput::Kubernetes(k) => self.kubernetes_input(key, *k),
         }
     }
 
@@ -325,7 +336,10 @@ impl Resolver<'_> {
             raw::LineFormat::DockerJson => Format::DockerJson,
             raw::LineFormat::Cri => Format::Cri,
         };
-        Ok(InputConfig { read, docker: None })
+        Ok(InputConfig {
+            read,
+            discovery: None,
+        })
     }
 
     fn docker_input(&self, key: &str, d: raw::RawDockerInput) -> Result<InputConfig, ConfigError> {
@@ -380,7 +394,86 @@ impl Resolver<'_> {
         };
         Ok(InputConfig {
             read,
-            docker: Some(docker),
+            discovery: Some(DiscoveryConfig::Docker(docker)),
+        })
+    }
+
+    fn kubernetes_input(
+        &self,
+        key: &str,
+        k: raw::RawKubernetesInput,
+    ) -> Result<InputConfig, ConfigError> {
+        let read = self.read_options(key, k.read_options())?;
+        let node_name = match k.node_name.or_else(|| std::env::var("NODE_NAME").ok()) {
+            Some(n) if !n.is_empty() => n,
+            _ => {
+                return self.err(
+                    format!("{key}.node_name"),
+                    "not set and $NODE_NAME is empty: set it, or pass NODE_NAME from the downward API (spec.nodeName)",
+                );
+            }
+        };
+        if let Some(url) = &k.api_server
+            && url
+                .parse::<http::Uri>()
+                .map_or(true, |u| u.scheme().is_none())
+        {
+            return self.err(
+                format!("{key}.api_server"),
+                format!("`{url}` is not a URL (e.g. https://10.0.0.1:6443)"),
+            );
+        }
+        let host_root = PathBuf::from(&k.host_root);
+        if !host_root.is_absolute() || !k.pods_dir.starts_with('/') {
+            return self.err(
+                format!("{key}.pods_dir"),
+                "pods_dir and host_root must be absolute paths",
+            );
+        }
+        let pods_dir = PathBuf::from(format!(
+            "{}{}",
+            k.host_root.trim_end_matches('/'),
+            k.pods_dir
+        ));
+        let kubernetes = KubernetesOptions {
+            api_server: k.api_server,
+            node_name,
+            pods_dir,
+            include: self.pod_filter(&format!("{key}.include"), k.include)?,
+            exclude: self.pod_filter(&format!("{key}.exclude"), k.exclude)?,
+            label_tags: k.label_tags,
+            annotation_tags: k.annotation_tags,
+        };
+        Ok(InputConfig {
+            read,
+            discovery: Some(DiscoveryConfig::Kubernetes(kubernetes)),
+        })
+    }
+
+    fn pod_filter(&self, key: &str, f: raw::RawPodFilter) -> Result<PodFilter, ConfigError> {
+        let re = |k: String, p: &str| {
+            docker::whole(p).map_err(|e| ConfigError {
+                file: self.file.to_path_buf(),
+                key: format!("{key}.{k}"),
+                message: format!("invalid regex: {e}"),
+            })
+        };
+        Ok(PodFilter {
+            namespaces: f
+                .namespaces
+                .iter()
+                .enumerate()
+                .map(|(i, n)| re(format!("namespaces[{i}]"), n))
+                .collect::<Result<_, _>>()?,
+            labels: f
+                .labels
+                .into_iter()
+                .map(|(k, v)| Ok((k.clone(), re(format!("labels.{k}"), &v)?)))
+                .collect::<Result<_, ConfigError>>()?,
+            container: f
+                .container
+                .map(|c| re("container".into(), &c))
+                .transpose()?,
         })
     }
 

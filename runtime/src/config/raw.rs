@@ -77,6 +77,8 @@ pub enum RawInput {
     File(Box<RawFileInput>),
     /// Containers of a Docker engine: their stdout/stderr and files inside them.
     Docker(Box<RawDockerInput>),
+    /// The pods of this Kubernetes node: their CRI log files.
+    Kubernetes(Box<RawKubernetesInput>),
 }
 
 /// Marks the path inside an input in an error message, so `config::parse`
@@ -93,7 +95,12 @@ impl<'de> Deserialize<'de> for RawInput {
         let kind = match map.remove("type") {
             Some(serde_yaml_ng::Value::String(t)) => t,
             Some(_) => return Err(inner("type", "must be a string".into())),
-            None => return Err(inner("type", "missing: `file` or `docker`".into())),
+            None => {
+                return Err(inner(
+                    "type",
+                    "missing: `file`, `docker` or `kubernetes`".into(),
+                ));
+            }
         };
         fn typed<'de, T: Deserialize<'de>, E: serde::de::Error>(
             map: serde_yaml_ng::Mapping,
@@ -106,9 +113,10 @@ impl<'de> Deserialize<'de> for RawInput {
         match kind.as_str() {
             "file" => typed(map).map(|f| RawInput::File(Box::new(f))),
             "docker" => typed(map).map(|d| RawInput::Docker(Box::new(d))),
+            "kubernetes" => typed(map).map(|k| RawInput::Kubernetes(Box::new(k))),
             other => Err(inner(
                 "type",
-                format!("unknown input type `{other}`, expected `file` or `docker`"),
+                format!("unknown input type `{other}`, expected `file`, `docker` or `kubernetes`"),
             )),
         }
     }
@@ -271,6 +279,59 @@ input_with_read_options! {
         #[serde(default = "default_resync_interval", with = "humantime_serde")]
         pub resync_interval: Duration,
     }
+}
+
+input_with_read_options! {
+    /// The `kubernetes` input.
+    pub struct RawKubernetesInput {
+        /// The API server URL. Default: the in-cluster service account
+        /// (`KUBERNETES_SERVICE_HOST`), else the kubeconfig.
+        #[serde(default)]
+        pub api_server: Option<String>,
+        /// This node's name. Default: `$NODE_NAME` (set it from the
+        /// downward API: `spec.nodeName`).
+        #[serde(default)]
+        pub node_name: Option<String>,
+        /// Where kubelet writes pod logs on the host. Default `/var/log/pods`.
+        #[serde(default = "default_pods_dir")]
+        pub pods_dir: String,
+        /// Where the host's root file system is seen by Gleaner (see `docker`).
+        #[serde(default = "default_host_root")]
+        pub host_root: String,
+        /// Only pods and containers that match every condition given here.
+        #[serde(default)]
+        pub include: RawPodFilter,
+        /// Never pods or containers that match any condition given here.
+        #[serde(default)]
+        pub exclude: RawPodFilter,
+        /// Copy pod labels into `k8s.pod.label.<key>` tags. Default `true`.
+        #[serde(default = "default_true")]
+        pub label_tags: bool,
+        /// Copy pod annotations into `k8s.pod.annotation.<key>` tags.
+        /// Default `false`.
+        #[serde(default)]
+        pub annotation_tags: bool,
+    }
+}
+
+/// Conditions on a pod and its containers. Every value is a regular
+/// expression that must match the whole value.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPodFilter {
+    /// Namespace patterns: the pod's namespace matches one of them.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Pod label key → value pattern.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Container name pattern.
+    #[serde(default)]
+    pub container: Option<String>,
+}
+
+fn default_pods_dir() -> String {
+    "/var/log/pods".to_owned()
 }
 
 /// Conditions on a container. Every value is a regular expression that

@@ -130,7 +130,9 @@ fn docker_inputs_are_checked_key_by_key() {
     .unwrap();
     let input = &c.pipelines[0].inputs[0];
     assert_eq!(input.read.start_at, StartAt::Beginning);
-    let d = input.docker.as_ref().unwrap();
+    let Some(DiscoveryConfig::Docker(d)) = input.discovery.as_ref() else {
+        panic!("a docker input");
+    };
     assert!(d.stdout);
     assert_eq!(d.paths, vec!["/var/log/app/*.log"]);
     assert_eq!(d.include.labels[0].0, "app");

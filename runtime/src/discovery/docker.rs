@@ -30,7 +30,7 @@ use futures_util::StreamExt;
 use regex::Regex;
 use tracing::{debug, info, warn};
 
-use super::DiscoveryStats;
+use super::{DiscoveryStats, glob_escape};
 use crate::tail::{Format, Tags, Target, TargetUpdate};
 
 /// The engine's default socket.
@@ -86,10 +86,7 @@ pub struct ContainerFilter {
     pub image: Option<Regex>,
 }
 
-/// Compiles `pattern` to match a whole value.
-pub fn whole(pattern: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&format!("^(?:{pattern})$"))
-}
+pub use super::whole;
 
 impl ContainerFilter {
     fn conditions<'a>(&'a self, c: &'a Container) -> impl Iterator<Item = bool> + 'a {
@@ -219,18 +216,6 @@ fn on_host(host_root: &Path, path: &str) -> String {
         host_root.to_string_lossy().trim_end_matches('/'),
         path
     )
-}
-
-/// `text` with glob metacharacters escaped.
-fn glob_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        if matches!(ch, '*' | '?' | '[' | ']' | '{' | '}' | '\\') {
-            out.push('\\');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// The live json-file log and its rotated files (`.1`, `.2`, …).
@@ -378,31 +363,19 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
     stats: Arc<DiscoveryStats>,
 ) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(name).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!(error = %e, "Cannot start the Docker discovery runtime.");
-                return;
-            }
-        };
-        let mut d = Discovery {
-            planner: Planner {
-                opts,
-                stats,
-                warned: HashSet::new(),
-            },
-            tx,
-            stop,
-            inspected: HashMap::new(),
-            sent: HashMap::new(),
-            last_contact: None,
-        };
-        rt.block_on(d.run());
-    })
+    let mut d = Discovery {
+        planner: Planner {
+            opts,
+            stats,
+            warned: HashSet::new(),
+        },
+        tx,
+        stop,
+        inspected: HashMap::new(),
+        sent: HashMap::new(),
+        last_contact: None,
+    };
+    super::spawn_on_runtime(name, async move { d.run().await })
 }
 
 struct Discovery {
@@ -442,7 +415,7 @@ impl Discovery {
     }
 
     async fn run(&mut self) {
-        let mut backoff = Duration::from_millis(250);
+        let mut backoff = super::FIRST_BACKOFF;
         while !self.stopped() {
             match self.session(&mut backoff).await {
                 Ok(()) => return,
@@ -451,11 +424,9 @@ impl Discovery {
                     warn!(error = %e, retry_in = ?backoff, "Docker discovery failed; other inputs are unaffected, known containers are still read.");
                 }
             }
-            let until = tokio::time::Instant::now() + backoff;
-            while !self.stopped() && tokio::time::Instant::now() < until {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            if !super::back_off(&mut backoff, &self.stop).await {
+                return;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
         }
     }
 
@@ -488,7 +459,7 @@ impl Discovery {
         }));
         self.resync(&docker).await?;
         info!(endpoint = %self.endpoint(), containers = self.sent.len(), "Connected to the Docker engine.");
-        *backoff = Duration::from_millis(250);
+        *backoff = super::FIRST_BACKOFF;
         let mut resync = tokio::time::interval(self.planner.opts.resync_interval);
         resync.tick().await;
         let mut check_stop = tokio::time::interval(Duration::from_millis(100));

@@ -7,8 +7,68 @@
 //! the tailer does all of that, and knows nothing of where targets come from.
 
 pub mod docker;
+pub mod kubernetes;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use regex::Regex;
 
 use crate::telemetry::Counter;
+
+/// Compiles `pattern` to match a whole value (filters in configs).
+pub fn whole(pattern: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&format!("^(?:{pattern})$"))
+}
+
+/// `text` with glob metacharacters escaped, for host paths built from
+/// names an orchestrator chose.
+pub fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if matches!(ch, '*' | '?' | '[' | ']' | '{' | '}' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Runs `work` on a thread of its own with a current-thread tokio runtime
+/// (the API clients are async; the data path is not).
+pub fn spawn_on_runtime<F>(name: String, work: F) -> std::io::Result<JoinHandle<()>>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let thread = name.clone();
+    std::thread::Builder::new().name(thread).spawn(move || {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(work),
+            Err(e) => {
+                tracing::error!(discovery = %name, error = %e, "Cannot start a discovery runtime.")
+            }
+        }
+    })
+}
+
+/// Waits `backoff` (waking early if `stop` is set), then doubles it up to
+/// 30 s. Returns false if stopped.
+pub async fn back_off(backoff: &mut Duration, stop: &AtomicBool) -> bool {
+    let until = tokio::time::Instant::now() + *backoff;
+    while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(30));
+    !stop.load(Ordering::Relaxed)
+}
+
+/// The first backoff after a failure.
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
 /// What one discovery did, for logs and metrics.
 #[derive(Debug, Default)]

@@ -25,7 +25,7 @@ use self::stats::PipelineStats;
 use crate::batch::{Batcher, Envelope};
 use crate::buffer::DiskBuffer;
 use crate::checkpoint::CheckpointStore;
-use crate::config::PipelineConfig;
+use crate::config::{DiscoveryConfig, PipelineConfig};
 use crate::discovery::DiscoveryStats;
 use crate::flush::{FlushWorker, Shutdown};
 use crate::plugin::{Ident, Instance, PluginError, PluginHost, PluginStats};
@@ -187,19 +187,29 @@ impl PreparedPipeline {
                 input: Arc::from(format!("{name}/{i}")),
             };
             let opts = input.read.clone();
-            let tailer = match &input.docker {
+            let tailer = match &input.discovery {
                 None => Tailer::new(opts, input_stats.clone(), checkpoints)?,
-                Some(docker) => {
+                Some(discovery) => {
                     let (tx, rx) = crossbeam_channel::unbounded();
                     let stats = Arc::new(DiscoveryStats::default());
                     discoveries.push(stats.clone());
-                    threads.push(spawn_or_log(crate::discovery::docker::spawn(
-                        format!("{name}-docker{i}"),
-                        docker.clone(),
-                        tx,
-                        stop.clone(),
-                        stats,
-                    )));
+                    let spawned = match discovery {
+                        DiscoveryConfig::Docker(d) => crate::discovery::docker::spawn(
+                            format!("{name}-docker{i}"),
+                            d.clone(),
+                            tx,
+                            stop.clone(),
+                            stats,
+                        ),
+                        DiscoveryConfig::Kubernetes(k) => crate::discovery::kubernetes::spawn(
+                            format!("{name}-k8s{i}"),
+                            k.clone(),
+                            tx,
+                            stop.clone(),
+                            stats,
+                        ),
+                    };
+                    threads.push(spawn_or_log(spawned));
                     Tailer::with_discovery(opts, input_stats.clone(), checkpoints, rx)
                 }
             };
@@ -345,7 +355,7 @@ impl RunningPipeline {
                 unsupported_drivers = d.unsupported_drivers.get(),
                 engine_errors = d.errors.get(),
                 resyncs = d.resyncs.get(),
-                "Docker discovery summary."
+                "Discovery summary."
             );
         }
         for (plugin, p) in &self.plugins {

@@ -55,86 +55,107 @@ fn decode(encoding: Option<&str>, raw: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Serves HTTP/1.1 on an ephemeral 127.0.0.1 port from a runtime of its
+/// own (kept alive by the caller): `on_accept` runs for every connection,
+/// `handle` for every request.
+pub fn serve<H, Fut, B>(
+    on_accept: impl Fn() + Send + Sync + 'static,
+    handle: H,
+) -> (SocketAddr, tokio::runtime::Runtime)
+where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            on_accept();
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service_fn(handle))
+                    .await;
+            });
+        }
+    });
+    (addr, rt)
+}
+
 impl Sink {
     /// Starts the server; the first `script.len()` requests get those statuses.
     pub fn start(script: &[u16]) -> Sink {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
         let state = Arc::new(Mutex::new(State {
             script: script.iter().copied().collect(),
             ..State::default()
         }));
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
+        let counted = state.clone();
         let st = state.clone();
-        rt.spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                st.lock().unwrap().connections += 1;
+        let (addr, rt) = serve(
+            move || counted.lock().unwrap().connections += 1,
+            move |req: Request<Incoming>| {
                 let st = st.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        let st = st.clone();
-                        async move {
-                            let header = |n: &str| {
-                                req.headers()
-                                    .get(n)
-                                    .and_then(|v| v.to_str().ok())
-                                    .map(str::to_owned)
-                            };
-                            let encoding = header("content-encoding");
-                            let content_type = header("content-type");
-                            let path = req
-                                .uri()
-                                .path_and_query()
-                                .map(|p| p.to_string())
-                                .unwrap_or_default();
-                            let raw = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let body = decode(encoding.as_deref(), &raw);
-                            let status = {
-                                let mut s = st.lock().unwrap();
-                                let status = if s.down {
-                                    503
-                                } else {
-                                    s.script.pop_front().unwrap_or(200)
-                                };
-                                if status == 200 {
-                                    s.requests.push(Received {
-                                        encoding,
-                                        content_type,
-                                        path,
-                                        body,
-                                        at: std::time::SystemTime::now(),
-                                    });
-                                }
-                                status
-                            };
-                            Ok::<_, Infallible>(
-                                Response::builder()
-                                    .status(status)
-                                    .body(Full::new(Bytes::from_static(b"ok")))
-                                    .unwrap(),
-                            )
+                async move {
+                    let header = |n: &str| {
+                        req.headers()
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    };
+                    let encoding = header("content-encoding");
+                    let content_type = header("content-type");
+                    let path = req
+                        .uri()
+                        .path_and_query()
+                        .map(|p| p.to_string())
+                        .unwrap_or_default();
+                    let raw = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let body = decode(encoding.as_deref(), &raw);
+                    let status = {
+                        let mut s = st.lock().unwrap();
+                        let status = if s.down {
+                            503
+                        } else {
+                            s.script.pop_front().unwrap_or(200)
+                        };
+                        if status == 200 {
+                            s.requests.push(Received {
+                                encoding,
+                                content_type,
+                                path,
+                                body,
+                                at: std::time::SystemTime::now(),
+                            });
                         }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+                        status
+                    };
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .status(status)
+                            .body(Full::new(Bytes::from_static(b"ok")))
+                            .unwrap(),
+                    )
+                }
+            },
+        );
         Sink {
             addr,
             state,

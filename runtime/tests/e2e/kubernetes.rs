@@ -51,3 +51,135 @@ fn cri_log_files_are_decoded_with_runtime_time_stream_and_joined_partials() {
     );
     assert!(String::from_utf8_lossy(&run.stderr).contains("lines_malformed=1"));
 }
+
+/// Appends CRI lines (`stdout F <text>`) to a pod container's log file.
+fn cri_append(env: &Env, pod_dir: &str, container: &str, texts: &[&str]) {
+    let rel = format!("pods/{pod_dir}/{container}/0.log");
+    let path = env.path(&rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut text = String::new();
+    for t in texts {
+        text.push_str(&format!("2024-01-02T03:04:05.000000001Z stdout F {t}\n"));
+    }
+    env.append(&rel, &text);
+}
+
+fn by_message(env: &Env) -> std::collections::BTreeMap<String, serde_json::Value> {
+    lines_in(&env.path("out/events.ndjson"))
+        .into_iter()
+        .map(|e| (e["message"].as_str().unwrap().to_owned(), e))
+        .collect()
+}
+
+fn wait_messages(env: &Env, n: usize) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut got = Default::default();
+    wait_until(&format!("{n} events"), || {
+        got = by_message(env);
+        got.len() >= n
+    });
+    got
+}
+
+#[test]
+fn pods_of_this_node_are_read_with_metadata_through_watch_gone_and_relist() {
+    use crate::k8s_api::{ApiServer, pod};
+    let api = ApiServer::start();
+    let env = Env::new();
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    api.add(pod(
+        "shop",
+        "web-5f7b9-aaaaa",
+        "uid-web",
+        "node-1",
+        &["app", "proxy"],
+    ));
+    api.add(pod("shop", "other-node", "uid-other", "node-2", &["app"]));
+    api.add(pod("kube-system", "dns", "uid-dns", "node-1", &["dns"]));
+    cri_append(&env, "shop_web-5f7b9-aaaaa_uid-web", "app", &["web 1"]);
+    cri_append(&env, "shop_web-5f7b9-aaaaa_uid-web", "proxy", &["proxy 1"]);
+    cri_append(
+        &env,
+        "shop_other-node_uid-other",
+        "app",
+        &["never: other node"],
+    );
+    cri_append(
+        &env,
+        "kube-system_dns_uid-dns",
+        "dns",
+        &["never: excluded namespace"],
+    );
+    let config = env.config(&format!(
+        r#"  - name: pods
+    inputs:
+      - type: kubernetes
+        api_server: "{api}"
+        node_name: node-1
+        pods_dir: "{pods}"
+        start_at: beginning
+        exclude: {{ namespaces: [kube-system] }}
+    batch: {{ linger: 50ms }}
+    flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/events.ndjson" }}, grants: {{ dirs: ["{out}"] }} }}]
+"#,
+        api = api.url(),
+        pods = env.path("pods").display(),
+        out = out.display(),
+    ));
+    let agent = start(&env, &config);
+    let got = wait_messages(&env, 2);
+    let web = &got["web 1"];
+    let tag = |e: &serde_json::Value, k: &str| e[k].as_str().unwrap_or("").to_owned();
+    assert_eq!(tag(web, "k8s.namespace"), "shop");
+    assert_eq!(tag(web, "k8s.pod.name"), "web-5f7b9-aaaaa");
+    assert_eq!(tag(web, "k8s.pod.uid"), "uid-web");
+    assert_eq!(tag(web, "k8s.container.name"), "app");
+    assert_eq!(tag(web, "k8s.container.image"), "app:1.0");
+    assert_eq!(tag(web, "k8s.node.name"), "node-1");
+    assert_eq!(tag(web, "k8s.owner.kind"), "Deployment");
+    assert_eq!(tag(web, "k8s.owner.name"), "web");
+    assert_eq!(tag(web, "k8s.pod.label.app"), "web-5f7b9-aaaaa");
+    assert_eq!(tag(web, "stream"), "stdout");
+    assert_eq!(tag(&got["proxy 1"], "k8s.container.name"), "proxy");
+
+    // A new pod: its file appears after the pod does.
+    api.add(pod("shop", "cart", "uid-cart", "node-1", &["app"]));
+    wait_until("a watch is open", || api.watchers() > 0);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    cri_append(&env, "shop_cart_uid-cart", "app", &["cart 1"]);
+    let got = wait_messages(&env, 3);
+    assert_eq!(tag(&got["cart 1"], "k8s.pod.uid"), "uid-cart");
+
+    // A pod deleted right after its last line: still enriched.
+    cri_append(&env, "shop_cart_uid-cart", "app", &["cart last"]);
+    api.delete("uid-cart");
+    let got = wait_messages(&env, 4);
+    assert_eq!(tag(&got["cart last"], "k8s.pod.name"), "cart");
+
+    // The watch breaks and history is compacted meanwhile: the agent gets
+    // 410 Gone, lists again and picks up the pod added in between; a pod
+    // whose name is reused gets its new uid.
+    api.drop_watches();
+    api.add(pod("shop", "cart", "uid-cart-2", "node-1", &["app"]));
+    api.compact();
+    wait_until("the agent lists again", || {
+        api.state.lock().unwrap().lists >= 2
+    });
+    cri_append(&env, "shop_cart_uid-cart-2", "app", &["cart again"]);
+    cri_append(&env, "shop_web-5f7b9-aaaaa_uid-web", "app", &["web 2"]);
+    let got = wait_messages(&env, 6);
+    assert_eq!(tag(&got["cart again"], "k8s.pod.uid"), "uid-cart-2");
+    assert_eq!(tag(&got["web 2"], "k8s.pod.uid"), "uid-web");
+    assert!(!got.keys().any(|m| m.starts_with("never")), "{got:?}");
+    stop(agent);
+    let s = api.state.lock().unwrap();
+    assert_eq!(s.lists, 2, "one list at start, one after 410 Gone");
+    assert_eq!(s.gone, 1);
+    assert!(s.watches <= 4, "watches: {}", s.watches);
+    assert_eq!(s.other, 0);
+    assert_eq!(
+        lines_in(&env.path("out/events.ndjson")).len(),
+        6,
+        "no duplicates"
+    );
+}

@@ -13,6 +13,7 @@ mod docker;
 mod faults;
 mod flushers;
 mod http_sink;
+mod k8s_api;
 mod kubernetes;
 mod processors;
 mod quickstart;

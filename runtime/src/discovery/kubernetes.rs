@@ -1,0 +1,490 @@
+//! Kubernetes discovery through the API server (`kube`): one watch of the
+//! pods on this node (field selector `spec.nodeName`), never a request per
+//! pod, file or line. Every selected container of every pod becomes a
+//! target: its CRI log files under `/var/log/pods/<ns>_<pod>_<uid>/<container>/`
+//! (including kubelet's rotated files), tagged with namespace, pod name and
+//! uid, container name and image, node, pod labels and annotations, and the
+//! owning workload.
+//!
+//! `kube`'s watcher lists, then watches from the list's resourceVersion,
+//! and on `410 Gone`, errors and disconnects lists again (with backoff):
+//! after every list the complete set goes to the tailer as a `Sync`, so a
+//! pod added or deleted meanwhile is picked up or drained. A deleted pod's
+//! files keep their tags until they are read to their end: metadata is bound
+//! to the target, not looked up per line.
+//!
+//! Owns the API connection only: never opens a log file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use regex::Regex;
+use tracing::{debug, info, warn};
+
+use super::{DiscoveryStats, glob_escape};
+use crate::tail::{Format, Tags, Target, TargetUpdate};
+
+/// The pod annotation that excludes a pod from collection when `"true"`.
+pub const EXCLUDE_ANNOTATION: &str = "gleaner.io/exclude";
+
+/// Tag names.
+pub mod tags {
+    /// Namespace.
+    pub const NAMESPACE: &str = "k8s.namespace";
+    /// Pod name.
+    pub const POD: &str = "k8s.pod.name";
+    /// Pod uid.
+    pub const POD_UID: &str = "k8s.pod.uid";
+    /// Container name.
+    pub const CONTAINER: &str = "k8s.container.name";
+    /// Container image.
+    pub const IMAGE: &str = "k8s.container.image";
+    /// Node name.
+    pub const NODE: &str = "k8s.node.name";
+    /// Owning workload kind (Deployment, StatefulSet, DaemonSet, Job, …).
+    pub const OWNER_KIND: &str = "k8s.owner.kind";
+    /// Owning workload name.
+    pub const OWNER_NAME: &str = "k8s.owner.name";
+    /// Prefix of pod label tags.
+    pub const LABEL: &str = "k8s.pod.label.";
+    /// Prefix of pod annotation tags.
+    pub const ANNOTATION: &str = "k8s.pod.annotation.";
+}
+
+/// Checked options of a `kubernetes` input.
+#[derive(Debug, Clone)]
+pub struct KubernetesOptions {
+    /// API server URL; `None`: in-cluster service account, else kubeconfig.
+    pub api_server: Option<String>,
+    /// This node's name (pods are watched with `spec.nodeName=<node>`).
+    pub node_name: String,
+    /// Where kubelet writes pod logs, as Gleaner sees it.
+    pub pods_dir: PathBuf,
+    /// A pod must match all of these.
+    pub include: PodFilter,
+    /// A pod (or container) must match none of these.
+    pub exclude: PodFilter,
+    /// Copy pod labels into tags.
+    pub label_tags: bool,
+    /// Copy pod annotations into tags.
+    pub annotation_tags: bool,
+}
+
+/// Conditions on a pod and container; every pattern matches a whole value.
+#[derive(Debug, Clone, Default)]
+pub struct PodFilter {
+    /// Namespace patterns (any of them).
+    pub namespaces: Vec<Regex>,
+    /// Pod label key and value pattern.
+    pub labels: Vec<(String, Regex)>,
+    /// Container name pattern.
+    pub container: Option<Regex>,
+}
+
+impl PodFilter {
+    /// Pod-level conditions: whether any namespace pattern matches (if
+    /// there are any), then each label condition.
+    fn pod_conditions<'a>(
+        &'a self,
+        namespace: &'a str,
+        labels: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = bool> + 'a {
+        let ns = (!self.namespaces.is_empty())
+            .then(|| self.namespaces.iter().any(|re| re.is_match(namespace)));
+        ns.into_iter().chain(
+            self.labels
+                .iter()
+                .map(move |(k, re)| labels.get(k).is_some_and(|v| re.is_match(v))),
+        )
+    }
+}
+
+/// What a target needs from a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Uid.
+    pub uid: String,
+    /// Node.
+    pub node: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Owning workload (kind, name), following a ReplicaSet to its Deployment.
+    pub owner: Option<(String, String)>,
+    /// Containers (init, regular, ephemeral): name and image.
+    pub containers: Vec<(String, String)>,
+}
+
+impl PodInfo {
+    /// Reads the parts Gleaner uses from a pod; `None` without name or uid.
+    pub fn from_pod(pod: &Pod) -> Option<PodInfo> {
+        let m = &pod.metadata;
+        let labels: BTreeMap<String, String> = m.labels.clone().unwrap_or_default();
+        let owner = m
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| {
+                // A ReplicaSet named `<deployment>-<pod-template-hash>` belongs
+                // to that Deployment (no API request needed to know it).
+                let hash = labels.get("pod-template-hash");
+                match (o.kind.as_str(), hash) {
+                    ("ReplicaSet", Some(h)) => match o.name.strip_suffix(&format!("-{h}")) {
+                        Some(d) => ("Deployment".to_owned(), d.to_owned()),
+                        None => (o.kind.clone(), o.name.clone()),
+                    },
+                    _ => (o.kind.clone(), o.name.clone()),
+                }
+            });
+        let mut containers = Vec::new();
+        if let Some(spec) = &pod.spec {
+            for c in spec.init_containers.iter().flatten() {
+                containers.push((c.name.clone(), c.image.clone().unwrap_or_default()));
+            }
+            for c in &spec.containers {
+                containers.push((c.name.clone(), c.image.clone().unwrap_or_default()));
+            }
+            for c in spec.ephemeral_containers.iter().flatten() {
+                containers.push((c.name.clone(), c.image.clone().unwrap_or_default()));
+            }
+        }
+        Some(PodInfo {
+            namespace: m.namespace.clone().unwrap_or_else(|| "default".to_owned()),
+            name: m.name.clone()?,
+            uid: m.uid.clone()?,
+            node: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default(),
+            labels,
+            annotations: m.annotations.clone().unwrap_or_default(),
+            owner,
+            containers,
+        })
+    }
+}
+
+/// The id of a container's target.
+pub fn target_id(uid: &str, container: &str) -> String {
+    format!("k8s/{uid}/{container}")
+}
+
+/// The targets of a pod: one per selected container.
+pub fn pod_targets(p: &PodInfo, opts: &KubernetesOptions) -> Vec<Target> {
+    if p.annotations
+        .get(EXCLUDE_ANNOTATION)
+        .is_some_and(|v| v == "true")
+    {
+        return Vec::new();
+    }
+    let included = opts
+        .include
+        .pod_conditions(&p.namespace, &p.labels)
+        .all(|m| m);
+    let excluded = opts
+        .exclude
+        .pod_conditions(&p.namespace, &p.labels)
+        .any(|m| m);
+    if !included || excluded {
+        return Vec::new();
+    }
+    let dir = opts
+        .pods_dir
+        .join(format!("{}_{}_{}", p.namespace, p.name, p.uid));
+    let mut base: Vec<(String, String)> = vec![
+        (tags::NAMESPACE.to_owned(), p.namespace.clone()),
+        (tags::POD.to_owned(), p.name.clone()),
+        (tags::POD_UID.to_owned(), p.uid.clone()),
+        (tags::NODE.to_owned(), p.node.clone()),
+    ];
+    if let Some((kind, name)) = &p.owner {
+        base.push((tags::OWNER_KIND.to_owned(), kind.clone()));
+        base.push((tags::OWNER_NAME.to_owned(), name.clone()));
+    }
+    if opts.label_tags {
+        for (k, v) in &p.labels {
+            base.push((format!("{}{k}", tags::LABEL), v.clone()));
+        }
+    }
+    if opts.annotation_tags {
+        for (k, v) in &p.annotations {
+            base.push((format!("{}{k}", tags::ANNOTATION), v.clone()));
+        }
+    }
+    let mut out = Vec::new();
+    for (name, image) in &p.containers {
+        if opts
+            .include
+            .container
+            .as_ref()
+            .is_some_and(|re| !re.is_match(name))
+            || opts
+                .exclude
+                .container
+                .as_ref()
+                .is_some_and(|re| re.is_match(name))
+        {
+            continue;
+        }
+        let mut t = base.clone();
+        t.insert(4, (tags::CONTAINER.to_owned(), name.clone()));
+        t.insert(5, (tags::IMAGE.to_owned(), image.clone()));
+        let logs = glob_escape(&dir.join(name).to_string_lossy());
+        out.push(Target {
+            id: Arc::from(target_id(&p.uid, name)),
+            // `<restart>.log`, and kubelet's rotated `<restart>.log.<time>`.
+            include: vec![format!("{logs}/*.log"), format!("{logs}/*.log.[0-9]*")],
+            exclude: vec![format!("{logs}/*.gz")],
+            tags: Tags::from(t),
+            format: Format::Cri,
+        });
+    }
+    out
+}
+
+/// Why discovery could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum KubernetesError {
+    /// No usable API configuration.
+    #[error("Kubernetes API: {0}")]
+    Config(String),
+}
+
+async fn client(opts: &KubernetesOptions) -> Result<Client, KubernetesError> {
+    let config = match &opts.api_server {
+        Some(url) => {
+            let uri = url
+                .parse::<http::Uri>()
+                .map_err(|e| KubernetesError::Config(format!("api_server `{url}`: {e}")))?;
+            kube::Config::new(uri)
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| KubernetesError::Config(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(|e| KubernetesError::Config(e.to_string()))
+}
+
+/// Runs discovery on its own thread until `stop` is set.
+pub fn spawn(
+    name: String,
+    opts: KubernetesOptions,
+    tx: Sender<TargetUpdate>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<DiscoveryStats>,
+) -> std::io::Result<JoinHandle<()>> {
+    super::spawn_on_runtime(name, run(opts, tx, stop, stats))
+}
+
+async fn run(
+    opts: KubernetesOptions,
+    tx: Sender<TargetUpdate>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<DiscoveryStats>,
+) {
+    let stopped = || stop.load(Ordering::Relaxed);
+    let mut backoff = super::FIRST_BACKOFF;
+    let client = loop {
+        match client(&opts).await {
+            Ok(c) => break c,
+            Err(e) => {
+                stats.errors.inc();
+                warn!(error = %e, retry_in = ?backoff, "Kubernetes discovery cannot start; retrying.");
+            }
+        }
+        if !super::back_off(&mut backoff, &stop).await {
+            return;
+        }
+    };
+    let pods: Api<Pod> = Api::all(client);
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", opts.node_name));
+    let mut events = watcher::watcher(pods, config).default_backoff().boxed();
+    // Pods listed since the last `Init`, and the targets sent per pod uid.
+    let mut listing: Vec<Pod> = Vec::new();
+    let mut sent: HashMap<String, Vec<Arc<str>>> = HashMap::new();
+    let mut check_stop = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(Event::Init)) => listing.clear(),
+                Some(Ok(Event::InitApply(pod))) => listing.push(pod),
+                Some(Ok(Event::InitDone)) => {
+                    let mut all = Vec::new();
+                    sent.clear();
+                    for pod in listing.drain(..) {
+                        let Some(info) = PodInfo::from_pod(&pod) else { continue };
+                        let targets = pod_targets(&info, &opts);
+                        sent.insert(info.uid.clone(), targets.iter().map(|t| t.id.clone()).collect());
+                        all.extend(targets);
+                    }
+                    stats.resyncs.inc();
+                    info!(node = %opts.node_name, pods = sent.len(), targets = all.len(), "Listed this node's pods.");
+                    let _ = tx.send(TargetUpdate::Sync(all));
+                }
+                Some(Ok(Event::Apply(pod))) => {
+                    let Some(info) = PodInfo::from_pod(&pod) else { continue };
+                    let targets = pod_targets(&info, &opts);
+                    let ids: Vec<Arc<str>> = targets.iter().map(|t| t.id.clone()).collect();
+                    let before = sent.insert(info.uid.clone(), ids.clone()).unwrap_or_default();
+                    if before.is_empty() && !ids.is_empty() {
+                        stats.containers_added.add(ids.len() as u64);
+                        debug!(namespace = %info.namespace, pod = %info.name, "Pod on this node; reading it.");
+                    }
+                    for gone in before.iter().filter(|id| !ids.contains(id)) {
+                        let _ = tx.send(TargetUpdate::Removed(gone.clone()));
+                    }
+                    for t in targets {
+                        let _ = tx.send(TargetUpdate::Added(t));
+                    }
+                }
+                Some(Ok(Event::Delete(pod))) => {
+                    let Some(uid) = pod.metadata.uid else { continue };
+                    for id in sent.remove(&uid).unwrap_or_default() {
+                        let _ = tx.send(TargetUpdate::Removed(id));
+                    }
+                }
+                Some(Err(e)) => {
+                    stats.errors.inc();
+                    warn!(error = %e, "Kubernetes pod watch failed; listing again (known pods are still read).");
+                }
+                None => return,
+            },
+            _ = check_stop.tick() => if stopped() { return },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+    fn pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "namespace": "shop", "name": "web-7d9f8-abcde", "uid": "u-1",
+                "labels": {"app": "web", "pod-template-hash": "7d9f8"},
+                "annotations": {"team": "core"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "name": "web-7d9f8", "uid": "rs-1", "controller": true}]
+            },
+            "spec": {
+                "nodeName": "node-1",
+                "initContainers": [{"name": "init", "image": "busybox:1"}],
+                "containers": [{"name": "app", "image": "nginx:1.25"}, {"name": "sidecar", "image": "envoy:1"}]
+            }
+        }))
+        .unwrap()
+    }
+
+    fn opts() -> KubernetesOptions {
+        KubernetesOptions {
+            api_server: None,
+            node_name: "node-1".into(),
+            pods_dir: PathBuf::from("/var/log/pods"),
+            include: PodFilter::default(),
+            exclude: PodFilter::default(),
+            label_tags: true,
+            annotation_tags: false,
+        }
+    }
+
+    #[test]
+    fn a_pod_becomes_one_target_per_container_with_its_metadata() {
+        let info = PodInfo::from_pod(&pod()).unwrap();
+        assert_eq!(info.owner, Some(("Deployment".into(), "web".into())));
+        let t = pod_targets(&info, &opts());
+        let ids: Vec<&str> = t.iter().map(|t| &*t.id).collect();
+        assert_eq!(ids, vec!["k8s/u-1/init", "k8s/u-1/app", "k8s/u-1/sidecar"]);
+        assert_eq!(
+            t[1].include,
+            vec![
+                "/var/log/pods/shop_web-7d9f8-abcde_u-1/app/*.log",
+                "/var/log/pods/shop_web-7d9f8-abcde_u-1/app/*.log.[0-9]*"
+            ]
+        );
+        assert_eq!(t[1].format, Format::Cri);
+        let tags: Vec<(&str, &str)> = t[1]
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            tags,
+            vec![
+                ("k8s.namespace", "shop"),
+                ("k8s.pod.name", "web-7d9f8-abcde"),
+                ("k8s.pod.uid", "u-1"),
+                ("k8s.node.name", "node-1"),
+                ("k8s.container.name", "app"),
+                ("k8s.container.image", "nginx:1.25"),
+                ("k8s.owner.kind", "Deployment"),
+                ("k8s.owner.name", "web"),
+                ("k8s.pod.label.app", "web"),
+                ("k8s.pod.label.pod-template-hash", "7d9f8"),
+            ]
+        );
+    }
+
+    #[test]
+    fn selection_by_namespace_labels_container_and_annotation() {
+        let info = PodInfo::from_pod(&pod()).unwrap();
+        let re = |s: &str| super::super::whole(s).unwrap();
+        let mut o = opts();
+        o.include.namespaces = vec![re("kube-.*"), re("shop")];
+        o.include.labels = vec![("app".into(), re("web"))];
+        o.exclude.container = Some(re("side.*"));
+        let ids: Vec<String> = pod_targets(&info, &o)
+            .iter()
+            .map(|t| t.id.to_string())
+            .collect();
+        assert_eq!(ids, vec!["k8s/u-1/init", "k8s/u-1/app"]);
+        o.include.container = Some(re("app"));
+        assert_eq!(pod_targets(&info, &o).len(), 1);
+        o.include.namespaces = vec![re("kube-system")];
+        assert!(pod_targets(&info, &o).is_empty());
+
+        let mut o = opts();
+        o.exclude.namespaces = vec![re("shop")];
+        assert!(pod_targets(&info, &o).is_empty());
+
+        let mut excluded = info.clone();
+        excluded
+            .annotations
+            .insert(EXCLUDE_ANNOTATION.into(), "true".into());
+        assert!(pod_targets(&excluded, &opts()).is_empty());
+    }
+
+    #[test]
+    fn other_owners_are_kept_as_they_are() {
+        let mut p = pod();
+        p.metadata = ObjectMeta {
+            owner_references: Some(vec![OwnerReference {
+                kind: "Job".into(),
+                name: "backup-29000".into(),
+                controller: Some(true),
+                ..OwnerReference::default()
+            }]),
+            ..p.metadata
+        };
+        let info = PodInfo::from_pod(&p).unwrap();
+        assert_eq!(info.owner, Some(("Job".into(), "backup-29000".into())));
+    }
+}

@@ -23,7 +23,8 @@ pub enum Format {
     Raw,
     /// Docker's json-file log driver.
     DockerJson,
-    /// The CRI log format (Kubernetes nodes with containerd or CRI-O).
+    /// The CRI log format (Kubernetes nodes with containerd or CRI-O);
+    /// json-file lines are recognised too (nodes running Docker).
     Cri,
 }
 
@@ -229,7 +230,10 @@ impl Decoder {
             return emit(line, meta, end);
         }
         let parsed = match self.format {
-            Format::Cri => cri(line),
+            // Nodes that still run Docker (dockershim, cri-dockerd) link
+            // json-file logs under /var/log/pods: a line starting with `{`
+            // is one (a CRI line starts with its timestamp).
+            Format::Cri if line.first() != Some(&b'{') => cri(line),
             _ => docker_json(line),
         };
         let Some((text, stream, complete, time)) = parsed else {
@@ -467,6 +471,24 @@ mod tests {
         assert_eq!(out[3].0, "");
         assert_eq!(out[4], (lines[6].into(), None, 7, out[4].3));
         assert_eq!(stats.lines_malformed.get(), 1);
+    }
+
+    #[test]
+    fn cri_inputs_also_read_docker_json_file_lines() {
+        let stats = InputStats::default();
+        let mut d = Decoder::new(Format::Cri, 1024);
+        let out = run(
+            &mut d,
+            &stats,
+            &[
+                r#"{"log":"from docker\n","stream":"stderr","time":"1970-01-01T00:00:02Z"}"#,
+                "1970-01-01T00:00:03Z stdout F from containerd",
+            ],
+        );
+        assert_eq!(out[0].0, "from docker");
+        assert_eq!((out[0].1, out[0].2), (Some("stderr"), 2_000_000_000));
+        assert_eq!(out[1].0, "from containerd");
+        assert_eq!(stats.lines_malformed.get(), 0);
     }
 
     #[test]

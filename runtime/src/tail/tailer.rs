@@ -64,6 +64,9 @@ pub struct Tailer {
     synced: bool,
     /// The target each open file belongs to.
     owner: HashMap<Key, Arc<str>>,
+    /// Targets by the literal directories their patterns start from, so a
+    /// path is matched against the few targets above it, not all of them.
+    by_root: HashMap<PathBuf, Vec<usize>>,
     /// Open files by (device, inode): a path is only where a file was seen.
     files: HashMap<Key, TailedFile>,
     /// Deleted files still being read, and when they were seen deleted.
@@ -146,6 +149,7 @@ impl Tailer {
             updates,
             synced: false,
             owner: HashMap::new(),
+            by_root: HashMap::new(),
             files: HashMap::new(),
             deleted: Vec::new(),
             by_path: HashMap::new(),
@@ -179,19 +183,37 @@ impl Tailer {
                 }
             }
             let t = &mut self.targets[i];
+            let moved = t.target.include != target.include || t.target.exclude != target.exclude;
             t.target = target;
             t.matcher = matcher;
             t.removed_at = None;
+            if moved {
+                self.reindex();
+            }
             return Ok(i);
         }
         debug!(target = %target.id, include = ?target.include, "Added target.");
         self.stats.targets_added.inc();
+        let i = self.targets.len();
+        for root in matcher.watch_roots() {
+            self.by_root.entry(root).or_default().push(i);
+        }
         self.targets.push(TargetState {
             target,
             matcher,
             removed_at: None,
         });
-        Ok(self.targets.len() - 1)
+        Ok(i)
+    }
+
+    /// Rebuilds `by_root` after targets were dropped (indices moved).
+    fn reindex(&mut self) {
+        self.by_root.clear();
+        for (i, t) in self.targets.iter().enumerate() {
+            for root in t.matcher.watch_roots() {
+                self.by_root.entry(root).or_default().push(i);
+            }
+        }
     }
 
     fn remove_target(&mut self, id: &str) {
@@ -226,8 +248,23 @@ impl Tailer {
                 for id in gone {
                     self.remove_target(&id);
                 }
+                // Add all, watch once, then open what they match (a node's
+                // whole list can hold a thousand targets).
+                let mut added = Vec::new();
                 for target in all {
-                    self.add_and_scan(target, initial);
+                    let id = target.id.clone();
+                    match self.add_target(target) {
+                        Ok(i) => added.push(i),
+                        Err(e) => {
+                            warn!(target = %id, error = %e, "Ignoring a target with invalid patterns.")
+                        }
+                    }
+                }
+                self.watch_roots();
+                for i in added {
+                    for path in self.targets[i].matcher.scan() {
+                        self.open_if_new(path, initial);
+                    }
                 }
             }
         }
@@ -237,7 +274,7 @@ impl Tailer {
         let id = target.id.clone();
         match self.add_target(target) {
             Ok(i) => {
-                self.watch_roots();
+                self.watch_target(i);
                 for path in self.targets[i].matcher.scan() {
                     self.open_if_new(path, initial);
                 }
@@ -246,64 +283,99 @@ impl Tailer {
         }
     }
 
-    /// The live target `path` belongs to.
+    /// The live target `path` belongs to (the earliest added, if several).
     fn target_of(&self, path: &std::path::Path) -> Option<usize> {
-        self.targets
-            .iter()
-            .position(|t| t.removed_at.is_none() && t.matcher.matches(path))
+        path.ancestors()
+            .filter_map(|a| self.by_root.get(a))
+            .flatten()
+            .copied()
+            .filter(|&i| {
+                let t = &self.targets[i];
+                t.removed_at.is_none() && t.matcher.matches(path)
+            })
+            .min()
     }
 
-    /// Watches the roots of every target, and stops watching roots no
-    /// target needs any more.
-    fn watch_roots(&mut self) {
+    /// The directory to watch for `root`: itself, or, while it does not
+    /// exist yet (a container creates its log directory after it starts),
+    /// its parent or grandparent, so its creation is noticed. Never higher
+    /// (a recursive watch of e.g. /var/lib/docker would cost thousands of
+    /// watches; rescans find the rest), never `/`.
+    fn watch_dir_for(root: &std::path::Path) -> Option<PathBuf> {
+        root.ancestors()
+            .take(3)
+            .find(|a| a.is_dir())
+            .filter(|a| a.parent().is_some())
+            .map(PathBuf::from)
+    }
+
+    fn watch_dir(&mut self, dir: PathBuf) {
         let Some(w) = self.watcher.as_mut() else {
             return;
         };
-        let mut roots: Vec<PathBuf> = self
+        match w.watch(&dir, RecursiveMode::Recursive) {
+            Ok(()) => {
+                debug!(dir = %dir.display(), "Watching directory.");
+                self.watched.insert(dir);
+            }
+            Err(e) => {
+                warn!(dir = %dir.display(), error = %e, "Cannot watch directory; relying on rescans.")
+            }
+        }
+    }
+
+    /// Watches what target `i` needs, unless a watched directory (watches
+    /// are recursive) covers it already: cheap enough for every new pod.
+    fn watch_target(&mut self, i: usize) {
+        for root in self.targets[i].matcher.watch_roots() {
+            if let Some(dir) = Self::watch_dir_for(&root)
+                && !dir.ancestors().any(|a| self.watched.contains(a))
+            {
+                self.watch_dir(dir);
+            }
+        }
+    }
+
+    /// Recomputes the watched directories for every live target: the
+    /// smallest set of directories covering all of them (watches are
+    /// recursive), dropping watches no target needs any more.
+    fn watch_roots(&mut self) {
+        if self.watcher.is_none() {
+            return;
+        }
+        let mut dirs: Vec<PathBuf> = self
             .targets
             .iter()
             .filter(|t| t.removed_at.is_none())
             .flat_map(|t| t.matcher.watch_roots())
+            .filter_map(|r| Self::watch_dir_for(&r))
             .collect();
-        roots.sort();
-        roots.dedup();
-        let all = roots.clone();
-        roots.retain(|r| !all.iter().any(|o| o != r && r.starts_with(o)));
+        // Sorted by components, a directory's descendants follow it directly.
+        dirs.sort();
+        dirs.dedup();
+        let mut keep: Vec<PathBuf> = Vec::with_capacity(dirs.len());
+        for d in dirs {
+            if keep.last().is_some_and(|k| d.starts_with(k)) {
+                continue;
+            }
+            keep.push(d);
+        }
+        let keep_set: HashSet<&PathBuf> = keep.iter().collect();
         let unneeded: Vec<PathBuf> = self
             .watched
             .iter()
-            .filter(|r| !roots.iter().any(|root| root.starts_with(r)))
+            .filter(|w| !keep_set.contains(w))
             .cloned()
             .collect();
-        for root in unneeded {
-            let _ = w.unwatch(&root);
-            self.watched.remove(&root);
-        }
-        for root in roots {
-            // A root that does not exist yet (a container creates its log
-            // directory after it starts): watch its parent or grandparent,
-            // so its creation triggers a scan. Never higher (a recursive
-            // watch of e.g. /var/lib/docker would cost thousands of
-            // watches): rescans find the rest.
-            let Some(root) = root
-                .ancestors()
-                .take(3)
-                .find(|a| a.is_dir())
-                .map(PathBuf::from)
-            else {
-                continue;
-            };
-            if self.watched.contains(&root) || root.parent().is_none() {
-                continue;
+        if let Some(w) = self.watcher.as_mut() {
+            for dir in unneeded {
+                let _ = w.unwatch(&dir);
+                self.watched.remove(&dir);
             }
-            match w.watch(&root, RecursiveMode::Recursive) {
-                Ok(()) => {
-                    debug!(dir = %root.display(), "Watching directory.");
-                    self.watched.insert(root);
-                }
-                Err(e) => {
-                    warn!(dir = %root.display(), error = %e, "Cannot watch directory; relying on rescans.")
-                }
+        }
+        for dir in keep {
+            if !self.watched.contains(&dir) {
+                self.watch_dir(dir);
             }
         }
     }
@@ -324,6 +396,27 @@ impl Tailer {
         self.checkpoints
             .store
             .note_scan(&self.checkpoints.input, started);
+    }
+
+    /// Scans the targets whose roots are at, above or below `dir` (a new
+    /// directory): with a thousand pods on a node, a new pod's directory
+    /// concerns its own targets, not everyone's.
+    fn scan_around(&mut self, dir: &std::path::Path) {
+        let found: Vec<PathBuf> = self
+            .targets
+            .iter()
+            .filter(|t| t.removed_at.is_none())
+            .filter(|t| {
+                t.matcher
+                    .watch_roots()
+                    .iter()
+                    .any(|r| r.starts_with(dir) || dir.starts_with(r))
+            })
+            .flat_map(|t| t.matcher.scan())
+            .collect();
+        for path in found {
+            self.open_if_new(path, false);
+        }
     }
 
     /// Where a file without a checkpoint starts. Files found later are new:
@@ -412,7 +505,7 @@ impl Tailer {
                 self.open_if_new(path, false);
             } else if created && path.is_dir() {
                 // A new directory may hold matching files already (mkdir -p && write).
-                self.scan(false);
+                self.scan_around(&path);
             }
         }
     }
@@ -558,6 +651,9 @@ impl Tailer {
         let before = self.targets.len();
         self.targets
             .retain(|t| !due.contains(&t.target.id) || busy.contains(&t.target.id));
+        if self.targets.len() != before {
+            self.reindex();
+        }
         for id in due.difference(&busy) {
             self.checkpoints
                 .store

@@ -86,7 +86,11 @@ impl Env {
 
 pub fn gleaner() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gleaner"));
-    c.env("GLEANER_LOG", "info");
+    // GLEANER_TEST_LOG=debug shows more of the agent when a test is studied.
+    c.env(
+        "GLEANER_LOG",
+        std::env::var("GLEANER_TEST_LOG").unwrap_or_else(|_| "info".into()),
+    );
     c
 }
 

@@ -217,10 +217,13 @@ fn handle(st: &Arc<Mutex<ApiState>>, req: &Request<Incoming>) -> Response<Body> 
                 let _ = tx.send(line(ev));
             }
         }
-        let bookmark = WatchEvent::<Pod>::Bookmark {
-            annotations: BTreeMap::new(),
-            resource_version: s.rv.to_string(),
-        };
+        // As the API server sends it: the object carries apiVersion and
+        // kind (k8s-openapi's `WatchEvent::Bookmark` leaves them out, and
+        // kube rejects a bookmark without them).
+        let bookmark = serde_json::json!({
+            "type": "BOOKMARK",
+            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"resourceVersion": s.rv.to_string()}}
+        });
         let _ = tx.send(line(&bookmark));
         s.watchers.push((node, tx));
     }

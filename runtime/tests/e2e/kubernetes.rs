@@ -64,6 +64,29 @@ fn cri_append(env: &Env, pod_dir: &str, container: &str, texts: &[&str]) {
     env.append(&rel, &text);
 }
 
+/// A pipeline reading node-1's pods from `api` into `out/events.ndjson`;
+/// `extra` adds input keys (indented by 8 spaces).
+fn pods_config(env: &Env, api: &crate::k8s_api::ApiServer, extra: &str) -> std::path::PathBuf {
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    env.config(&format!(
+        r#"  - name: pods
+    inputs:
+      - type: kubernetes
+        api_server: "{api}"
+        node_name: node-1
+        pods_dir: "{pods}"
+        start_at: beginning
+{extra}
+    batch: {{ linger: 50ms }}
+    flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/events.ndjson" }}, grants: {{ dirs: ["{out}"] }} }}]
+"#,
+        api = api.url(),
+        pods = env.path("pods").display(),
+        out = out.display(),
+    ))
+}
+
 fn by_message(env: &Env) -> std::collections::BTreeMap<String, serde_json::Value> {
     lines_in(&env.path("out/events.ndjson"))
         .into_iter()
@@ -110,22 +133,7 @@ fn pods_of_this_node_are_read_with_metadata_through_watch_gone_and_relist() {
         "dns",
         &["never: excluded namespace"],
     );
-    let config = env.config(&format!(
-        r#"  - name: pods
-    inputs:
-      - type: kubernetes
-        api_server: "{api}"
-        node_name: node-1
-        pods_dir: "{pods}"
-        start_at: beginning
-        exclude: {{ namespaces: [kube-system] }}
-    batch: {{ linger: 50ms }}
-    flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/events.ndjson" }}, grants: {{ dirs: ["{out}"] }} }}]
-"#,
-        api = api.url(),
-        pods = env.path("pods").display(),
-        out = out.display(),
-    ));
+    let config = pods_config(&env, &api, "        exclude: { namespaces: [kube-system] }");
     let agent = start(&env, &config);
     let got = wait_messages(&env, 2);
     let web = &got["web 1"];
@@ -181,5 +189,170 @@ fn pods_of_this_node_are_read_with_metadata_through_watch_gone_and_relist() {
         lines_in(&env.path("out/events.ndjson")).len(),
         6,
         "no duplicates"
+    );
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Pod log file appears → its first line received by an HTTP server with
+/// full metadata, over `GLEANER_K8S_PODS` pods (20 in the suite), each
+/// added at the API a moment before kubelet would create its file; default
+/// batch linger (200 ms). Prints p50 / p99.
+#[test]
+fn pod_log_file_to_first_line_latency() {
+    use crate::k8s_api::{ApiServer, pod};
+    let api = ApiServer::start();
+    let sink = crate::http_sink::Sink::start(&[]);
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("pods")).unwrap();
+    let config = env.config(&format!(
+        r#"  - name: pods
+    inputs:
+      - type: kubernetes
+        api_server: "{api}"
+        node_name: node-1
+        pods_dir: "{pods}"
+    flushers:
+{http}
+"#,
+        api = api.url(),
+        pods = env.path("pods").display(),
+        http = crate::delivery::http_flusher(&sink),
+    ));
+    let agent = start(&env, &config);
+    env.wait_log("Listed this node's pods.", 1);
+    let n = knob("GLEANER_K8S_PODS", 20);
+    let mut written = Vec::new();
+    for i in 0..n {
+        let name = format!("p{i}");
+        let uid = format!("uid-{i}");
+        api.add(pod("lat", &name, &uid, "node-1", &["app"]));
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        written.push(std::time::SystemTime::now());
+        cri_append(
+            &env,
+            &format!("lat_{name}_{uid}"),
+            "app",
+            &[&format!("first {i}")],
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    wait_until("every pod's first line", || sink.events().len() >= n);
+    let mut lat = vec![0.0; n];
+    let mut seen = vec![false; n];
+    for r in sink.state.lock().unwrap().requests.iter() {
+        for e in json_lines(&r.body) {
+            let i: usize = e["message"].as_str().unwrap()["first ".len()..]
+                .parse()
+                .unwrap();
+            assert_eq!(e["k8s.pod.uid"], format!("uid-{i}"));
+            assert_eq!(e["k8s.container.image"], "app:1.0");
+            if !seen[i] {
+                seen[i] = true;
+                lat[i] =
+                    r.at.duration_since(written[i])
+                        .unwrap_or_default()
+                        .as_secs_f64()
+                        * 1000.0;
+            }
+        }
+    }
+    assert!(seen.iter().all(|s| *s));
+    assert!(!env.log().contains("pod watch failed"), "{}", env.log());
+    lat.sort_by(f64::total_cmp);
+    eprintln!(
+        "pod log file -> first line delivered over {n} pods: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat[n - 1]
+    );
+    stop(agent);
+}
+
+/// `GLEANER_K8S_NODE_PODS` pods on the node (200 in the suite, 1000 for the
+/// figures) and pod churn at 100 events/s for `GLEANER_K8S_CHURN_SECS`:
+/// the agent keeps one list and one watch (counted at the server) and keeps
+/// collecting; its CPU and peak RSS are printed.
+#[test]
+fn pod_churn_costs_one_watch() {
+    use crate::k8s_api::{ApiServer, pod};
+    let api = ApiServer::start();
+    let env = Env::new();
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let pods = knob("GLEANER_K8S_NODE_PODS", 200);
+    let secs = knob("GLEANER_K8S_CHURN_SECS", 2);
+    for i in 0..pods {
+        api.add(pod(
+            "churn",
+            &format!("base{i}"),
+            &format!("base-{i}"),
+            "node-1",
+            &["app"],
+        ));
+        cri_append(
+            &env,
+            &format!("churn_base{i}_base-{i}"),
+            "app",
+            &[&format!("base {i}")],
+        );
+    }
+    let config = pods_config(&env, &api, "");
+    let agent = start(&env, &config);
+    wait_until("every base pod read", || {
+        lines_in(&out.join("events.ndjson")).len() >= pods
+    });
+    let cpu0 = crate::docker::cpu_secs(agent.id());
+    let t0 = std::time::Instant::now();
+    // 50 ticks/s, each adding a pod (which writes a line) and deleting the
+    // one added a second earlier: 100 pod events/s.
+    let ticks = secs * 50;
+    for k in 0..ticks {
+        let (name, uid) = (format!("churn{k}"), format!("churn-{k}"));
+        api.add(pod("churn", &name, &uid, "node-1", &["app"]));
+        cri_append(
+            &env,
+            &format!("churn_{name}_{uid}"),
+            "app",
+            &[&format!("churn {k}")],
+        );
+        if k >= 50 {
+            api.delete(&format!("churn-{}", k - 50));
+        }
+        let next = t0 + std::time::Duration::from_millis(20 * (k as u64 + 1));
+        std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+    }
+    let expected = pods + ticks;
+    wait_until("every churned pod read", || {
+        lines_in(&out.join("events.ndjson")).len() >= expected
+    });
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = crate::docker::cpu_secs(agent.id()) - cpu0;
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", agent.id()))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .unwrap();
+    stop(agent);
+    assert_eq!(
+        lines_in(&out.join("events.ndjson")).len(),
+        expected,
+        "every line once"
+    );
+    let s = api.state.lock().unwrap();
+    assert_eq!(
+        (s.lists, s.watches, s.other),
+        (1, 1, 0),
+        "one list and one watch"
+    );
+    eprintln!(
+        "{pods} pods + {ticks} churn ticks (2 events each) in {wall:.1} s: API requests {} list + {} watch; agent CPU {cpu:.2} s ({:.0}% of a core), peak RSS {} MiB",
+        s.lists,
+        s.watches,
+        cpu / wall * 100.0,
+        rss / 1024
     );
 }

@@ -193,8 +193,7 @@ fn container_output_is_collected_with_stream_engine_time_metadata_and_joined_lon
         s(&first, "time"),
         "engine time kept"
     );
-    let log = stop(agent);
-    let _ = log;
+    stop(agent);
     let agent_log = env.log();
     assert_eq!(
         agent_log
@@ -864,8 +863,7 @@ fn removed_at_exit_containers_are_read_from_the_handle_held_or_counted() {
     }
     std::thread::sleep(Duration::from_secs(2));
     let got = events(&env);
-    let log = stop(agent);
-    let _ = log;
+    stop(agent);
     let agent_log = env.log();
     let missed = agent_log.matches("could not be read").count()
         + agent_log.matches("before they could be read").count();

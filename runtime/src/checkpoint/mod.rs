@@ -441,4 +441,27 @@ mod tests {
         let e = CheckpointStore::open(dir.path(), Duration::from_secs(1)).unwrap_err();
         assert!(e.to_string().contains("version 99"), "{e}");
     }
+
+    #[test]
+    fn targets_are_remembered_per_input_until_forgotten_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path(), Duration::from_secs(3600)).unwrap();
+        let target = |id: &str| Target {
+            id: Arc::from(id),
+            include: vec![format!("/var/lib/docker/containers/{id}/{id}-json.log")],
+            exclude: Vec::new(),
+            tags: Arc::from(vec![("container.name".to_owned(), id.to_owned())]),
+            format: crate::tail::Format::DockerJson,
+        };
+        store.remember_target("c/0", &target("a"));
+        store.remember_target("c/0", &target("b"));
+        store.remember_target("other/0", &target("a"));
+        store.forget_target("c/0", "a");
+        store.write().unwrap();
+
+        let again = CheckpointStore::open(dir.path(), Duration::from_secs(3600)).unwrap();
+        assert_eq!(again.targets("c/0"), vec![target("b")]);
+        assert_eq!(again.targets("other/0"), vec![target("a")]);
+        assert!(again.targets("nothing/0").is_empty());
+    }
 }

@@ -125,20 +125,6 @@ impl ApiServer {
         s.record(WatchEvent::Deleted, pod);
     }
 
-    /// Closes every open watch, as a restarting API server or a broken
-    /// connection does.
-    pub fn drop_watches(&self) {
-        self.state.lock().unwrap().watchers.clear();
-    }
-
-    /// Compacts history: watches resuming from an older resourceVersion
-    /// get 410 Gone and must list again.
-    pub fn compact(&self) {
-        let mut s = self.state.lock().unwrap();
-        s.compacted_before = s.rv;
-        s.history.clear();
-    }
-
     pub fn watchers(&self) -> usize {
         self.state.lock().unwrap().watchers.len()
     }

@@ -167,9 +167,7 @@ fn pods_of_this_node_are_read_with_metadata_through_watch_gone_and_relist() {
     // The watch breaks and history is compacted meanwhile: the agent gets
     // 410 Gone, lists again and picks up the pod added in between; a pod
     // whose name is reused gets its new uid.
-    api.drop_watches();
-    api.add(pod("shop", "cart", "uid-cart-2", "node-1", &["app"]));
-    api.compact();
+    api.break_add_compact(pod("shop", "cart", "uid-cart-2", "node-1", &["app"]));
     wait_until("the agent lists again", || {
         api.state.lock().unwrap().lists >= 2
     });

@@ -125,6 +125,18 @@ impl ApiServer {
         s.record(WatchEvent::Deleted, pod);
     }
 
+    /// Atomically: closes every watch, adds `pod` while none is open, and
+    /// compacts history, so the agent's next watch gets 410 Gone.
+    pub fn break_add_compact(&self, pod: Pod) {
+        let mut s = self.state.lock().unwrap();
+        s.watchers.clear();
+        let uid = pod.metadata.uid.clone().unwrap();
+        s.pods.insert(uid, pod.clone());
+        s.record(WatchEvent::Added, pod);
+        s.compacted_before = s.rv;
+        s.history.clear();
+    }
+
     pub fn watchers(&self) -> usize {
         self.state.lock().unwrap().watchers.len()
     }

@@ -19,15 +19,18 @@
 //! The binary (`main.rs`) is the edge: CLI, logging setup, signals.
 
 pub mod ack;
+pub mod api;
 pub mod batch;
 pub mod bench;
 pub mod buffer;
 pub mod checkpoint;
 pub mod config;
+pub mod crd;
 pub mod discovery;
 pub mod event;
 pub mod flush;
 pub mod pipeline;
 pub mod plugin;
+pub mod supervisor;
 pub mod tail;
 pub mod telemetry;

@@ -14,6 +14,10 @@ use gleaner::checkpoint::CheckpointStore;
 use gleaner::config::{self, Config};
 use gleaner::pipeline::{self, PreparedPipeline};
 use gleaner::plugin::PluginHost;
+use gleaner::supervisor::{self, Supervisor};
+
+/// The supervisor owner name of the config file's pipelines.
+const CONFIG_OWNER: &str = "the config file";
 
 #[derive(Parser)]
 #[command(
@@ -57,6 +61,9 @@ enum Command {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Print the CustomResourceDefinitions of `GleanerPipeline` and
+    /// `ClusterGleanerPipeline` (YAML, as in deploy/kubernetes/crd.yaml).
+    Crd,
     /// The native baseline of `bench` (run by `bench` as a child process).
     #[command(hide = true)]
     BenchNative {
@@ -86,6 +93,9 @@ fn main() -> ExitCode {
         } => run(&config, exit_on_eof),
         Command::Validate { config } => validate(&config),
         Command::Bench { mib, dir, filter } => bench(mib, dir, filter),
+        Command::Crd => gleaner::crd::types::crd_yaml()
+            .map(|y| print!("{y}"))
+            .map_err(anyhow::Error::from),
         Command::BenchNative {
             mode,
             input,
@@ -101,11 +111,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// What `run` and `validate` start from.
+struct Prepared {
+    config: Config,
+    store: Arc<CheckpointStore>,
+    pipelines: Vec<PreparedPipeline>,
+    host: Arc<PluginHost>,
+}
+
 /// Loads the config, the checkpoints, and prepares every pipeline; nothing
 /// runs yet.
-fn prepare_all(
-    path: &Path,
-) -> anyhow::Result<(Config, Arc<CheckpointStore>, Vec<PreparedPipeline>)> {
+fn prepare_all(path: &Path) -> anyhow::Result<Prepared> {
     let config = config::load(path)?;
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
@@ -115,15 +131,22 @@ fn prepare_all(
         )
     })?;
     let store = CheckpointStore::open(&config.data_dir, config.checkpoint_stale_after)?;
-    let host = PluginHost::new(&config.plugin_cache_dir)
-        .context("cannot set up the WebAssembly engine")?;
+    let host = Arc::new(
+        PluginHost::new(&config.plugin_cache_dir)
+            .context("cannot set up the WebAssembly engine")?,
+    );
     let mut prepared = Vec::new();
     for p in &config.pipelines {
         let ready = pipeline::prepare(p, &host, &config.data_dir)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         prepared.push(ready);
     }
-    Ok((config, store, prepared))
+    Ok(Prepared {
+        config,
+        store,
+        pipelines: prepared,
+        host,
+    })
 }
 
 fn bench(mib: usize, dir: Option<PathBuf>, filter: Option<String>) -> anyhow::Result<()> {
@@ -148,7 +171,7 @@ fn bench(mib: usize, dir: Option<PathBuf>, filter: Option<String>) -> anyhow::Re
 }
 
 fn validate(path: &Path) -> anyhow::Result<()> {
-    let (config, _, _) = prepare_all(path)?;
+    let Prepared { config, .. } = prepare_all(path)?;
     println!(
         "{}: OK ({} pipelines)",
         path.display(),
@@ -158,18 +181,29 @@ fn validate(path: &Path) -> anyhow::Result<()> {
 }
 
 fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
-    let (config, store, prepared) = prepare_all(path)?;
+    let Prepared {
+        config,
+        store,
+        pipelines: prepared,
+        host,
+    } = prepare_all(path)?;
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
     ])
     .context("cannot install signal handlers")?;
-    let mut running = Vec::new();
+    let supervisor = Supervisor::new(supervisor::Context {
+        host,
+        store: store.clone(),
+        data_dir: config.data_dir.clone(),
+        grace: config.shutdown_timeout,
+        exit_on_eof,
+    });
     for p in prepared {
-        running.push(p.start(exit_on_eof, &store)?);
+        supervisor.start(CONFIG_OWNER, String::new(), p)?;
     }
-    let stoppers: Vec<_> = running.iter().map(|p| p.stopper()).collect();
     let grace = config.shutdown_timeout;
+    let sup = supervisor.clone();
     std::thread::Builder::new().name("gleaner-signals".into()).spawn(move || {
         let mut signals = signals.forever();
         if let Some(sig) = signals.next() {
@@ -178,15 +212,31 @@ fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
                 grace_ms = grace.as_millis() as u64,
                 "Stopping: no more reading; delivering what is queued, buffering the rest (signal again to exit at once)."
             );
-            for s in &stoppers {
-                s.stop(grace);
-            }
+            sup.stop_all();
         }
         if let Some(sig) = signals.next() {
             tracing::warn!(signal = sig, "Second signal: exiting without draining.");
             std::process::exit(130);
         }
     })?;
+    let health = Arc::new(gleaner::api::Health::default());
+    if let Some(addr) = config.api {
+        gleaner::api::serve(addr, supervisor.clone(), health.clone())
+            .with_context(|| format!("{}: api.address: cannot listen on {addr}", path.display()))?;
+    }
+    let resources_stop = Arc::new(AtomicBool::new(false));
+    let resources = match &config.pipeline_resources {
+        Some(r) if !exit_on_eof => Some(gleaner::crd::watch::spawn(
+            r.clone(),
+            supervisor.clone(),
+            resources_stop.clone(),
+            health.clone(),
+        )?),
+        _ => {
+            health.ready.store(true, Ordering::Relaxed);
+            None
+        }
+    };
     // Checkpoints are written on an interval while running...
     let writing = Arc::new(AtomicBool::new(true));
     let writer = {
@@ -205,8 +255,10 @@ fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
                 }
             })?
     };
-    for p in running {
-        p.join();
+    supervisor.wait();
+    resources_stop.store(true, Ordering::Relaxed);
+    if let Some(r) = resources {
+        let _ = r.join();
     }
     writing.store(false, Ordering::Relaxed);
     let _ = writer.join();

@@ -159,12 +159,22 @@ impl EventSink for Batcher {
                     {
                         self.send_at(i);
                     }
+                    // Sized by need: a lone file read in bulk fills its
+                    // batches, so they get their room at once; with other
+                    // batches open (a node's worth of quiet containers)
+                    // each starts small and grows, so 1,000 open batches
+                    // do not hold 1,000 × 1 MiB.
+                    let (events, bytes) = if self.open.is_empty() {
+                        (4096, 1 << 20)
+                    } else {
+                        (64, 4096)
+                    };
                     self.open.push(Open {
                         source: source.clone(),
                         batch: Batch::with_tags(
                             tags_of(source),
-                            limits.max_events.min(4096),
-                            limits.max_bytes.min(1 << 20),
+                            limits.max_events.min(events),
+                            limits.max_bytes.min(bytes),
                         ),
                         since: Instant::now(),
                         end,

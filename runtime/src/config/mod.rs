@@ -49,6 +49,33 @@ pub struct Config {
     pub shutdown_timeout: std::time::Duration,
     /// The pipelines.
     pub pipelines: Vec<PipelineConfig>,
+    /// Pipelines from Kubernetes resources, if enabled.
+    pub pipeline_resources: Option<PipelineResources>,
+    /// Where the local HTTP API listens, if enabled.
+    pub api: Option<std::net::SocketAddr>,
+}
+
+/// Checked `pipeline_resources`: the generated `kubernetes` inputs get
+/// these values (as the config file spells them).
+#[derive(Debug, Clone)]
+pub struct PipelineResources {
+    /// API server URL (`None`: in-cluster, else kubeconfig).
+    pub api_server: Option<String>,
+    /// This node.
+    pub node_name: String,
+    /// kubelet's pod log directory on the host.
+    pub pods_dir: String,
+    /// Where the host's root is seen.
+    pub host_root: String,
+    /// kubelet's root directory on the host.
+    pub kubelet_dir: String,
+    /// Watch `GleanerPipeline`.
+    pub namespaced: bool,
+    /// Watch `ClusterGleanerPipeline`.
+    pub cluster: bool,
+    /// Relative plugin paths of cluster resources resolve against this
+    /// (the config file's directory).
+    pub base: PathBuf,
 }
 
 /// One checked pipeline.
@@ -140,35 +167,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Parses and checks config `text` as if read from `path`.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
-    let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
-        let mut message = e.into_inner().to_string();
-        // The YAML error repeats (part of) the path before its message.
-        if let Some((head, rest)) = message.split_once(": ")
-            && key.starts_with(head)
-        {
-            message = rest.to_owned();
-        }
-        let mut key = if key == "." {
-            "(top level)".into()
-        } else {
-            key
-        };
-        // An input reports the path inside it (see `raw::RawInput`).
-        if let Some(rest) = message.strip_prefix(raw::INNER_PATH_MARK)
-            && let Some((inner, msg)) = rest.split_once(": ")
-        {
-            if inner != "." {
-                key = format!("{key}.{inner}");
-            }
-            message = msg.to_owned();
-        }
-        ConfigError {
-            file: path.to_path_buf(),
-            key,
-            message,
-        }
-    })?;
+    let raw: raw::RawConfig =
+        serde_path_to_error::deserialize(de).map_err(|e| path_error(path, e))?;
     // Relative paths in the config are relative to the config file's
     // directory, made absolute here once.
     let base = match path.parent() {
@@ -184,6 +184,60 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         base: &base,
     }
     .config(raw)
+}
+
+/// A deserialization error as a [`ConfigError`] naming the key path
+/// (including the path inside an input, see `raw::RawInput`).
+fn path_error<E: std::fmt::Display>(file: &Path, e: serde_path_to_error::Error<E>) -> ConfigError {
+    let key = e.path().to_string();
+    let mut message = e.into_inner().to_string();
+    // The YAML error repeats (part of) the path before its message.
+    if let Some((head, rest)) = message.split_once(": ")
+        && key.starts_with(head)
+    {
+        message = rest.to_owned();
+    }
+    let mut key = if key == "." {
+        "(top level)".into()
+    } else {
+        key
+    };
+    // An input reports the path inside it (see `raw::RawInput`).
+    if let Some(rest) = message.strip_prefix(raw::INNER_PATH_MARK)
+        && let Some((inner, msg)) = rest.split_once(": ")
+    {
+        if inner != "." {
+            key = format!("{key}.{inner}");
+        }
+        message = msg.to_owned();
+    }
+    ConfigError {
+        file: file.to_path_buf(),
+        key,
+        message,
+    }
+}
+
+/// Checks one pipeline given as a JSON value with the config file's keys
+/// (for pipelines from other sources, e.g. Kubernetes resources). Errors
+/// name `origin` as the file and keys below `key`; relative paths resolve
+/// against `base`.
+pub fn pipeline_from_json(
+    origin: &Path,
+    base: &Path,
+    key: &str,
+    value: serde_json::Value,
+) -> Result<PipelineConfig, ConfigError> {
+    let raw: raw::RawPipeline = serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut err = path_error(origin, e);
+        err.key = if err.key == "(top level)" {
+            key.to_owned()
+        } else {
+            format!("{key}.{}", err.key)
+        };
+        err
+    })?;
+    Resolver { file: origin, base }.pipeline(key, raw)
 }
 
 struct Resolver<'a> {
@@ -211,9 +265,25 @@ impl Resolver<'_> {
             .as_deref()
             .map(|p| self.absolute(p))
             .unwrap_or_else(|| data_dir.join("plugin-cache"));
-        if raw.pipelines.is_empty() {
-            return self.err("pipelines", "at least one pipeline is needed");
+        if raw.pipelines.is_empty() && raw.pipeline_resources.is_none() {
+            return self.err(
+                "pipelines",
+                "at least one pipeline is needed (or pipeline_resources)",
+            );
         }
+        let api = match &raw.api {
+            None => None,
+            Some(a) => Some(a.address.parse().or_else(|_| {
+                self.err(
+                    "api.address",
+                    format!("`{}` is not ip:port (e.g. 127.0.0.1:8686)", a.address),
+                )
+            })?),
+        };
+        let pipeline_resources = match raw.pipeline_resources {
+            None => None,
+            Some(r) => Some(self.pipeline_resources(r)?),
+        };
         let mut pipelines = Vec::new();
         for (i, p) in raw.pipelines.into_iter().enumerate() {
             let key = format!("pipelines[{i}]");
@@ -236,7 +306,67 @@ impl Resolver<'_> {
             checkpoint_stale_after: raw.checkpoint_stale_after,
             shutdown_timeout: raw.shutdown_timeout,
             pipelines,
+            pipeline_resources,
+            api,
         })
+    }
+
+    fn pipeline_resources(
+        &self,
+        r: raw::RawPipelineResources,
+    ) -> Result<PipelineResources, ConfigError> {
+        let key = "pipeline_resources";
+        let node_name = self.node_name(&format!("{key}.node_name"), r.node_name)?;
+        self.api_server(&format!("{key}.api_server"), r.api_server.as_deref())?;
+        for (k, v) in [
+            ("pods_dir", &r.pods_dir),
+            ("host_root", &r.host_root),
+            ("kubelet_dir", &r.kubelet_dir),
+        ] {
+            if !v.starts_with('/') {
+                return self.err(format!("{key}.{k}"), "must be an absolute path");
+            }
+        }
+        if !r.namespaced && !r.cluster {
+            return self.err(
+                key,
+                "namespaced and cluster are both false: nothing to watch",
+            );
+        }
+        Ok(PipelineResources {
+            api_server: r.api_server,
+            node_name,
+            pods_dir: r.pods_dir,
+            host_root: r.host_root,
+            kubelet_dir: r.kubelet_dir,
+            namespaced: r.namespaced,
+            cluster: r.cluster,
+            base: self.base.to_path_buf(),
+        })
+    }
+
+    fn node_name(&self, key: &str, given: Option<String>) -> Result<String, ConfigError> {
+        match given.or_else(|| std::env::var("NODE_NAME").ok()) {
+            Some(n) if !n.is_empty() => Ok(n),
+            _ => self.err(
+                key,
+                "not set and $NODE_NAME is empty: set it, or pass NODE_NAME from the downward API (spec.nodeName)",
+            ),
+        }
+    }
+
+    fn api_server(&self, key: &str, url: Option<&str>) -> Result<(), ConfigError> {
+        if let Some(url) = url
+            && url
+                .parse::<http::Uri>()
+                .map_or(true, |u| u.scheme().is_none())
+        {
+            return self.err(
+                key,
+                format!("`{url}` is not a URL (e.g. https://10.0.0.1:6443)"),
+            );
+        }
+        Ok(())
     }
 
     fn pipeline(&self, key: &str, p: raw::RawPipeline) -> Result<PipelineConfig, ConfigError> {
@@ -244,12 +374,13 @@ impl Resolver<'_> {
             || !p
                 .name
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || p.name.starts_with('.')
         {
             return self.err(
                 format!("{key}.name"),
                 format!(
-                    "`{}` is not a valid name: use letters, digits, - and _",
+                    "`{}` is not a valid name: use letters, digits, -, _ and . (not first)",
                     p.name
                 ),
             );
@@ -404,25 +535,8 @@ impl Resolver<'_> {
         k: raw::RawKubernetesInput,
     ) -> Result<InputConfig, ConfigError> {
         let read = self.read_options(key, k.read_options())?;
-        let node_name = match k.node_name.or_else(|| std::env::var("NODE_NAME").ok()) {
-            Some(n) if !n.is_empty() => n,
-            _ => {
-                return self.err(
-                    format!("{key}.node_name"),
-                    "not set and $NODE_NAME is empty: set it, or pass NODE_NAME from the downward API (spec.nodeName)",
-                );
-            }
-        };
-        if let Some(url) = &k.api_server
-            && url
-                .parse::<http::Uri>()
-                .map_or(true, |u| u.scheme().is_none())
-        {
-            return self.err(
-                format!("{key}.api_server"),
-                format!("`{url}` is not a URL (e.g. https://10.0.0.1:6443)"),
-            );
-        }
+        let node_name = self.node_name(&format!("{key}.node_name"), k.node_name)?;
+        self.api_server(&format!("{key}.api_server"), k.api_server.as_deref())?;
         let host_root = PathBuf::from(&k.host_root);
         if !host_root.is_absolute() || !k.pods_dir.starts_with('/') {
             return self.err(
@@ -435,10 +549,42 @@ impl Resolver<'_> {
             k.host_root.trim_end_matches('/'),
             k.pods_dir
         ));
+        if !k.kubelet_dir.starts_with('/') {
+            return self.err(format!("{key}.kubelet_dir"), "must be an absolute path");
+        }
+        for (i, p) in k.paths.iter().enumerate() {
+            if !p.starts_with('/') {
+                return self.err(
+                    format!("{key}.paths[{i}]"),
+                    format!("`{p}` must be an absolute path inside the container"),
+                );
+            }
+        }
+        if !k.stdout && k.paths.is_empty() {
+            return self.err(
+                format!("{key}.stdout"),
+                "nothing to read: stdout is false and no paths are given",
+            );
+        }
+        if let Some(sel) = &k.selector
+            && let Err(e) = crate::discovery::kubernetes::check_selector(sel)
+        {
+            return self.err(format!("{key}.selector"), e);
+        }
+        let kubelet_dir = PathBuf::from(format!(
+            "{}{}",
+            k.host_root.trim_end_matches('/'),
+            k.kubelet_dir
+        ));
         let kubernetes = KubernetesOptions {
             api_server: k.api_server,
             node_name,
             pods_dir,
+            kubelet_dir,
+            host_root,
+            stdout: k.stdout,
+            paths: k.paths,
+            selector: k.selector,
             include: self.pod_filter(&format!("{key}.include"), k.include)?,
             exclude: self.pod_filter(&format!("{key}.exclude"), k.exclude)?,
             label_tags: k.label_tags,

@@ -30,8 +30,61 @@ pub struct RawConfig {
     /// before the rest is written to the disk buffer. Default `10s`.
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub shutdown_timeout: Duration,
-    /// The pipelines; names must be unique.
+    /// The pipelines; names must be unique. May be empty when
+    /// `pipeline_resources` is set.
+    #[serde(default)]
     pub pipelines: Vec<RawPipeline>,
+    /// Also run the pipelines defined by `GleanerPipeline` and
+    /// `ClusterGleanerPipeline` resources (Kubernetes), for this node's pods.
+    #[serde(default)]
+    pub pipeline_resources: Option<RawPipelineResources>,
+    /// The local HTTP API (`/healthz`, `/readyz`, `/api/v1/pipelines`).
+    /// Off unless this section is present.
+    #[serde(default)]
+    pub api: Option<RawApi>,
+}
+
+/// The local HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    /// `ip:port` to listen on. Default `127.0.0.1:8686` (this host only);
+    /// in a pod, `0.0.0.0:8686` lets kubelet's probes reach it.
+    #[serde(default = "default_api_address")]
+    pub address: String,
+}
+
+fn default_api_address() -> String {
+    "127.0.0.1:8686".into()
+}
+
+/// Where pipeline resources come from, and what their `kubernetes` inputs
+/// use on this node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipelineResources {
+    /// The API server URL. Default: the in-cluster service account, else
+    /// the kubeconfig.
+    #[serde(default)]
+    pub api_server: Option<String>,
+    /// This node's name. Default: `$NODE_NAME`.
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// Where kubelet writes pod logs on the host. Default `/var/log/pods`.
+    #[serde(default = "default_pods_dir")]
+    pub pods_dir: String,
+    /// Where the host's root file system is seen by Gleaner. Default `/`.
+    #[serde(default = "default_host_root")]
+    pub host_root: String,
+    /// kubelet's root directory on the host. Default `/var/lib/kubelet`.
+    #[serde(default = "default_kubelet_dir")]
+    pub kubelet_dir: String,
+    /// Watch `GleanerPipeline` resources (all namespaces). Default `true`.
+    #[serde(default = "default_true")]
+    pub namespaced: bool,
+    /// Watch `ClusterGleanerPipeline` resources. Default `true`.
+    #[serde(default = "default_true")]
+    pub cluster: bool,
 }
 
 fn default_checkpoint_interval() -> Duration {
@@ -298,6 +351,23 @@ input_with_read_options! {
         /// Where the host's root file system is seen by Gleaner (see `docker`).
         #[serde(default = "default_host_root")]
         pub host_root: String,
+        /// kubelet's root directory on the host (pod volumes live below it).
+        /// Default `/var/lib/kubelet`.
+        #[serde(default = "default_kubelet_dir")]
+        pub kubelet_dir: String,
+        /// Collect the containers' output (their CRI log files; each
+        /// event's `stream` field says stdout or stderr). Default `true`.
+        #[serde(default = "default_true")]
+        pub stdout: bool,
+        /// Files inside containers, as paths seen inside the container
+        /// (absolute glob patterns), read where an `emptyDir` or
+        /// `hostPath` volume of the container holds them.
+        #[serde(default)]
+        pub paths: Vec<String>,
+        /// A Kubernetes label selector (`matchLabels`, `matchExpressions`)
+        /// the pod must match, as in a Deployment's `selector`.
+        #[serde(default)]
+        pub selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
         /// Only pods and containers that match every condition given here.
         #[serde(default)]
         pub include: RawPodFilter,
@@ -330,6 +400,9 @@ pub struct RawPodFilter {
     pub container: Option<String>,
 }
 
+fn default_kubelet_dir() -> String {
+    "/var/lib/kubelet".into()
+}
 fn default_pods_dir() -> String {
     "/var/log/pods".to_owned()
 }

@@ -202,3 +202,52 @@ fn file_inputs_take_a_line_format() {
     assert_eq!(e.key, "pipelines[0].inputs[0].format");
     assert!(e.message.contains("unknown variant `cri-o`"), "{e}");
 }
+
+#[test]
+fn pipeline_resources_and_api_are_checked() {
+    let c = parse_str(
+        "data_dir: state\napi: {}\npipeline_resources: { node_name: node-1, cluster: false }\n",
+    )
+    .unwrap();
+    assert!(c.pipelines.is_empty());
+    assert_eq!(c.api, Some("127.0.0.1:8686".parse().unwrap()));
+    let r = c.pipeline_resources.unwrap();
+    assert_eq!(
+        (r.node_name.as_str(), r.namespaced, r.cluster),
+        ("node-1", true, false)
+    );
+    assert_eq!(r.kubelet_dir, "/var/lib/kubelet");
+    assert_eq!(r.base, PathBuf::from("/etc/gleaner"));
+    let cases = [
+        (
+            "data_dir: s\n",
+            "pipelines",
+            "at least one pipeline is needed",
+        ),
+        (
+            "data_dir: s\napi: { address: localhost }\npipeline_resources: { node_name: n }\n",
+            "api.address",
+            "`localhost` is not ip:port",
+        ),
+        (
+            "data_dir: s\npipeline_resources: { node_name: n, api_server: \"10.0.0.1\" }\n",
+            "pipeline_resources.api_server",
+            "is not a URL",
+        ),
+        (
+            "data_dir: s\npipeline_resources: { node_name: n, kubelet_dir: var/lib/kubelet }\n",
+            "pipeline_resources.kubelet_dir",
+            "must be an absolute path",
+        ),
+        (
+            "data_dir: s\npipeline_resources: { node_name: n, namespaced: false, cluster: false }\n",
+            "pipeline_resources",
+            "nothing to watch",
+        ),
+    ];
+    for (text, key, message) in cases {
+        let e = parse_str(text).unwrap_err();
+        assert_eq!(e.key, key, "{text}: {e}");
+        assert!(e.message.contains(message), "{text}: {e}");
+    }
+}

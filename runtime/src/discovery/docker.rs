@@ -30,7 +30,7 @@ use futures_util::StreamExt;
 use regex::Regex;
 use tracing::{debug, info, warn};
 
-use super::{DiscoveryStats, glob_escape};
+use super::{DiscoveryStats, glob_escape, map_path, on_host};
 use crate::tail::{Format, Tags, Target, TargetUpdate};
 
 /// The engine's default socket.
@@ -178,44 +178,6 @@ impl Container {
             id,
         })
     }
-}
-
-/// The host path of `pattern` (a path inside the container): below the
-/// mount whose destination is the longest prefix of it, else below the
-/// container's writable layer. Mounts are matched on whole components.
-pub fn map_path(
-    pattern: &str,
-    mounts: &[(String, String)],
-    upper_dir: Option<&str>,
-) -> Option<String> {
-    let under = |dest: &str| {
-        let dest = dest.trim_end_matches('/');
-        pattern == dest || pattern.starts_with(&format!("{dest}/"))
-    };
-    let best = mounts
-        .iter()
-        .filter(|(dest, _)| under(dest))
-        .max_by_key(|(dest, _)| dest.trim_end_matches('/').len());
-    match best {
-        Some((dest, source)) => Some(format!(
-            "{}{}",
-            source.trim_end_matches('/'),
-            &pattern[dest.trim_end_matches('/').len()..]
-        )),
-        None => upper_dir.map(|u| format!("{}{pattern}", u.trim_end_matches('/'))),
-    }
-}
-
-/// `path` (a host path) as Gleaner sees it below `host_root`.
-fn on_host(host_root: &Path, path: &str) -> String {
-    if host_root == Path::new("/") {
-        return path.to_owned();
-    }
-    format!(
-        "{}{}",
-        host_root.to_string_lossy().trim_end_matches('/'),
-        path
-    )
 }
 
 /// The live json-file log and its rotated files (`.1`, `.2`, …).

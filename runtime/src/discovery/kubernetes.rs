@@ -24,14 +24,15 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Volume, VolumeMount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use regex::Regex;
 use tracing::{debug, info, warn};
 
-use super::{DiscoveryStats, glob_escape};
+use super::{DiscoveryStats, glob_escape, map_path, on_host};
 use crate::tail::{Format, Tags, Target, TargetUpdate};
 
 /// The pod annotation that excludes a pod from collection when `"true"`.
@@ -70,6 +71,17 @@ pub struct KubernetesOptions {
     pub node_name: String,
     /// Where kubelet writes pod logs, as Gleaner sees it.
     pub pods_dir: PathBuf,
+    /// kubelet's root directory (pod volumes), as Gleaner sees it.
+    pub kubelet_dir: PathBuf,
+    /// Where the host's root is seen (for `hostPath` volumes).
+    pub host_root: PathBuf,
+    /// Read the containers' output (their CRI log files).
+    pub stdout: bool,
+    /// Files inside containers (paths seen in the container), read where
+    /// an `emptyDir` or `hostPath` volume holds them.
+    pub paths: Vec<String>,
+    /// A Kubernetes label selector the pod must match.
+    pub selector: Option<LabelSelector>,
     /// A pod must match all of these.
     pub include: PodFilter,
     /// A pod (or container) must match none of these.
@@ -126,8 +138,121 @@ pub struct PodInfo {
     pub annotations: BTreeMap<String, String>,
     /// Owning workload (kind, name), following a ReplicaSet to its Deployment.
     pub owner: Option<(String, String)>,
-    /// Containers (init, regular, ephemeral): name and image.
-    pub containers: Vec<(String, String)>,
+    /// Containers (init, regular, ephemeral).
+    pub containers: Vec<ContainerInfo>,
+}
+
+/// What a target needs from a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    /// Name.
+    pub name: String,
+    /// Image.
+    pub image: String,
+    /// Volume mounts Gleaner can read on the node: mount path in the
+    /// container, and where the data lives.
+    pub mounts: Vec<(String, MountSource)>,
+}
+
+/// Where a mounted volume's files are on the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSource {
+    /// `<kubelet>/pods/<uid>/volumes/kubernetes.io~empty-dir/<volume>/<sub_path>`.
+    EmptyDir {
+        /// Volume name.
+        volume: String,
+        /// `subPath` of the mount ("" for none).
+        sub_path: String,
+    },
+    /// A host directory (`hostPath` volume plus `subPath`).
+    HostPath(String),
+}
+
+impl ContainerInfo {
+    fn from_parts(
+        name: &str,
+        image: Option<&String>,
+        mounts: Option<&Vec<VolumeMount>>,
+        volumes: &[Volume],
+    ) -> ContainerInfo {
+        let mounts = mounts
+            .into_iter()
+            .flatten()
+            .filter_map(|m| {
+                let v = volumes.iter().find(|v| v.name == m.name)?;
+                let sub = m.sub_path.clone().unwrap_or_default();
+                let source = if v.empty_dir.is_some() {
+                    MountSource::EmptyDir {
+                        volume: v.name.clone(),
+                        sub_path: sub,
+                    }
+                } else {
+                    let host = v.host_path.as_ref()?.path.trim_end_matches('/').to_owned();
+                    MountSource::HostPath(if sub.is_empty() {
+                        host
+                    } else {
+                        format!("{host}/{sub}")
+                    })
+                };
+                Some((m.mount_path.clone(), source))
+            })
+            .collect();
+        ContainerInfo {
+            name: name.to_owned(),
+            image: image.cloned().unwrap_or_default(),
+            mounts,
+        }
+    }
+}
+
+/// Whether `labels` match a Kubernetes label selector (`matchLabels` and
+/// `matchExpressions` with `In`, `NotIn`, `Exists`, `DoesNotExist`).
+pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let by_labels = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    by_labels
+        && sel.match_expressions.iter().flatten().all(|e| {
+            let value = labels.get(&e.key);
+            let listed = || value.is_some_and(|v| e.values.iter().flatten().any(|x| x == v));
+            match e.operator.as_str() {
+                "In" => listed(),
+                "NotIn" => !listed(),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// Why a label selector cannot be used, if it cannot.
+pub fn check_selector(sel: &LabelSelector) -> Result<(), String> {
+    for (i, e) in sel.match_expressions.iter().flatten().enumerate() {
+        let n = e.values.as_ref().map_or(0, Vec::len);
+        match e.operator.as_str() {
+            "In" | "NotIn" if n == 0 => {
+                return Err(format!(
+                    "matchExpressions[{i}]: `{}` needs values",
+                    e.operator
+                ));
+            }
+            "Exists" | "DoesNotExist" if n > 0 => {
+                return Err(format!(
+                    "matchExpressions[{i}]: `{}` takes no values",
+                    e.operator
+                ));
+            }
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => {
+                return Err(format!(
+                    "matchExpressions[{i}]: unknown operator `{other}` (In, NotIn, Exists, DoesNotExist)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl PodInfo {
@@ -154,14 +279,30 @@ impl PodInfo {
             });
         let mut containers = Vec::new();
         if let Some(spec) = &pod.spec {
+            let volumes = spec.volumes.as_deref().unwrap_or_default();
             for c in spec.init_containers.iter().flatten() {
-                containers.push((c.name.clone(), c.image.clone().unwrap_or_default()));
+                containers.push(ContainerInfo::from_parts(
+                    &c.name,
+                    c.image.as_ref(),
+                    c.volume_mounts.as_ref(),
+                    volumes,
+                ));
             }
             for c in &spec.containers {
-                containers.push((c.name.clone(), c.image.clone().unwrap_or_default()));
+                containers.push(ContainerInfo::from_parts(
+                    &c.name,
+                    c.image.as_ref(),
+                    c.volume_mounts.as_ref(),
+                    volumes,
+                ));
             }
             for c in spec.ephemeral_containers.iter().flatten() {
-                containers.push((c.name.clone(), c.image.clone().unwrap_or_default()));
+                containers.push(ContainerInfo::from_parts(
+                    &c.name,
+                    c.image.as_ref(),
+                    c.volume_mounts.as_ref(),
+                    volumes,
+                ));
             }
         }
         Some(PodInfo {
@@ -186,7 +327,12 @@ pub fn target_id(uid: &str, container: &str) -> String {
     format!("k8s/{uid}/{container}")
 }
 
-/// The targets of a pod: one per selected container.
+/// The id of a container's files target.
+pub fn files_target_id(uid: &str, container: &str) -> String {
+    format!("k8s/{uid}/{container}/files")
+}
+
+/// The targets of a pod: per selected container, its output and its files.
 pub fn pod_targets(p: &PodInfo, opts: &KubernetesOptions) -> Vec<Target> {
     if p.annotations
         .get(EXCLUDE_ANNOTATION)
@@ -202,7 +348,11 @@ pub fn pod_targets(p: &PodInfo, opts: &KubernetesOptions) -> Vec<Target> {
         .exclude
         .pod_conditions(&p.namespace, &p.labels)
         .any(|m| m);
-    if !included || excluded {
+    let selected = opts
+        .selector
+        .as_ref()
+        .is_none_or(|s| selector_matches(s, &p.labels));
+    if !included || excluded || !selected {
         return Vec::new();
     }
     let dir = opts
@@ -229,7 +379,12 @@ pub fn pod_targets(p: &PodInfo, opts: &KubernetesOptions) -> Vec<Target> {
         }
     }
     let mut out = Vec::new();
-    for (name, image) in &p.containers {
+    for ContainerInfo {
+        name,
+        image,
+        mounts,
+    } in &p.containers
+    {
         if opts
             .include
             .container
@@ -246,17 +401,80 @@ pub fn pod_targets(p: &PodInfo, opts: &KubernetesOptions) -> Vec<Target> {
         let mut t = base.clone();
         t.insert(4, (tags::CONTAINER.to_owned(), name.clone()));
         t.insert(5, (tags::IMAGE.to_owned(), image.clone()));
-        let logs = glob_escape(&dir.join(name).to_string_lossy());
-        out.push(Target {
-            id: Arc::from(target_id(&p.uid, name)),
-            // `<restart>.log`, and kubelet's rotated `<restart>.log.<time>`.
-            include: vec![format!("{logs}/*.log"), format!("{logs}/*.log.[0-9]*")],
-            exclude: vec![format!("{logs}/*.gz")],
-            tags: Tags::from(t),
-            format: Format::Cri,
-        });
+        let tags = Tags::from(t);
+        if opts.stdout {
+            let logs = glob_escape(&dir.join(name).to_string_lossy());
+            out.push(Target {
+                id: Arc::from(target_id(&p.uid, name)),
+                // `<restart>.log`, and kubelet's rotated `<restart>.log.<time>`.
+                include: vec![format!("{logs}/*.log"), format!("{logs}/*.log.[0-9]*")],
+                exclude: vec![format!("{logs}/*.gz")],
+                tags: tags.clone(),
+                format: Format::Cri,
+            });
+        }
+        let include = container_files(p, name, mounts, opts);
+        if !include.is_empty() {
+            out.push(Target {
+                id: Arc::from(files_target_id(&p.uid, name)),
+                include,
+                exclude: Vec::new(),
+                tags,
+                format: Format::Raw,
+            });
+        }
     }
     out
+}
+
+/// Host patterns of `opts.paths` in one container: through the volume
+/// mounted at the longest prefix, where that volume is an `emptyDir` or a
+/// `hostPath` (other volumes and the container's own layer are not
+/// reachable from the node through a stable path).
+fn container_files(
+    p: &PodInfo,
+    container: &str,
+    mounts: &[(String, MountSource)],
+    opts: &KubernetesOptions,
+) -> Vec<String> {
+    if opts.paths.is_empty() {
+        return Vec::new();
+    }
+    let uid_dir = glob_escape(&opts.kubelet_dir.join("pods").join(&p.uid).to_string_lossy());
+    let on_node: Vec<(String, String)> = mounts
+        .iter()
+        .map(|(dest, source)| {
+            let host = match source {
+                MountSource::EmptyDir { volume, sub_path } => {
+                    let dir = format!(
+                        "{uid_dir}/volumes/kubernetes.io~empty-dir/{}",
+                        glob_escape(volume)
+                    );
+                    if sub_path.is_empty() {
+                        dir
+                    } else {
+                        format!("{dir}/{}", glob_escape(sub_path))
+                    }
+                }
+                MountSource::HostPath(path) => glob_escape(&on_host(&opts.host_root, path)),
+            };
+            (dest.clone(), host)
+        })
+        .collect();
+    let mut include = Vec::new();
+    for pattern in &opts.paths {
+        match map_path(pattern, &on_node, None) {
+            Some(host) => include.push(host),
+            None => warn!(
+                namespace = %p.namespace,
+                pod = %p.name,
+                container,
+                path = %pattern,
+                "No emptyDir or hostPath volume of this container holds the path; skipped."
+            ),
+        }
+    }
+    include
 }
 
 /// Why discovery could not start.
@@ -399,6 +617,11 @@ mod tests {
             api_server: None,
             node_name: "node-1".into(),
             pods_dir: PathBuf::from("/var/log/pods"),
+            kubelet_dir: PathBuf::from("/var/lib/kubelet"),
+            host_root: PathBuf::from("/"),
+            stdout: true,
+            paths: Vec::new(),
+            selector: None,
             include: PodFilter::default(),
             exclude: PodFilter::default(),
             label_tags: true,
@@ -470,6 +693,104 @@ mod tests {
             .annotations
             .insert(EXCLUDE_ANNOTATION.into(), "true".into());
         assert!(pod_targets(&excluded, &opts()).is_empty());
+    }
+
+    #[test]
+    fn files_inside_containers_are_read_through_empty_dir_and_host_path_volumes() {
+        let p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "shop", "name": "api-0", "uid": "u-2", "labels": {"tier": "back"}},
+            "spec": {
+                "nodeName": "node-1",
+                "volumes": [
+                    {"name": "logs", "emptyDir": {}},
+                    {"name": "audit", "hostPath": {"path": "/srv/audit/"}},
+                    {"name": "cfg", "configMap": {"name": "api"}}
+                ],
+                "containers": [{"name": "api", "image": "api:2", "volumeMounts": [
+                    {"name": "logs", "mountPath": "/var/log/api"},
+                    {"name": "logs", "mountPath": "/var/log/api/old", "subPath": "archive"},
+                    {"name": "audit", "mountPath": "/audit", "subPath": "api-0"},
+                    {"name": "cfg", "mountPath": "/etc/api"}
+                ]}]
+            }
+        }))
+        .unwrap();
+        let info = PodInfo::from_pod(&p).unwrap();
+        let mut o = opts();
+        o.stdout = false;
+        o.paths = vec![
+            "/var/log/api/*.log".into(),
+            "/var/log/api/old/*.log".into(),
+            "/audit/**/*.json".into(),
+            "/etc/api/*.conf".into(),
+        ];
+        let t = pod_targets(&info, &o);
+        assert_eq!(t.len(), 1);
+        assert_eq!(&*t[0].id, "k8s/u-2/api/files");
+        assert_eq!(t[0].format, Format::Raw);
+        let dir = "/var/lib/kubelet/pods/u-2/volumes/kubernetes.io~empty-dir/logs";
+        assert_eq!(
+            t[0].include,
+            vec![
+                format!("{dir}/*.log"),
+                format!("{dir}/archive/*.log"),
+                "/srv/audit/api-0/**/*.json".to_owned(),
+            ]
+        );
+        o.selector = Some(
+            serde_json::from_value(serde_json::json!({
+                "matchLabels": {"tier": "back"},
+                "matchExpressions": [{"key": "canary", "operator": "DoesNotExist"}]
+            }))
+            .unwrap(),
+        );
+        assert_eq!(pod_targets(&info, &o).len(), 1);
+        o.selector = Some(
+            serde_json::from_value(serde_json::json!({
+                "matchExpressions": [{"key": "tier", "operator": "In", "values": ["front"]}]
+            }))
+            .unwrap(),
+        );
+        assert!(pod_targets(&info, &o).is_empty());
+    }
+
+    #[test]
+    fn selectors_are_checked_and_matched_as_kubernetes_does() {
+        let sel = |v: serde_json::Value| -> LabelSelector { serde_json::from_value(v).unwrap() };
+        let labels: BTreeMap<String, String> =
+            [("app".to_owned(), "web".to_owned())].into_iter().collect();
+        let m = |v| selector_matches(&sel(v), &labels);
+        assert!(m(serde_json::json!({})));
+        assert!(m(
+            serde_json::json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["db"]}]})
+        ));
+        assert!(!m(
+            serde_json::json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]})
+        ));
+        assert!(m(
+            serde_json::json!({"matchExpressions": [{"key": "x", "operator": "NotIn", "values": ["web"]}]})
+        ));
+        assert!(m(
+            serde_json::json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]})
+        ));
+        assert!(!m(
+            serde_json::json!({"matchLabels": {"app": "web", "x": "y"}})
+        ));
+        assert_eq!(
+            check_selector(&sel(
+                serde_json::json!({"matchExpressions": [{"key": "a", "operator": "Has"}]})
+            )),
+            Err(
+                "matchExpressions[0]: unknown operator `Has` (In, NotIn, Exists, DoesNotExist)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            check_selector(&sel(
+                serde_json::json!({"matchExpressions": [{"key": "a", "operator": "In"}]})
+            )),
+            Err("matchExpressions[0]: `In` needs values".into())
+        );
     }
 
     #[test]

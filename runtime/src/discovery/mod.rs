@@ -36,6 +36,44 @@ pub fn glob_escape(text: &str) -> String {
     out
 }
 
+/// The host path of `pattern` (a path inside the container): below the
+/// mount whose destination is the longest prefix of it, else below the
+/// container's writable layer. Mounts are matched on whole components.
+pub fn map_path(
+    pattern: &str,
+    mounts: &[(String, String)],
+    upper_dir: Option<&str>,
+) -> Option<String> {
+    let under = |dest: &str| {
+        let dest = dest.trim_end_matches('/');
+        pattern == dest || pattern.starts_with(&format!("{dest}/"))
+    };
+    let best = mounts
+        .iter()
+        .filter(|(dest, _)| under(dest))
+        .max_by_key(|(dest, _)| dest.trim_end_matches('/').len());
+    match best {
+        Some((dest, source)) => Some(format!(
+            "{}{}",
+            source.trim_end_matches('/'),
+            &pattern[dest.trim_end_matches('/').len()..]
+        )),
+        None => upper_dir.map(|u| format!("{}{pattern}", u.trim_end_matches('/'))),
+    }
+}
+
+/// `path` (a host path) as Gleaner sees it below `host_root`.
+pub fn on_host(host_root: &std::path::Path, path: &str) -> String {
+    if host_root == std::path::Path::new("/") {
+        return path.to_owned();
+    }
+    format!(
+        "{}{}",
+        host_root.to_string_lossy().trim_end_matches('/'),
+        path
+    )
+}
+
 /// Runs `work` on a thread of its own with a current-thread tokio runtime
 /// (the API clients are async; the data path is not).
 pub fn spawn_on_runtime<F>(name: String, work: F) -> std::io::Result<JoinHandle<()>>

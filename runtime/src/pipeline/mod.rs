@@ -147,6 +147,11 @@ pub struct RunningPipeline {
 }
 
 impl PreparedPipeline {
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
     /// Spawns the threads. With `exit_on_eof` the inputs stop by themselves
     /// once the files present at start are read to their end. Inputs whose
     /// patterns do not compile are reported (config checking makes that

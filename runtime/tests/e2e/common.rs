@@ -180,10 +180,14 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Lines of a file (0 if it does not exist).
+/// The complete lines of a file (none if it does not exist): a last line
+/// without its newline is still being written, and is left for later.
 pub fn lines_in(path: &Path) -> Vec<Value> {
     std::fs::read(path)
-        .map(|b| json_lines(&b))
+        .map(|b| {
+            let end = b.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+            json_lines(&b[..end])
+        })
         .unwrap_or_default()
 }
 

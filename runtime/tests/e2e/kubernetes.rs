@@ -354,3 +354,362 @@ fn pod_churn_costs_one_watch() {
         rss / 1024
     );
 }
+
+/// A `GleanerPipeline` (or, with `namespace: None`, a
+/// `ClusterGleanerPipeline`) object as kubectl would send it.
+fn pipeline_resource(
+    namespace: Option<&str>,
+    name: &str,
+    spec: serde_json::Value,
+) -> serde_json::Value {
+    let kind = if namespace.is_some() {
+        "GleanerPipeline"
+    } else {
+        "ClusterGleanerPipeline"
+    };
+    let mut metadata = serde_json::json!({"name": name});
+    if let Some(ns) = namespace {
+        metadata["namespace"] = serde_json::json!(ns);
+    }
+    serde_json::json!({"apiVersion": "gleaner.io/v1alpha1", "kind": kind, "metadata": metadata, "spec": spec})
+}
+
+fn accepted(
+    api: &crate::k8s_api::ApiServer,
+    plural: &str,
+    key: &str,
+) -> (String, String, String, i64) {
+    let r = api.cr(plural, key);
+    let c = r["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Accepted"))
+        .cloned()
+        .unwrap_or_default();
+    let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+    (
+        s("status"),
+        s("reason"),
+        s("message"),
+        r["status"]["observedGeneration"].as_i64().unwrap_or(0),
+    )
+}
+
+#[test]
+fn pipelines_come_from_resources_live_and_invalid_ones_change_nothing() {
+    use crate::http_sink::Sink;
+    use crate::k8s_api::{ApiServer, pod};
+    let api = ApiServer::start();
+    let sink = Sink::start(&[]);
+    let env = Env::new();
+    let out = env.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let labelled = |ns: &str, name: &str, uid: &str, c: &str, tier: &str| {
+        let mut p = pod(ns, name, uid, "node-1", &[c]);
+        p.metadata
+            .labels
+            .get_or_insert_default()
+            .insert("tier".into(), tier.into());
+        p
+    };
+    api.add(labelled(
+        "shop",
+        "web-5f7b9-aaaaa",
+        "uid-web",
+        "app",
+        "front",
+    ));
+    api.add(labelled("shop", "db-5f7b9-bbbbb", "uid-db", "db", "back"));
+    api.add(labelled(
+        "blog",
+        "web-5f7b9-ccccc",
+        "uid-blog",
+        "app",
+        "front",
+    ));
+    cri_append(&env, "shop_web-5f7b9-aaaaa_uid-web", "app", &["shop web 1"]);
+    cri_append(&env, "shop_db-5f7b9-bbbbb_uid-db", "db", &["shop db 1"]);
+    cri_append(
+        &env,
+        "blog_web-5f7b9-ccccc_uid-blog",
+        "app",
+        &["blog web 1"],
+    );
+    env.write("host.log", "host 1\n");
+    let config = env.config(&format!(
+        r#"  - name: host
+    inputs: [{{ type: file, paths: ["{host}"], start_at: beginning }}]
+    batch: {{ linger: 20ms }}
+    flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/host.ndjson" }}, grants: {{ dirs: ["{out}"] }} }}]
+pipeline_resources:
+  api_server: "{api}"
+  node_name: node-1
+  pods_dir: "{pods}"
+"#,
+        host = env.path("host.log").display(),
+        out = out.display(),
+        api = api.url(),
+        pods = env.path("pods").display(),
+    ));
+    let agent = start(&env, &config);
+    let sink_messages = || -> Vec<(String, String)> {
+        let mut m: Vec<(String, String)> = sink
+            .events()
+            .iter()
+            .map(|e| {
+                (
+                    e["message"].as_str().unwrap_or_default().to_owned(),
+                    e["version"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        m.sort();
+        m
+    };
+    let flusher = serde_json::json!({
+        "plugin": "builtin:http",
+        "config": {"url": format!("http://{}/", sink.addr)},
+        "grants": {"hosts": [sink.addr.to_string()]},
+        "on_error": {"backoff": "20ms", "max_backoff": "100ms"}
+    });
+    let front = |version: Option<&str>| {
+        let mut spec = serde_json::json!({
+            "selector": {"matchLabels": {"tier": "front"}},
+            "input": {"start_at": "beginning"},
+            "batch": {"linger": "20ms"},
+            "flushers": [flusher.clone()]
+        });
+        if let Some(v) = version {
+            spec["processors"] = serde_json::json!([{"plugin": "builtin:add-fields", "config": {"fields": {"version": v}}}]);
+        }
+        pipeline_resource(Some("shop"), "front", spec)
+    };
+
+    // 1. A resource appears: only its namespace's selected pods are read.
+    api.put_cr("gleanerpipelines", front(None));
+    wait_until("shop web 1 delivered", || sink_messages().len() == 1);
+    assert_eq!(sink_messages(), vec![("shop web 1".into(), "".into())]);
+    let e = &sink.events()[0];
+    assert_eq!(e["k8s.pod.name"], "web-5f7b9-aaaaa");
+    wait_until("Accepted=True", || {
+        accepted(&api, "gleanerpipelines", "shop/front").0 == "True"
+    });
+    assert_eq!(
+        accepted(&api, "gleanerpipelines", "shop/front"),
+        (
+            "True".into(),
+            "Running".into(),
+            "running as pipeline `shop.front`".into(),
+            1
+        )
+    );
+
+    // 2. An invalid resource gets a condition and changes nothing.
+    api.put_cr(
+        "gleanerpipelines",
+        pipeline_resource(
+            Some("shop"),
+            "bad",
+            serde_json::json!({"flushers": [{"plugin": "/usr/lib/evil.wasm"}]}),
+        ),
+    );
+    wait_until("Accepted=False", || {
+        accepted(&api, "gleanerpipelines", "shop/bad").0 == "False"
+    });
+    assert_eq!(
+        accepted(&api, "gleanerpipelines", "shop/bad"),
+        (
+            "False".into(),
+            "InvalidSpec".into(),
+            "spec.flushers[0].plugin: `/usr/lib/evil.wasm`: a GleanerPipeline may only use builtin: plugins (plugin files need a ClusterGleanerPipeline)".into(),
+            1
+        )
+    );
+
+    // 3. A changed resource replaces only its pipeline, at a batch
+    //    boundary: nothing read twice, new lines go through the new version.
+    api.put_cr("gleanerpipelines", front(Some("2")));
+    env.wait_log("change=Replaced", 1);
+    cri_append(&env, "shop_web-5f7b9-aaaaa_uid-web", "app", &["shop web 2"]);
+    env.append("host.log", "host 2\n");
+    wait_until("shop web 2 delivered", || sink_messages().len() == 2);
+    assert_eq!(
+        sink_messages(),
+        vec![
+            ("shop web 1".into(), "".into()),
+            ("shop web 2".into(), "2".into())
+        ]
+    );
+    wait_until("generation 2 accepted", || {
+        accepted(&api, "gleanerpipelines", "shop/front").3 == 2
+    });
+
+    // 4. Made invalid: the running version stays and keeps delivering.
+    let mut broken = front(Some("3"));
+    broken["spec"]["selector"] =
+        serde_json::json!({"matchExpressions": [{"key": "tier", "operator": "Maybe"}]});
+    api.put_cr("gleanerpipelines", broken);
+    wait_until("generation 3 rejected", || {
+        accepted(&api, "gleanerpipelines", "shop/front").3 == 3
+    });
+    let (status, reason, message, _) = accepted(&api, "gleanerpipelines", "shop/front");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(
+        message.starts_with("spec.selector: matchExpressions[0]: unknown operator `Maybe`"),
+        "{message}"
+    );
+    cri_append(&env, "shop_web-5f7b9-aaaaa_uid-web", "app", &["shop web 3"]);
+    wait_until("shop web 3 delivered", || sink_messages().len() == 3);
+    assert_eq!(sink_messages()[2], ("shop web 3".into(), "2".into()));
+
+    // 5. A cluster resource reads across namespaces, and may write files.
+    api.put_cr(
+        "clustergleanerpipelines",
+        pipeline_resource(None, "all-front", serde_json::json!({
+            "namespaces": ["shop", "blog"],
+            "selector": {"matchLabels": {"tier": "front"}},
+            "input": {"start_at": "beginning"},
+            "batch": {"linger": "20ms"},
+            "flushers": [{"plugin": "builtin:file", "config": {"path": format!("{}/cluster.ndjson", out.display())}, "grants": {"dirs": [out.display().to_string()]}}]
+        })),
+    );
+    let cluster_messages = || -> Vec<String> {
+        let mut m: Vec<String> = lines_in(&out.join("cluster.ndjson"))
+            .iter()
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        m.sort();
+        m
+    };
+    wait_until("cluster pipeline delivered", || {
+        cluster_messages().len() == 4
+    });
+    assert_eq!(
+        cluster_messages(),
+        vec!["blog web 1", "shop web 1", "shop web 2", "shop web 3"]
+    );
+    assert_eq!(
+        accepted(&api, "clustergleanerpipelines", "all-front").0,
+        "True"
+    );
+
+    // 6. Deleted: its pipeline stops; the others go on.
+    api.delete_cr("gleanerpipelines", "shop/front");
+    env.wait_log("Pipeline removed.", 1);
+    cri_append(&env, "shop_web-5f7b9-aaaaa_uid-web", "app", &["shop web 4"]);
+    env.append("host.log", "host 3\n");
+    wait_until("cluster pipeline got line 4", || {
+        cluster_messages().len() == 5
+    });
+    wait_until("host 3", || lines_in(&out.join("host.ndjson")).len() == 3);
+    stop(agent);
+    let log_text = env.log();
+    assert_eq!(sink_messages().len(), 3, "nothing after the delete");
+    let host: Vec<String> = lines_in(&out.join("host.ndjson"))
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(host, vec!["host 1", "host 2", "host 3"]);
+    // The config file's pipeline was never restarted.
+    assert_eq!(
+        log_text
+            .lines()
+            .filter(|l| l.contains("Started pipeline.") && l.contains("pipeline=host "))
+            .count(),
+        1,
+        "{log_text}"
+    );
+    let s = api.state.lock().unwrap();
+    assert_eq!(s.cr_requests["gleanerpipelines"].0, 1, "one list");
+    assert_eq!(s.cr_requests["gleanerpipelines"].1, 1, "one watch");
+    assert_eq!(s.cr_requests["clustergleanerpipelines"].0, 1);
+}
+
+/// A free local port (bound and released; the agent binds it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on the agent's API: (status, body).
+fn api_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn files_inside_pods_are_read_from_their_volumes_and_the_api_answers_probes() {
+    use crate::k8s_api::{ApiServer, pod};
+    let api = ApiServer::start();
+    let env = Env::new();
+    let mut p = pod("shop", "api-5f7b9-ddddd", "uid-api", "node-1", &["api"]);
+    let spec = p.spec.as_mut().unwrap();
+    spec.volumes = Some(vec![
+        serde_json::from_value(serde_json::json!({"name": "logs", "emptyDir": {}})).unwrap(),
+    ]);
+    spec.containers[0].volume_mounts = Some(vec![
+        serde_json::from_value(serde_json::json!({"name": "logs", "mountPath": "/var/log/api"}))
+            .unwrap(),
+    ]);
+    api.add(p);
+    let volume = "kubelet/pods/uid-api/volumes/kubernetes.io~empty-dir/logs";
+    env.write(&format!("{volume}/access.log"), "GET /a\nGET /b\n");
+    env.write(&format!("{volume}/debug.txt"), "never: not matched\n");
+    cri_append(
+        &env,
+        "shop_api-5f7b9-ddddd_uid-api",
+        "api",
+        &["never: stdout is off"],
+    );
+    let port = free_port();
+    let config = pods_config(
+        &env,
+        &api,
+        &format!(
+            "        stdout: false\n        paths: [/var/log/api/*.log]\n        kubelet_dir: \"{}\"",
+            env.path("kubelet").display()
+        ),
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}api:\n  address: 127.0.0.1:{port}\n"),
+    )
+    .unwrap();
+    let agent = start(&env, &config);
+    let got = wait_messages(&env, 2);
+    assert_eq!(got.keys().collect::<Vec<_>>(), vec!["GET /a", "GET /b"]);
+    let e = &got["GET /a"];
+    assert_eq!(e["k8s.pod.name"], "api-5f7b9-ddddd");
+    assert_eq!(e["k8s.container.name"], "api");
+    assert!(e.get("stream").is_none(), "a file line has no stream: {e}");
+    env.append(&format!("{volume}/access.log"), "GET /c\n");
+    wait_messages(&env, 3);
+
+    assert_eq!(api_get(port, "/healthz"), (200, "ok\n".into()));
+    assert_eq!(api_get(port, "/readyz"), (200, "ready\n".into()));
+    let (status, body) = api_get(port, "/api/v1/pipelines");
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"pipelines": [{"name": "pods", "source": "the config file"}]})
+    );
+    assert_eq!(api_get(port, "/nope").0, 404);
+    stop(agent);
+    assert_eq!(by_message(&env).len(), 3);
+}

@@ -9,6 +9,7 @@
 mod common;
 mod config_errors;
 mod delivery;
+mod deploy;
 mod docker;
 mod faults;
 mod flushers;

@@ -1,0 +1,313 @@
+//! The set of running pipelines, by name: starts, replaces and stops whole
+//! pipelines while the others run on untouched. Sources of pipelines (the
+//! config file, `GleanerPipeline` resources) hand it the complete set they
+//! want as an *owner*; it diffs by name and fingerprint and touches only
+//! what changed.
+//!
+//! A changed pipeline is prepared first (plugins compiled and initialised
+//! off the data path); only if that works is the old one stopped, drained
+//! (its undelivered batches buffered to disk) and the new one started on
+//! the same checkpoints and buffers, so nothing is lost or read twice. If
+//! the new one cannot be prepared, the old one keeps running.
+//!
+//! Does not read configs or talk to any API; knows pipelines only as
+//! [`PipelineConfig`]s.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::checkpoint::CheckpointStore;
+use crate::config::PipelineConfig;
+use crate::pipeline::{self, PrepareError, PreparedPipeline, RunningPipeline};
+use crate::plugin::PluginHost;
+use crate::tail::PatternError;
+
+/// Why a pipeline was not (re)started.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Another source already runs a pipeline of that name.
+    #[error("pipeline name `{name}` is already used by {owner}")]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// Who runs it.
+        owner: String,
+    },
+    /// Its plugins could not be prepared (the previous version, if any,
+    /// keeps running).
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    /// Its inputs could not start.
+    #[error(transparent)]
+    Start(#[from] PatternError),
+    /// The agent is shutting down.
+    #[error("the agent is stopping")]
+    Stopping,
+}
+
+/// What happened to one pipeline in [`Supervisor::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Already running as wanted.
+    Unchanged,
+    /// Started.
+    Started,
+    /// The old version was drained and the new one started.
+    Replaced,
+    /// Stopped and drained (no longer wanted).
+    Removed,
+}
+
+/// A pipeline a source wants running.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// The checked config.
+    pub config: PipelineConfig,
+    /// Changes whenever the pipeline must be rebuilt (e.g. the source text).
+    pub fingerprint: String,
+}
+
+/// What every pipeline is started with.
+pub struct Context {
+    /// The plugin engines.
+    pub host: Arc<PluginHost>,
+    /// Checkpoints (shared by all pipelines).
+    pub store: Arc<CheckpointStore>,
+    /// Gleaner's state directory.
+    pub data_dir: PathBuf,
+    /// How long a stopping pipeline may deliver before buffering.
+    pub grace: Duration,
+    /// Inputs stop by themselves at the end of what was there at start.
+    pub exit_on_eof: bool,
+}
+
+struct Entry {
+    owner: String,
+    fingerprint: String,
+    pipeline: RunningPipeline,
+}
+
+#[derive(Default)]
+struct State {
+    running: BTreeMap<String, Entry>,
+    stopping: bool,
+    /// Applies in progress (they may hold a stopped pipeline being joined).
+    busy: usize,
+}
+
+/// The running pipelines.
+pub struct Supervisor {
+    ctx: Context,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Supervisor {
+    /// An empty supervisor.
+    pub fn new(ctx: Context) -> Arc<Supervisor> {
+        Arc::new(Supervisor {
+            ctx,
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a pipeline prepared by the caller (the config file's, at boot,
+    /// all prepared before any starts).
+    pub fn start(
+        &self,
+        owner: &str,
+        fingerprint: String,
+        prepared: PreparedPipeline,
+    ) -> Result<(), ApplyError> {
+        let name = prepared.name().to_owned();
+        let mut state = self.lock();
+        if state.stopping {
+            return Err(ApplyError::Stopping);
+        }
+        if let Some(e) = state.running.get(&name) {
+            return Err(ApplyError::NameTaken {
+                name,
+                owner: e.owner.clone(),
+            });
+        }
+        let pipeline = prepared.start(self.ctx.exit_on_eof, &self.ctx.store)?;
+        state.running.insert(
+            name,
+            Entry {
+                owner: owner.to_owned(),
+                fingerprint,
+                pipeline,
+            },
+        );
+        Ok(())
+    }
+
+    /// Makes `owner`'s pipelines `desired`: starts new ones, replaces
+    /// changed ones, stops those no longer wanted, except names in `keep`
+    /// (sources whose new version is invalid: the running one stays).
+    /// Returns what happened to each name. Blocks while replaced pipelines
+    /// drain; other pipelines are not touched.
+    pub fn apply(
+        &self,
+        owner: &str,
+        desired: Vec<Desired>,
+        keep: &[String],
+    ) -> Vec<(String, Result<Change, ApplyError>)> {
+        let mine: BTreeMap<String, String> = {
+            let mut state = self.lock();
+            if state.stopping {
+                return desired
+                    .into_iter()
+                    .map(|d| (d.config.name, Err(ApplyError::Stopping)))
+                    .collect();
+            }
+            state.busy += 1;
+            state
+                .running
+                .iter()
+                .filter(|(_, e)| e.owner == owner)
+                .map(|(n, e)| (n.clone(), e.fingerprint.clone()))
+                .collect()
+        };
+        let mut results = Vec::new();
+        for gone in mine
+            .keys()
+            .filter(|n| !desired.iter().any(|d| &d.config.name == *n) && !keep.contains(n))
+        {
+            self.stop_one(owner, gone);
+            tracing::info!(pipeline = %gone, owner, "Pipeline removed.");
+            results.push((gone.clone(), Ok(Change::Removed)));
+        }
+        for d in desired {
+            let name = d.config.name.clone();
+            let result = self.apply_one(owner, mine.get(&name), d);
+            match &result {
+                Ok(Change::Unchanged) => {}
+                Ok(change) => tracing::info!(pipeline = %name, owner, ?change, "Pipeline applied."),
+                Err(e) => {
+                    tracing::error!(pipeline = %name, owner, error = %e, "Pipeline not applied.")
+                }
+            }
+            results.push((name, result));
+        }
+        let mut state = self.lock();
+        state.busy -= 1;
+        self.changed.notify_all();
+        results
+    }
+
+    fn apply_one(
+        &self,
+        owner: &str,
+        running: Option<&String>,
+        d: Desired,
+    ) -> Result<Change, ApplyError> {
+        if running == Some(&d.fingerprint) {
+            return Ok(Change::Unchanged);
+        }
+        if running.is_none()
+            && let Some(e) = self.lock().running.get(&d.config.name)
+        {
+            return Err(ApplyError::NameTaken {
+                name: d.config.name,
+                owner: e.owner.clone(),
+            });
+        }
+        // Compile and initialise before touching the running version.
+        let prepared = pipeline::prepare(&d.config, &self.ctx.host, &self.ctx.data_dir)?;
+        let replaced = self.stop_one(owner, &d.config.name);
+        let mut state = self.lock();
+        if state.stopping {
+            return Err(ApplyError::Stopping);
+        }
+        let pipeline = prepared.start(self.ctx.exit_on_eof, &self.ctx.store)?;
+        state.running.insert(
+            d.config.name,
+            Entry {
+                owner: owner.to_owned(),
+                fingerprint: d.fingerprint,
+                pipeline,
+            },
+        );
+        Ok(if replaced {
+            Change::Replaced
+        } else {
+            Change::Started
+        })
+    }
+
+    /// Stops `name` (if `owner` runs it) and waits until it has drained.
+    fn stop_one(&self, owner: &str, name: &str) -> bool {
+        let entry = {
+            let mut state = self.lock();
+            match state.running.get(name) {
+                Some(e) if e.owner == owner => state.running.remove(name),
+                _ => None,
+            }
+        };
+        match entry {
+            Some(e) => {
+                e.pipeline.stop(self.ctx.grace);
+                e.pipeline.join();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops every pipeline (returns at once; [`Supervisor::wait`] joins).
+    pub fn stop_all(&self) {
+        let mut state = self.lock();
+        state.stopping = true;
+        for e in state.running.values() {
+            e.pipeline.stop(self.ctx.grace);
+        }
+        self.changed.notify_all();
+    }
+
+    /// Whether [`Supervisor::stop_all`] was called.
+    pub fn stopping(&self) -> bool {
+        self.lock().stopping
+    }
+
+    /// Names of the running pipelines and who runs them.
+    pub fn pipelines(&self) -> Vec<(String, String)> {
+        self.lock()
+            .running
+            .iter()
+            .map(|(n, e)| (n.clone(), e.owner.clone()))
+            .collect()
+    }
+
+    /// Waits until the agent is stopped (or, with `exit_on_eof`, until the
+    /// pipelines end by themselves) and every pipeline has drained.
+    pub fn wait(&self) {
+        let mut state = self.lock();
+        if !self.ctx.exit_on_eof {
+            while !state.stopping {
+                state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        loop {
+            while state.busy > 0 {
+                state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            let all = std::mem::take(&mut state.running);
+            if all.is_empty() {
+                return;
+            }
+            drop(state);
+            for e in all.into_values() {
+                e.pipeline.join();
+            }
+            state = self.lock();
+        }
+    }
+}

@@ -589,6 +589,7 @@ impl Resolver<'_> {
             exclude: self.pod_filter(&format!("{key}.exclude"), k.exclude)?,
             label_tags: k.label_tags,
             annotation_tags: k.annotation_tags,
+            namespace_label_tags: k.namespace_label_tags,
         };
         Ok(InputConfig {
             read,

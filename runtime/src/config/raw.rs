@@ -381,6 +381,11 @@ input_with_read_options! {
         /// Default `false`.
         #[serde(default)]
         pub annotation_tags: bool,
+        /// Copy the labels of each pod's namespace into
+        /// `k8s.namespace.label.<key>` tags (one more watch, of
+        /// namespaces). Default `false`.
+        #[serde(default)]
+        pub namespace_label_tags: bool,
     }
 }
 

@@ -35,6 +35,7 @@ const INPUT_KEYS: &[&str] = &[
     "release_deleted_after",
     "label_tags",
     "annotation_tags",
+    "namespace_label_tags",
     "exclude",
 ];
 

@@ -117,7 +117,7 @@ async fn run(
     let mut check_stop = tokio::time::interval(Duration::from_millis(100));
     loop {
         let changed = tokio::select! {
-            Some(ev) = next(&mut ns_events) => match ev {
+            Some(ev) = crate::discovery::next_of(&mut ns_events) => match ev {
                 Ok(ev) => state.event(0, map_event(ev, |r: GleanerPipeline| {
                     let id = ResourceId { namespace: r.namespace(), name: r.name_any() };
                     (id, Seen {
@@ -129,7 +129,7 @@ async fn run(
                 })),
                 Err(e) => { warn!(error = %e, "GleanerPipeline watch failed; listing again."); false }
             },
-            Some(ev) = next(&mut cl_events) => match ev {
+            Some(ev) = crate::discovery::next_of(&mut cl_events) => match ev {
                 Ok(ev) => state.event(1, map_event(ev, |r: ClusterGleanerPipeline| {
                     let id = ResourceId { namespace: None, name: r.name_any() };
                     (id, Seen {
@@ -160,13 +160,6 @@ fn map_event<K, T>(ev: Event<K>, mut f: impl FnMut(K) -> T) -> Event<T> {
         Event::Init => Event::Init,
         Event::InitApply(k) => Event::InitApply(f(k)),
         Event::InitDone => Event::InitDone,
-    }
-}
-
-async fn next<S: futures_util::Stream + Unpin>(s: &mut Option<S>) -> Option<S::Item> {
-    match s {
-        Some(s) => s.next().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -60,6 +60,8 @@ pub mod tags {
     pub const LABEL: &str = "k8s.pod.label.";
     /// Prefix of pod annotation tags.
     pub const ANNOTATION: &str = "k8s.pod.annotation.";
+    /// Prefix of namespace label tags.
+    pub const NAMESPACE_LABEL: &str = "k8s.namespace.label.";
 }
 
 /// Checked options of a `kubernetes` input.
@@ -90,6 +92,8 @@ pub struct KubernetesOptions {
     pub label_tags: bool,
     /// Copy pod annotations into tags.
     pub annotation_tags: bool,
+    /// Watch namespaces and copy their labels into tags.
+    pub namespace_label_tags: bool,
 }
 
 /// Conditions on a pod and container; every pattern matches a whole value.
@@ -140,6 +144,9 @@ pub struct PodInfo {
     pub owner: Option<(String, String)>,
     /// Containers (init, regular, ephemeral).
     pub containers: Vec<ContainerInfo>,
+    /// Labels of the pod's namespace (filled in by discovery when they
+    /// are tags).
+    pub namespace_labels: BTreeMap<String, String>,
 }
 
 /// What a target needs from a container.
@@ -318,6 +325,7 @@ impl PodInfo {
             annotations: m.annotations.clone().unwrap_or_default(),
             owner,
             containers,
+            namespace_labels: BTreeMap::new(),
         })
     }
 }
@@ -376,6 +384,11 @@ pub fn pod_targets(p: &PodInfo, opts: &KubernetesOptions) -> Vec<Target> {
     if opts.annotation_tags {
         for (k, v) in &p.annotations {
             base.push((format!("{}{k}", tags::ANNOTATION), v.clone()));
+        }
+    }
+    if opts.namespace_label_tags {
+        for (k, v) in &p.namespace_labels {
+            base.push((format!("{}{k}", tags::NAMESPACE_LABEL), v.clone()));
         }
     }
     let mut out = Vec::new();
@@ -531,60 +544,189 @@ async fn run(
             return;
         }
     };
+    let namespaces: Api<Namespace> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", opts.node_name));
     let mut events = watcher::watcher(pods, config).default_backoff().boxed();
-    // Pods listed since the last `Init`, and the targets sent per pod uid.
+    // Namespace labels, when they become tags: one more watch, listed
+    // before the pods are taken, so no pod is read without them.
+    let mut ns_events = opts.namespace_label_tags.then(|| {
+        watcher::watcher(namespaces, watcher::Config::default())
+            .default_backoff()
+            .boxed()
+    });
+    let mut ns_ready = ns_events.is_none();
+    let mut ns_listing: Vec<Namespace> = Vec::new();
+    let mut node = Node {
+        opts: &opts,
+        tx: &tx,
+        stats: &stats,
+        pods: HashMap::new(),
+        ns_labels: HashMap::new(),
+    };
+    // Pods listed since the last `Init`.
     let mut listing: Vec<Pod> = Vec::new();
-    let mut sent: HashMap<String, Vec<Arc<str>>> = HashMap::new();
     let mut check_stop = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
-            ev = events.next() => match ev {
+            ev = events.next(), if ns_ready => match ev {
                 Some(Ok(Event::Init)) => listing.clear(),
                 Some(Ok(Event::InitApply(pod))) => listing.push(pod),
-                Some(Ok(Event::InitDone)) => {
-                    let mut all = Vec::new();
-                    sent.clear();
-                    for pod in listing.drain(..) {
-                        let Some(info) = PodInfo::from_pod(&pod) else { continue };
-                        let targets = pod_targets(&info, &opts);
-                        sent.insert(info.uid.clone(), targets.iter().map(|t| t.id.clone()).collect());
-                        all.extend(targets);
-                    }
-                    stats.resyncs.inc();
-                    info!(node = %opts.node_name, pods = sent.len(), targets = all.len(), "Listed this node's pods.");
-                    let _ = tx.send(TargetUpdate::Sync(all));
-                }
-                Some(Ok(Event::Apply(pod))) => {
-                    let Some(info) = PodInfo::from_pod(&pod) else { continue };
-                    let targets = pod_targets(&info, &opts);
-                    let ids: Vec<Arc<str>> = targets.iter().map(|t| t.id.clone()).collect();
-                    let before = sent.insert(info.uid.clone(), ids.clone()).unwrap_or_default();
-                    if before.is_empty() && !ids.is_empty() {
-                        stats.containers_added.add(ids.len() as u64);
-                        debug!(namespace = %info.namespace, pod = %info.name, "Pod on this node; reading it.");
-                    }
-                    for gone in before.iter().filter(|id| !ids.contains(id)) {
-                        let _ = tx.send(TargetUpdate::Removed(gone.clone()));
-                    }
-                    for t in targets {
-                        let _ = tx.send(TargetUpdate::Added(t));
-                    }
-                }
-                Some(Ok(Event::Delete(pod))) => {
-                    let Some(uid) = pod.metadata.uid else { continue };
-                    for id in sent.remove(&uid).unwrap_or_default() {
-                        let _ = tx.send(TargetUpdate::Removed(id));
-                    }
-                }
+                Some(Ok(Event::InitDone)) => node.listed(listing.drain(..)),
+                Some(Ok(Event::Apply(pod))) => node.apply(&pod),
+                Some(Ok(Event::Delete(pod))) => node.delete(&pod),
                 Some(Err(e)) => {
                     stats.errors.inc();
                     warn!(error = %e, "Kubernetes pod watch failed; listing again (known pods are still read).");
                 }
                 None => return,
             },
+            Some(ev) = super::next_of(&mut ns_events) => match ev {
+                Ok(Event::Init) => ns_listing.clear(),
+                Ok(Event::InitApply(ns)) => ns_listing.push(ns),
+                Ok(Event::InitDone) => {
+                    let all = ns_listing.drain(..).filter_map(|n| {
+                        Some((n.metadata.name?, n.metadata.labels.unwrap_or_default()))
+                    });
+                    node.namespaces(all.collect(), true);
+                    ns_ready = true;
+                }
+                Ok(Event::Apply(ns)) => {
+                    if let Some(name) = ns.metadata.name {
+                        let labels = ns.metadata.labels.unwrap_or_default();
+                        node.namespaces([(name, labels)].into_iter().collect(), false);
+                    }
+                }
+                // A deleted namespace has no pods left to tag.
+                Ok(Event::Delete(_)) => {}
+                Err(e) => {
+                    stats.errors.inc();
+                    warn!(error = %e, "Kubernetes namespace watch failed; listing again.");
+                }
+            },
             _ = check_stop.tick() => if stopped() { return },
+        }
+    }
+}
+
+/// This node's pods as known from the watch, and the targets sent for them.
+struct Node<'a> {
+    opts: &'a KubernetesOptions,
+    tx: &'a Sender<TargetUpdate>,
+    stats: &'a DiscoveryStats,
+    /// Pods by uid, with the ids of the targets sent for each.
+    pods: HashMap<String, (PodInfo, Vec<Arc<str>>)>,
+    /// Namespace labels (when they are tags).
+    ns_labels: HashMap<String, BTreeMap<String, String>>,
+}
+
+impl Node<'_> {
+    fn info(&self, pod: &Pod) -> Option<PodInfo> {
+        let mut info = PodInfo::from_pod(pod)?;
+        if let Some(labels) = self.ns_labels.get(&info.namespace) {
+            info.namespace_labels = labels.clone();
+        }
+        Some(info)
+    }
+
+    /// A complete list: the targets of every pod, as one `Sync`.
+    fn listed(&mut self, pods: impl Iterator<Item = Pod>) {
+        let mut all = Vec::new();
+        self.pods.clear();
+        for pod in pods {
+            let Some(info) = self.info(&pod) else {
+                continue;
+            };
+            let targets = pod_targets(&info, self.opts);
+            let ids = targets.iter().map(|t| t.id.clone()).collect();
+            self.pods.insert(info.uid.clone(), (info, ids));
+            all.extend(targets);
+        }
+        self.stats.resyncs.inc();
+        info!(node = %self.opts.node_name, pods = self.pods.len(), targets = all.len(), "Listed this node's pods.");
+        let _ = self.tx.send(TargetUpdate::Sync(all));
+    }
+
+    fn apply(&mut self, pod: &Pod) {
+        if let Some(info) = self.info(pod) {
+            self.send(info);
+        }
+    }
+
+    /// Sends a pod's targets (new tags replace the old ones from the next
+    /// batch on) and removes those it no longer has.
+    fn send(&mut self, info: PodInfo) {
+        let targets = pod_targets(&info, self.opts);
+        let ids: Vec<Arc<str>> = targets.iter().map(|t| t.id.clone()).collect();
+        let before = self
+            .pods
+            .insert(info.uid.clone(), (info.clone(), ids.clone()))
+            .map(|(_, ids)| ids)
+            .unwrap_or_default();
+        if before.is_empty() && !ids.is_empty() {
+            self.stats.containers_added.add(ids.len() as u64);
+            debug!(namespace = %info.namespace, pod = %info.name, "Pod on this node; reading it.");
+        }
+        for gone in before.iter().filter(|id| !ids.contains(id)) {
+            let _ = self.tx.send(TargetUpdate::Removed(gone.clone()));
+        }
+        for t in targets {
+            let _ = self.tx.send(TargetUpdate::Added(t));
+        }
+    }
+
+    fn delete(&mut self, pod: &Pod) {
+        let Some(uid) = &pod.metadata.uid else { return };
+        for id in self
+            .pods
+            .remove(uid)
+            .map(|(_, ids)| ids)
+            .unwrap_or_default()
+        {
+            let _ = self.tx.send(TargetUpdate::Removed(id));
+        }
+    }
+
+    /// New namespace labels (`complete`: the whole set, from a list): the
+    /// pods of every namespace whose labels changed get their new tags.
+    fn namespaces(&mut self, labels: HashMap<String, BTreeMap<String, String>>, complete: bool) {
+        let changed: Vec<String> = if complete {
+            let mut names: Vec<String> = labels
+                .keys()
+                .chain(self.ns_labels.keys())
+                .cloned()
+                .collect();
+            names.sort();
+            names.dedup();
+            names.retain(|n| labels.get(n) != self.ns_labels.get(n));
+            self.ns_labels = labels;
+            names
+        } else {
+            let mut names = Vec::new();
+            for (n, l) in labels {
+                if self.ns_labels.get(&n) != Some(&l) {
+                    names.push(n.clone());
+                    self.ns_labels.insert(n, l);
+                }
+            }
+            names
+        };
+        let retag: Vec<PodInfo> = self
+            .pods
+            .values()
+            .filter(|(p, _)| changed.contains(&p.namespace))
+            .map(|(p, _)| {
+                let mut p = p.clone();
+                p.namespace_labels = self
+                    .ns_labels
+                    .get(&p.namespace)
+                    .cloned()
+                    .unwrap_or_default();
+                p
+            })
+            .collect();
+        for info in retag {
+            self.send(info);
         }
     }
 }
@@ -626,6 +768,7 @@ mod tests {
             exclude: PodFilter::default(),
             label_tags: true,
             annotation_tags: false,
+            namespace_label_tags: false,
         }
     }
 

@@ -105,6 +105,16 @@ pub async fn back_off(backoff: &mut Duration, stop: &AtomicBool) -> bool {
     !stop.load(Ordering::Relaxed)
 }
 
+/// The next item of an optional stream; never, if there is none (for a
+/// `select!` over watches some configs do not open).
+pub async fn next_of<S: futures_util::Stream + Unpin>(s: &mut Option<S>) -> Option<S::Item> {
+    use futures_util::StreamExt;
+    match s {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The first backoff after a failure.
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 

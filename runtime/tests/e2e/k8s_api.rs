@@ -7,7 +7,8 @@
 //! connections. It counts every request, so tests can assert how many the
 //! agent made.
 //!
-//! Custom resources (`/apis/gleaner.io/v1alpha1/<plural>`) are served the
+//! Custom resources (`/apis/gleaner.io/v1alpha1/<plural>`) and namespaces
+//! (`/api/v1/namespaces`) are served the
 //! same way as JSON objects: list, watch from a resourceVersion, and merge
 //! patches of the `status` subresource (which, as on a real API server,
 //! bump the resourceVersion but not the generation and are seen by
@@ -256,8 +257,12 @@ pub async fn serve_request(st: Arc<Mutex<ApiState>>, req: Request<Incoming>) -> 
             .unwrap_or_default();
         return patch_status(&st, parts.uri.path(), &bytes);
     }
-    if req.uri().path().starts_with(CR_PREFIX) {
-        return handle_cr(&st, &req);
+    if let Some(plural) = req.uri().path().strip_prefix(CR_PREFIX) {
+        let plural = plural.to_owned();
+        return handle_objects(&st, plural, &req);
+    }
+    if req.uri().path() == "/api/v1/namespaces" {
+        return handle_objects(&st, "namespaces".into(), &req);
     }
     handle(&st, &req)
 }
@@ -294,9 +299,14 @@ fn patch_status(st: &Arc<Mutex<ApiState>>, path: &str, body: &[u8]) -> Response<
     full(200, line(&stored))
 }
 
-fn handle_cr(st: &Arc<Mutex<ApiState>>, req: &Request<Incoming>) -> Response<Body> {
+/// List and watch of JSON objects stored with `put_cr` under `plural`
+/// (custom resources, and namespaces).
+fn handle_objects(
+    st: &Arc<Mutex<ApiState>>,
+    plural: String,
+    req: &Request<Incoming>,
+) -> Response<Body> {
     let mut s = st.lock().unwrap();
-    let plural = req.uri().path()[CR_PREFIX.len()..].to_owned();
     if plural.contains('/') {
         s.other += 1;
         return full(404, Bytes::from_static(b"{}"));
@@ -311,7 +321,7 @@ fn handle_cr(st: &Arc<Mutex<ApiState>>, req: &Request<Incoming>) -> Response<Bod
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default();
         let list = serde_json::json!({
-            "apiVersion": "gleaner.io/v1alpha1",
+            "apiVersion": if plural == "namespaces" { "v1" } else { "gleaner.io/v1alpha1" },
             "kind": "List",
             "metadata": {"resourceVersion": s.rv.to_string()},
             "items": items,

@@ -713,3 +713,61 @@ fn files_inside_pods_are_read_from_their_volumes_and_the_api_answers_probes() {
     stop(agent);
     assert_eq!(by_message(&env).len(), 3);
 }
+
+#[test]
+fn namespace_labels_become_tags_and_follow_changes() {
+    use crate::k8s_api::{ApiServer, pod};
+    let api = ApiServer::start();
+    let env = Env::new();
+    let namespace = |team: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "shop", "labels": {"team": team}}})
+    };
+    api.put_cr("namespaces", namespace("a"));
+    api.add(pod(
+        "shop",
+        "web-5f7b9-aaaaa",
+        "uid-web",
+        "node-1",
+        &["app"],
+    ));
+    cri_append(&env, "shop_web-5f7b9-aaaaa_uid-web", "app", &["line 0"]);
+    let config = pods_config(&env, &api, "        namespace_label_tags: true");
+    let agent = start(&env, &config);
+    let got = wait_messages(&env, 1);
+    assert_eq!(got["line 0"]["k8s.namespace.label.team"], "a");
+    api.put_cr("namespaces", namespace("b"));
+    // The new tags apply from the next batch on: write until one has them.
+    let mut n = 1;
+    wait_until("a line tagged team=b", || {
+        cri_append(
+            &env,
+            "shop_web-5f7b9-aaaaa_uid-web",
+            "app",
+            &[&format!("line {n}")],
+        );
+        n += 1;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        by_message(&env)
+            .values()
+            .any(|e| e["k8s.namespace.label.team"] == "b")
+    });
+    stop(agent);
+    let teams: Vec<String> = lines_in(&env.path("out/events.ndjson"))
+        .iter()
+        .map(|e| e["k8s.namespace.label.team"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(teams.len(), n, "every line once");
+    let first_b = teams.iter().position(|t| t == "b").unwrap();
+    assert!(
+        teams[..first_b].iter().all(|t| t == "a") && teams[first_b..].iter().all(|t| t == "b"),
+        "{teams:?}"
+    );
+    let s = api.state.lock().unwrap();
+    assert_eq!(
+        s.cr_requests["namespaces"],
+        (1, 1, 0),
+        "one list and one watch of namespaces"
+    );
+    assert_eq!((s.lists, s.watches), (1, 1), "and of pods");
+}

@@ -31,6 +31,7 @@ pub mod event;
 pub mod flush;
 pub mod pipeline;
 pub mod plugin;
+pub mod reload;
 pub mod supervisor;
 pub mod tail;
 pub mod telemetry;

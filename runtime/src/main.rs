@@ -14,10 +14,8 @@ use gleaner::checkpoint::CheckpointStore;
 use gleaner::config::{self, Config};
 use gleaner::pipeline::{self, PreparedPipeline};
 use gleaner::plugin::PluginHost;
+use gleaner::reload::CONFIG_OWNER;
 use gleaner::supervisor::{self, Supervisor};
-
-/// The supervisor owner name of the config file's pipelines.
-const CONFIG_OWNER: &str = "the config file";
 
 #[derive(Parser)]
 #[command(
@@ -190,6 +188,7 @@ fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ])
     .context("cannot install signal handlers")?;
     let supervisor = Supervisor::new(supervisor::Context {
@@ -200,28 +199,48 @@ fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
         exit_on_eof,
     });
     for p in prepared {
-        supervisor.start(CONFIG_OWNER, String::new(), p)?;
+        supervisor.start(CONFIG_OWNER, p)?;
     }
+    // Reloads (SIGHUP, the file changing, the API), except for one-off runs.
+    let reloader = if exit_on_eof {
+        None
+    } else {
+        Some(gleaner::reload::spawn(
+            path.to_path_buf(),
+            config.clone(),
+            supervisor.clone(),
+        )?)
+    };
     let grace = config.shutdown_timeout;
     let sup = supervisor.clone();
+    let hup = reloader.clone();
     std::thread::Builder::new().name("gleaner-signals".into()).spawn(move || {
-        let mut signals = signals.forever();
-        if let Some(sig) = signals.next() {
-            tracing::info!(
-                signal = sig,
-                grace_ms = grace.as_millis() as u64,
-                "Stopping: no more reading; delivering what is queued, buffering the rest (signal again to exit at once)."
-            );
-            sup.stop_all();
-        }
-        if let Some(sig) = signals.next() {
-            tracing::warn!(signal = sig, "Second signal: exiting without draining.");
-            std::process::exit(130);
+        let mut stops = 0;
+        for sig in signals.forever() {
+            if sig == signal_hook::consts::SIGHUP {
+                match &hup {
+                    Some(r) => r.request("signal"),
+                    None => tracing::info!("SIGHUP ignored: a one-off run does not reload."),
+                }
+                continue;
+            }
+            stops += 1;
+            if stops == 1 {
+                tracing::info!(
+                    signal = sig,
+                    grace_ms = grace.as_millis() as u64,
+                    "Stopping: no more reading; delivering what is queued, buffering the rest (signal again to exit at once)."
+                );
+                sup.stop_all();
+            } else {
+                tracing::warn!(signal = sig, "Second signal: exiting without draining.");
+                std::process::exit(130);
+            }
         }
     })?;
     let health = Arc::new(gleaner::api::Health::default());
     if let Some(addr) = config.api {
-        gleaner::api::serve(addr, supervisor.clone(), health.clone())
+        gleaner::api::serve(addr, supervisor.clone(), health.clone(), reloader.clone())
             .with_context(|| format!("{}: api.address: cannot listen on {addr}", path.display()))?;
     }
     let resources_stop = Arc::new(AtomicBool::new(false));

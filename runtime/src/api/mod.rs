@@ -1,7 +1,8 @@
 //! The local HTTP API: `GET /healthz` (the process answers), `GET /readyz`
 //! (every pipeline source has started its pipelines, and the agent is not
 //! stopping), `GET /api/v1/pipelines` (what runs, and which source runs
-//! it). Served by one thread of its own, so a busy pipeline never delays a
+//! it), `POST /api/v1/reload` (reload the config file, answer with the
+//! outcome). Served by one thread of its own, so a busy pipeline never delays a
 //! probe.
 //!
 //! Reads the supervisor's state; never starts or stops anything.
@@ -18,6 +19,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
+use crate::reload::{Outcome, Reloader};
 use crate::supervisor::Supervisor;
 
 /// What the probes report.
@@ -33,6 +35,7 @@ pub fn serve(
     addr: SocketAddr,
     supervisor: Arc<Supervisor>,
     health: Arc<Health>,
+    reloader: Option<Reloader>,
 ) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
@@ -63,10 +66,26 @@ pub fn serve(
                         continue;
                     };
                     let (sup, health) = (supervisor.clone(), health.clone());
+                    let reloader = reloader.clone();
                     tokio::spawn(async move {
                         let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let reply = route(&req, &sup, &health);
-                            async move { Ok::<_, Infallible>(reply) }
+                            let (sup, health, reloader) =
+                                (sup.clone(), health.clone(), reloader.clone());
+                            async move {
+                                if req.method() == Method::POST
+                                    && req.uri().path() == "/api/v1/reload"
+                                {
+                                    // A reload compiles plugins: off this thread.
+                                    let outcome = tokio::task::spawn_blocking(move || {
+                                        reloader.and_then(|r| r.reload_now("api"))
+                                    })
+                                    .await
+                                    .ok()
+                                    .flatten();
+                                    return Ok::<_, Infallible>(reload_reply(outcome));
+                                }
+                                Ok::<_, Infallible>(route(&req, &sup, &health))
+                            }
                         });
                         let _ = http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)
@@ -88,10 +107,33 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
     r
 }
 
+fn reload_reply(outcome: Option<Outcome>) -> Response<Full<Bytes>> {
+    match outcome {
+        Some(o) => reply(
+            if o.applied {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            },
+            "application/json",
+            serde_json::to_string(&o).unwrap_or_default(),
+        ),
+        None => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "reloading is off (a one-off run, or the agent is stopping)\n".into(),
+        ),
+    }
+}
+
 fn route<B>(req: &Request<B>, sup: &Supervisor, health: &Health) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
     if req.method() != Method::GET {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "use GET\n".into());
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT,
+            "use GET (POST only for /api/v1/reload)\n".into(),
+        );
     }
     match req.uri().path() {
         "/healthz" => reply(StatusCode::OK, TEXT, "ok\n".into()),

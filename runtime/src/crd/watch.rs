@@ -235,9 +235,10 @@ impl Resources {
         // Invalid resources change nothing: a version already running stays.
         let keep: Vec<String> = verdicts.keys().map(ResourceId::pipeline_name).collect();
         let supervisor = self.supervisor.clone();
-        let results = tokio::task::spawn_blocking(move || supervisor.apply(OWNER, desired, &keep))
-            .await
-            .unwrap_or_default();
+        let results =
+            tokio::task::spawn_blocking(move || supervisor.apply(OWNER, desired, &keep, false))
+                .await
+                .unwrap_or_default();
         for (name, result) in results {
             let Some(id) = by_name.get(&name) else {
                 continue;

@@ -79,28 +79,10 @@ pub fn prepare(
             .join("dead-letter")
             .join(format!("{}.ndjson", config.name)),
     ));
-    let mut plugin_stats = Vec::new();
-    let mut instance = |entry: &crate::config::PluginEntry| -> Result<Instance, PrepareError> {
-        let err = |source| PrepareError::Plugin {
-            key: entry.key.clone(),
-            reference: entry.reference.clone(),
-            source,
-        };
-        let ident = Ident {
-            pipeline: Arc::from(config.name.as_str()),
-            plugin: Arc::from(entry.reference.as_str()),
-        };
-        let prepared = host.prepare(ident, entry.kind, &entry.spec).map_err(err)?;
-        plugin_stats.push((entry.reference.clone(), prepared.stats().clone()));
-        prepared.instance().map_err(err)
-    };
-    let mut stages = Vec::new();
-    for entry in &config.processors {
-        stages.push(Stage {
-            instance: instance(entry)?,
-            on_error: entry.on_error.clone(),
-        });
-    }
+    let Processors {
+        stages,
+        mut plugin_stats,
+    } = prepare_processors(config, host)?;
     let shutdown = Arc::new(Shutdown::default());
     let mut flushers = Vec::new();
     for (i, entry) in config.flushers.iter().enumerate() {
@@ -114,7 +96,7 @@ pub fn prepare(
             source,
         })?;
         flushers.push(FlushWorker {
-            instance: instance(entry)?,
+            instance: instance(config, host, entry, &mut plugin_stats)?,
             on_error: entry.on_error.clone(),
             dead_letter: dead_letter.clone(),
             buffer: Arc::new(buffer),
@@ -134,6 +116,61 @@ pub fn prepare(
     })
 }
 
+/// Compiles, links and initialises one plugin entry of `config`.
+fn instance(
+    config: &PipelineConfig,
+    host: &PluginHost,
+    entry: &crate::config::PluginEntry,
+    plugin_stats: &mut Vec<(String, Arc<PluginStats>)>,
+) -> Result<Instance, PrepareError> {
+    let err = |source| PrepareError::Plugin {
+        key: entry.key.clone(),
+        reference: entry.reference.clone(),
+        source,
+    };
+    let ident = Ident {
+        pipeline: Arc::from(config.name.as_str()),
+        plugin: Arc::from(entry.reference.as_str()),
+    };
+    let prepared = host.prepare(ident, entry.kind, &entry.spec).map_err(err)?;
+    plugin_stats.push((entry.reference.clone(), prepared.stats().clone()));
+    prepared.instance().map_err(err)
+}
+
+/// A pipeline's processor chain, compiled and initialised, ready to run or
+/// to be swapped into a running pipeline.
+pub struct Processors {
+    stages: Vec<Stage>,
+    plugin_stats: Vec<(String, Arc<PluginStats>)>,
+}
+
+/// Compiles, links and initialises the processors of `config` only.
+pub fn prepare_processors(
+    config: &PipelineConfig,
+    host: &PluginHost,
+) -> Result<Processors, PrepareError> {
+    let mut plugin_stats = Vec::new();
+    let mut stages = Vec::new();
+    for entry in &config.processors {
+        stages.push(Stage {
+            instance: instance(config, host, entry, &mut plugin_stats)?,
+            on_error: entry.on_error.clone(),
+        });
+    }
+    Ok(Processors {
+        stages,
+        plugin_stats,
+    })
+}
+
+/// A processor chain handed to the processor thread, and where it says
+/// when the swap happened.
+type Swap = (Vec<Stage>, Sender<std::time::Duration>);
+
+/// Every plugin instance's counters, by plugin reference (processors
+/// swapped in are added).
+type SharedPluginStats = Arc<std::sync::Mutex<Vec<(String, Arc<PluginStats>)>>>;
+
 /// A running pipeline.
 pub struct RunningPipeline {
     name: String,
@@ -143,13 +180,43 @@ pub struct RunningPipeline {
     stats: Arc<PipelineStats>,
     inputs: Vec<Arc<InputStats>>,
     discoveries: Vec<Arc<DiscoveryStats>>,
-    plugins: Vec<(String, Arc<PluginStats>)>,
+    plugins: SharedPluginStats,
+    swap: Sender<Swap>,
+}
+
+/// Swaps a running pipeline's processors from another thread.
+#[derive(Clone)]
+pub struct Swapper {
+    swap: Sender<Swap>,
+    plugins: SharedPluginStats,
+}
+
+impl Swapper {
+    /// Replaces the processor chain at the next batch boundary (the batch
+    /// being processed finishes on the old chain; batches already handed
+    /// to flushers are not touched). Returns how long the processor thread
+    /// was held for the swap itself.
+    pub fn swap(&self, processors: Processors) -> Result<std::time::Duration, SwapError> {
+        let (done_tx, done_rx) = bounded(1);
+        self.swap
+            .send((processors.stages, done_tx))
+            .map_err(|_| SwapError)?;
+        let held = done_rx.recv().map_err(|_| SwapError)?;
+        let mut plugins = self.plugins.lock().unwrap_or_else(|e| e.into_inner());
+        plugins.extend(processors.plugin_stats);
+        Ok(held)
+    }
 }
 
 impl PreparedPipeline {
     /// The pipeline's name.
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// What it was prepared from.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
     }
 
     /// Spawns the threads. With `exit_on_eof` the inputs stop by themselves
@@ -177,10 +244,12 @@ impl PreparedPipeline {
             dead_letter: self.dead_letter.clone(),
             stats: self.stats.clone(),
         };
+        let (swap_tx, swap_rx) = bounded::<Swap>(1);
         threads.push(spawn_or_log(spawn_processor(
             format!("{name}-process"),
             chain,
             in_rx,
+            swap_rx,
             flush_queues,
         )));
         let mut inputs = Vec::new();
@@ -236,7 +305,8 @@ impl PreparedPipeline {
             stats: self.stats,
             inputs,
             discoveries,
-            plugins: self.plugin_stats,
+            plugins: Arc::new(std::sync::Mutex::new(self.plugin_stats)),
+            swap: swap_tx,
         })
     }
 }
@@ -265,10 +335,28 @@ fn spawn_processor(
     name: String,
     mut chain: Chain,
     input: Receiver<Envelope>,
+    swaps: Receiver<Swap>,
     outputs: Vec<Sender<Envelope>>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(name).spawn(move || {
-        for Envelope { batch, ack } in input {
+        loop {
+            // A new chain takes over between two batches: the batch in
+            // hand finished on the old one, the next starts on the new.
+            let Envelope { batch, ack } = crossbeam_channel::select! {
+                recv(swaps) -> swap => {
+                    if let Ok((stages, done)) = swap {
+                        let t0 = std::time::Instant::now();
+                        let old = std::mem::replace(&mut chain.stages, stages);
+                        let _ = done.send(t0.elapsed());
+                        drop(old);
+                    }
+                    continue;
+                }
+                recv(input) -> envelope => match envelope {
+                    Ok(e) => e,
+                    Err(_) => break,
+                },
+            };
             chain.stats.batches_in.inc();
             chain.stats.events_in.add(batch.len() as u64);
             // A batch dead-lettered or dropped by a processor is done with:
@@ -293,6 +381,11 @@ fn spawn_processor(
     })
 }
 
+/// Why a processor swap did not happen.
+#[derive(Debug, thiserror::Error)]
+#[error("the pipeline's processor thread has stopped")]
+pub struct SwapError;
+
 impl RunningPipeline {
     /// The pipeline's name.
     pub fn name(&self) -> &str {
@@ -314,6 +407,14 @@ impl RunningPipeline {
     pub fn stop(&self, grace: std::time::Duration) {
         self.stop.store(true, Ordering::Relaxed);
         self.shutdown.begin(grace);
+    }
+
+    /// A handle that swaps the processors from another thread.
+    pub fn swapper(&self) -> Swapper {
+        Swapper {
+            swap: self.swap.clone(),
+            plugins: self.plugins.clone(),
+        }
     }
 
     /// A handle that can stop the pipeline from another thread.
@@ -363,7 +464,12 @@ impl RunningPipeline {
                 "Discovery summary."
             );
         }
-        for (plugin, p) in &self.plugins {
+        let plugins = self
+            .plugins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (plugin, p) in &plugins {
             let counters = format!("{:?}", p.counters_snapshot());
             tracing::info!(
                 pipeline = %self.name,

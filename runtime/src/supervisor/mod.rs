@@ -45,6 +45,13 @@ pub enum ApplyError {
     /// The agent is shutting down.
     #[error("the agent is stopping")]
     Stopping,
+    /// Not applied because another pipeline of the same all-or-nothing
+    /// set failed.
+    #[error("not applied: another pipeline of the same config failed")]
+    Aborted,
+    /// The running pipeline's processor thread is gone.
+    #[error(transparent)]
+    Swap(#[from] crate::pipeline::SwapError),
 }
 
 /// What happened to one pipeline in [`Supervisor::apply`].
@@ -54,6 +61,9 @@ pub enum Change {
     Unchanged,
     /// Started.
     Started,
+    /// Only its processors changed: the new chain took over at a batch
+    /// boundary, without stopping reading or flushing.
+    Swapped,
     /// The old version was drained and the new one started.
     Replaced,
     /// Stopped and drained (no longer wanted).
@@ -65,8 +75,47 @@ pub enum Change {
 pub struct Desired {
     /// The checked config.
     pub config: PipelineConfig,
-    /// Changes whenever the pipeline must be rebuilt (e.g. the source text).
-    pub fingerprint: String,
+}
+
+/// What a running pipeline was built from, in two parts: a change in the
+/// processors alone is swapped in; any other change rebuilds the pipeline.
+/// Key paths are left out, so moving a pipeline within its file is no
+/// change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// Inputs, flushers, batching and queues.
+    pub rest: String,
+    /// The processor chain.
+    pub processors: String,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `c`.
+    pub fn of(c: &PipelineConfig) -> Fingerprint {
+        let entry = |e: &crate::config::PluginEntry| {
+            format!(
+                "{} {:?} {:?} {:?} {:?}",
+                e.reference, e.kind, e.spec, e.on_error, e.spill
+            )
+        };
+        Fingerprint {
+            rest: format!(
+                "{:?}|{:?}|{:?}|{}",
+                c.inputs,
+                c.flushers.iter().map(entry).collect::<Vec<_>>(),
+                c.batch,
+                c.queue_batches
+            ),
+            processors: format!("{:?}", c.processors.iter().map(entry).collect::<Vec<_>>()),
+        }
+    }
+}
+
+/// A change made ready off the data path, before anything is touched.
+enum Ready {
+    Unchanged,
+    Swap(crate::pipeline::Processors),
+    Build(Box<PreparedPipeline>),
 }
 
 /// What every pipeline is started with.
@@ -85,7 +134,7 @@ pub struct Context {
 
 struct Entry {
     owner: String,
-    fingerprint: String,
+    fingerprint: Fingerprint,
     pipeline: RunningPipeline,
 }
 
@@ -120,13 +169,9 @@ impl Supervisor {
 
     /// Starts a pipeline prepared by the caller (the config file's, at boot,
     /// all prepared before any starts).
-    pub fn start(
-        &self,
-        owner: &str,
-        fingerprint: String,
-        prepared: PreparedPipeline,
-    ) -> Result<(), ApplyError> {
+    pub fn start(&self, owner: &str, prepared: PreparedPipeline) -> Result<(), ApplyError> {
         let name = prepared.name().to_owned();
+        let fingerprint = Fingerprint::of(prepared.config());
         let mut state = self.lock();
         if state.stopping {
             return Err(ApplyError::Stopping);
@@ -149,9 +194,12 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Makes `owner`'s pipelines `desired`: starts new ones, replaces
-    /// changed ones, stops those no longer wanted, except names in `keep`
+    /// Makes `owner`'s pipelines `desired`: starts new ones, swaps the
+    /// processors of those where only they changed, replaces those where
+    /// more changed, stops those no longer wanted, except names in `keep`
     /// (sources whose new version is invalid: the running one stays).
+    /// Everything new is prepared (compiled, initialised) before anything
+    /// running is touched; with `atomic`, one failure applies nothing.
     /// Returns what happened to each name. Blocks while replaced pipelines
     /// drain; other pipelines are not touched.
     pub fn apply(
@@ -159,8 +207,9 @@ impl Supervisor {
         owner: &str,
         desired: Vec<Desired>,
         keep: &[String],
+        atomic: bool,
     ) -> Vec<(String, Result<Change, ApplyError>)> {
-        let mine: BTreeMap<String, String> = {
+        let mine: BTreeMap<String, Fingerprint> = {
             let mut state = self.lock();
             if state.stopping {
                 return desired
@@ -176,18 +225,34 @@ impl Supervisor {
                 .map(|(n, e)| (n.clone(), e.fingerprint.clone()))
                 .collect()
         };
+        // 1. Prepare everything, touching nothing.
+        let mut ready: Vec<(PipelineConfig, Result<Ready, ApplyError>)> = Vec::new();
+        for d in desired {
+            let r = self.prepare_one(mine.get(&d.config.name), &d.config);
+            ready.push((d.config, r));
+        }
+        let failed = ready.iter().any(|(_, r)| r.is_err());
         let mut results = Vec::new();
+        if atomic && failed {
+            for (config, r) in ready {
+                let r = r.and(Err(ApplyError::Aborted));
+                results.push((config.name, r));
+            }
+            self.done();
+            return results;
+        }
+        // 2. Apply.
         for gone in mine
             .keys()
-            .filter(|n| !desired.iter().any(|d| &d.config.name == *n) && !keep.contains(n))
+            .filter(|n| !ready.iter().any(|(c, _)| &c.name == *n) && !keep.contains(n))
         {
             self.stop_one(owner, gone);
             tracing::info!(pipeline = %gone, owner, "Pipeline removed.");
             results.push((gone.clone(), Ok(Change::Removed)));
         }
-        for d in desired {
-            let name = d.config.name.clone();
-            let result = self.apply_one(owner, mine.get(&name), d);
+        for (config, r) in ready {
+            let name = config.name.clone();
+            let result = r.and_then(|r| self.apply_one(owner, config, r));
             match &result {
                 Ok(Change::Unchanged) => {}
                 Ok(change) => tracing::info!(pipeline = %name, owner, ?change, "Pipeline applied."),
@@ -197,42 +262,89 @@ impl Supervisor {
             }
             results.push((name, result));
         }
+        self.done();
+        results
+    }
+
+    fn done(&self) {
         let mut state = self.lock();
         state.busy -= 1;
         self.changed.notify_all();
-        results
+    }
+
+    fn prepare_one(
+        &self,
+        running: Option<&Fingerprint>,
+        config: &PipelineConfig,
+    ) -> Result<Ready, ApplyError> {
+        let fp = Fingerprint::of(config);
+        match running {
+            Some(old) if *old == fp => return Ok(Ready::Unchanged),
+            Some(old) if old.rest == fp.rest => {
+                return Ok(Ready::Swap(pipeline::prepare_processors(
+                    config,
+                    &self.ctx.host,
+                )?));
+            }
+            Some(_) => {}
+            None => {
+                if let Some(e) = self.lock().running.get(&config.name) {
+                    return Err(ApplyError::NameTaken {
+                        name: config.name.clone(),
+                        owner: e.owner.clone(),
+                    });
+                }
+            }
+        }
+        Ok(Ready::Build(Box::new(pipeline::prepare(
+            config,
+            &self.ctx.host,
+            &self.ctx.data_dir,
+        )?)))
     }
 
     fn apply_one(
         &self,
         owner: &str,
-        running: Option<&String>,
-        d: Desired,
+        config: PipelineConfig,
+        ready: Ready,
     ) -> Result<Change, ApplyError> {
-        if running == Some(&d.fingerprint) {
-            return Ok(Change::Unchanged);
-        }
-        if running.is_none()
-            && let Some(e) = self.lock().running.get(&d.config.name)
-        {
-            return Err(ApplyError::NameTaken {
-                name: d.config.name,
-                owner: e.owner.clone(),
-            });
-        }
-        // Compile and initialise before touching the running version.
-        let prepared = pipeline::prepare(&d.config, &self.ctx.host, &self.ctx.data_dir)?;
-        let replaced = self.stop_one(owner, &d.config.name);
+        let prepared = match ready {
+            Ready::Unchanged => return Ok(Change::Unchanged),
+            Ready::Swap(processors) => {
+                let swapper = self
+                    .lock()
+                    .running
+                    .get(&config.name)
+                    .filter(|e| e.owner == owner)
+                    .map(|e| e.pipeline.swapper())
+                    .ok_or(ApplyError::Stopping)?;
+                // Not under the lock: the swap waits for the batch in hand.
+                let held = swapper.swap(processors)?;
+                if let Some(e) = self.lock().running.get_mut(&config.name) {
+                    e.fingerprint = Fingerprint::of(&config);
+                }
+                tracing::info!(
+                    pipeline = %config.name,
+                    held_us = held.as_micros() as u64,
+                    "Processors swapped at a batch boundary."
+                );
+                return Ok(Change::Swapped);
+            }
+            Ready::Build(p) => *p,
+        };
+        let fingerprint = Fingerprint::of(&config);
+        let replaced = self.stop_one(owner, &config.name);
         let mut state = self.lock();
         if state.stopping {
             return Err(ApplyError::Stopping);
         }
         let pipeline = prepared.start(self.ctx.exit_on_eof, &self.ctx.store)?;
         state.running.insert(
-            d.config.name,
+            config.name,
             Entry {
                 owner: owner.to_owned(),
-                fingerprint: d.fingerprint,
+                fingerprint,
                 pipeline,
             },
         );

@@ -861,16 +861,27 @@ fn removed_at_exit_containers_are_read_from_the_handle_held_or_counted() {
             "i=0; while [ $i -lt 500 ]; do echo \"$HOSTNAME $i\"; i=$((i+1)); done",
         ]);
     }
-    std::thread::sleep(Duration::from_secs(2));
-    let got = events(&env);
+    let missed = || {
+        let agent_log = env.log();
+        agent_log.matches("could not be read").count()
+            + agent_log.matches("before they could be read").count()
+    };
+    let per_container = || {
+        let mut per: BTreeMap<String, usize> = BTreeMap::new();
+        for e in &events(&env) {
+            *per.entry(s(e, "container.name").to_owned()).or_insert(0) += 1;
+        }
+        per
+    };
+    // Every container ends read in full or counted as missed (no sleep:
+    // a slow machine only takes longer).
+    wait_until("every container read or counted", || {
+        per_container().values().filter(|n| **n == 500).count() + missed() >= n
+    });
+    std::thread::sleep(Duration::from_millis(300));
     stop(agent);
-    let agent_log = env.log();
-    let missed = agent_log.matches("could not be read").count()
-        + agent_log.matches("before they could be read").count();
-    let mut per: BTreeMap<String, usize> = BTreeMap::new();
-    for e in &got {
-        *per.entry(s(e, "container.name").to_owned()).or_insert(0) += 1;
-    }
+    let missed = missed();
+    let per = per_container();
     assert!(
         per.values().all(|n| *n == 500),
         "whole containers only: {per:?}"

@@ -528,7 +528,7 @@ pipeline_resources:
     // 3. A changed resource replaces only its pipeline, at a batch
     //    boundary: nothing read twice, new lines go through the new version.
     api.put_cr("gleanerpipelines", front(Some("2")));
-    env.wait_log("change=Replaced", 1);
+    env.wait_log("change=Swapped", 1);
     cri_append(&env, "shop_web-5f7b9-aaaaa_uid-web", "app", &["shop web 2"]);
     env.append("host.log", "host 2\n");
     wait_until("shop web 2 delivered", || sink_messages().len() == 2);
@@ -625,7 +625,7 @@ pipeline_resources:
 }
 
 /// A free local port (bound and released; the agent binds it next).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -634,12 +634,17 @@ fn free_port() -> u16 {
 }
 
 /// `GET path` on the agent's API: (status, body).
-fn api_get(port: u16, path: &str) -> (u16, String) {
+pub fn api_get(port: u16, path: &str) -> (u16, String) {
+    api_call(port, "GET", path)
+}
+
+/// `method path` on the agent's API: (status, body).
+pub fn api_call(port: u16, method: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut text = String::new();

@@ -18,4 +18,5 @@ mod k8s_api;
 mod kubernetes;
 mod processors;
 mod quickstart;
+mod reload;
 mod tailing;

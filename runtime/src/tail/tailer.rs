@@ -62,6 +62,8 @@ pub struct Tailer {
     /// Discovery's first complete list was applied (its targets were there
     /// at startup, so `start_at` applies to them).
     synced: bool,
+    /// When this tailer was made (before its pipeline said it started).
+    created: std::time::SystemTime,
     /// The target each open file belongs to.
     owner: HashMap<Key, Arc<str>>,
     /// Targets by the literal directories their patterns start from, so a
@@ -148,6 +150,7 @@ impl Tailer {
             targets: Vec::new(),
             updates,
             synced: false,
+            created: std::time::SystemTime::now(),
             owner: HashMap::new(),
             by_root: HashMap::new(),
             files: HashMap::new(),
@@ -420,14 +423,26 @@ impl Tailer {
     }
 
     /// Where a file without a checkpoint starts. Files found later are new:
-    /// from the beginning. At startup `start_at` decides, except that after
-    /// a restart a file written since the last checkpoint was written is
-    /// read from the beginning (it appeared while Gleaner was down).
+    /// from the beginning. At startup `start_at` decides, except that a file
+    /// born after this tailer was made is new, and after a restart a file
+    /// written since the last checkpoint was written is read from the
+    /// beginning (it appeared while Gleaner was down).
     fn start_for(&self, path: &std::path::Path, initial: bool) -> StartAt {
         if !initial || self.opts.start_at == StartAt::Beginning {
             return StartAt::Beginning;
         }
-        let modified_ms = std::fs::metadata(path)
+        let meta = std::fs::metadata(path);
+        // Born after the pipeline started (before its first scan got to
+        // it): a new file, read whole. Where the file system records birth.
+        if meta
+            .as_ref()
+            .ok()
+            .and_then(|m| m.created().ok())
+            .is_some_and(|born| born >= self.created)
+        {
+            return StartAt::Beginning;
+        }
+        let modified_ms = meta
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())

@@ -84,7 +84,7 @@ pub fn serve(
                                     .flatten();
                                     return Ok::<_, Infallible>(reload_reply(outcome));
                                 }
-                                Ok::<_, Infallible>(route(&req, &sup, &health))
+                                Ok::<_, Infallible>(route(&req, &sup, &health, reloader.as_ref()))
                             }
                         });
                         let _ = http1::Builder::new()
@@ -126,7 +126,12 @@ fn reload_reply(outcome: Option<Outcome>) -> Response<Full<Bytes>> {
     }
 }
 
-fn route<B>(req: &Request<B>, sup: &Supervisor, health: &Health) -> Response<Full<Bytes>> {
+fn route<B>(
+    req: &Request<B>,
+    sup: &Supervisor,
+    health: &Health,
+    reloader: Option<&Reloader>,
+) -> Response<Full<Bytes>> {
     const TEXT: &str = "text/plain; charset=utf-8";
     if req.method() != Method::GET {
         return reply(
@@ -145,6 +150,21 @@ fn route<B>(req: &Request<B>, sup: &Supervisor, health: &Health) -> Response<Ful
             } else {
                 reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, "starting\n".into())
             }
+        }
+        "/metrics" => {
+            let mut e = crate::telemetry::Exposition::default();
+            sup.metrics(&mut e);
+            if let Some(r) = reloader {
+                for (result, c) in [("applied", &r.stats.applied), ("failed", &r.stats.failed)] {
+                    e.counter(
+                        "config_reloads_total",
+                        "Config reloads, by result.",
+                        &[("result", result)],
+                        c.get() as f64,
+                    );
+                }
+            }
+            reply(StatusCode::OK, "text/plain; version=0.0.4", e.render())
         }
         "/api/v1/pipelines" => {
             let list: Vec<serde_json::Value> = sup

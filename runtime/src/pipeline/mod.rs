@@ -409,6 +409,14 @@ impl RunningPipeline {
         self.shutdown.begin(grace);
     }
 
+    /// Every plugin instance's counters (processors swapped in included).
+    pub fn plugin_stats(&self) -> Vec<(String, Arc<PluginStats>)> {
+        self.plugins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// A handle that swaps the processors from another thread.
     pub fn swapper(&self) -> Swapper {
         Swapper {

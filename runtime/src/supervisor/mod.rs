@@ -389,6 +389,152 @@ impl Supervisor {
         self.lock().stopping
     }
 
+    /// Writes every running pipeline's counters to `e`.
+    pub fn metrics(&self, e: &mut crate::telemetry::Exposition) {
+        let state = self.lock();
+        for (name, entry) in &state.running {
+            let p = &entry.pipeline;
+            let l = [("pipeline", name.as_str())];
+            e.gauge(
+                "pipeline_up",
+                "1 for each running pipeline, by who runs it.",
+                &[("pipeline", name), ("source", &entry.owner)],
+                1.0,
+            );
+            let s = p.stats();
+            for (metric, help, c) in [
+                (
+                    "pipeline_events_in_total",
+                    "Events that entered the processor chain.",
+                    &s.events_in,
+                ),
+                (
+                    "pipeline_events_processed_total",
+                    "Events that left the processor chain.",
+                    &s.events_processed,
+                ),
+                (
+                    "pipeline_events_delivered_total",
+                    "Events every flusher delivered (per flusher).",
+                    &s.events_delivered,
+                ),
+                (
+                    "pipeline_events_dead_lettered_total",
+                    "Events written to the dead-letter file.",
+                    &s.events_dead_lettered,
+                ),
+                (
+                    "pipeline_events_dropped_total",
+                    "Events dropped by policy.",
+                    &s.events_dropped,
+                ),
+                (
+                    "pipeline_events_buffered_total",
+                    "Events written to the disk buffer.",
+                    &s.events_buffered,
+                ),
+                (
+                    "pipeline_events_replayed_total",
+                    "Events replayed from the disk buffer.",
+                    &s.events_replayed,
+                ),
+                (
+                    "pipeline_flush_retries_total",
+                    "Flush attempts retried.",
+                    &s.flush_retries,
+                ),
+                (
+                    "pipeline_process_retries_total",
+                    "Processor calls retried.",
+                    &s.process_retries,
+                ),
+            ] {
+                e.counter(metric, help, &l, c.get() as f64);
+            }
+            for (i, input) in p.input_stats().iter().enumerate() {
+                let i = i.to_string();
+                let l = [("pipeline", name.as_str()), ("input", i.as_str())];
+                for (metric, help, c) in [
+                    ("input_lines_total", "Lines read.", &input.lines),
+                    ("input_bytes_total", "Bytes read.", &input.bytes),
+                    (
+                        "input_lines_truncated_total",
+                        "Lines cut at max_line_bytes.",
+                        &input.lines_truncated,
+                    ),
+                    (
+                        "input_lines_malformed_total",
+                        "Container log lines that did not decode (kept raw).",
+                        &input.lines_malformed,
+                    ),
+                    (
+                        "input_files_opened_total",
+                        "Files opened.",
+                        &input.files_opened,
+                    ),
+                    (
+                        "input_files_closed_total",
+                        "Files closed.",
+                        &input.files_closed,
+                    ),
+                    (
+                        "input_files_released_total",
+                        "Deleted files released before they were drained.",
+                        &input.files_released,
+                    ),
+                    (
+                        "input_bytes_given_up_total",
+                        "Bytes of released files never read.",
+                        &input.bytes_given_up,
+                    ),
+                ] {
+                    e.counter(metric, help, &l, c.get() as f64);
+                }
+                e.gauge(
+                    "input_files_open",
+                    "Files open now.",
+                    &l,
+                    input
+                        .files_opened
+                        .get()
+                        .saturating_sub(input.files_closed.get()) as f64,
+                );
+            }
+            for (plugin, ps) in p.plugin_stats() {
+                let l = [("pipeline", name.as_str()), ("plugin", plugin.as_str())];
+                for (metric, help, v) in [
+                    (
+                        "plugin_calls_total",
+                        "Calls into the plugin.",
+                        ps.calls.get() as f64,
+                    ),
+                    (
+                        "plugin_call_seconds_total",
+                        "Time spent in plugin calls.",
+                        ps.call_micros.get() as f64 / 1e6,
+                    ),
+                    (
+                        "plugin_traps_total",
+                        "Calls that trapped (the instance was rebuilt).",
+                        ps.traps.get() as f64,
+                    ),
+                    (
+                        "plugin_errors_total",
+                        "Calls that returned an error.",
+                        ps.errors.get() as f64,
+                    ),
+                    (
+                        "plugin_instances_total",
+                        "Instances created.",
+                        ps.instances.get() as f64,
+                    ),
+                ] {
+                    e.counter(metric, help, &l, v);
+                }
+            }
+        }
+    }
+
     /// Names of the running pipelines and who runs them.
     pub fn pipelines(&self) -> Vec<(String, String)> {
         self.lock()

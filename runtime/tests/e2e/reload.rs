@@ -125,6 +125,20 @@ fn reload_touches_only_changed_pipelines_and_loses_nothing() {
             lines_in(&env.path(&format!("out/{name}.ndjson"))).len() >= n
         });
     }
+    // Metrics: the reloads by result, and pipeline a's counters, which
+    // started once and saw every line.
+    let (status, metrics) = crate::kubernetes::api_get(port, "/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        "gleaner_config_reloads_total{result=\"applied\"} 3".to_owned(),
+        "gleaner_config_reloads_total{result=\"failed\"} 1".to_owned(),
+        format!("gleaner_input_lines_total{{pipeline=\"a\",input=\"0\"}} {n}"),
+        format!("gleaner_pipeline_events_delivered_total{{pipeline=\"a\"}} {n}"),
+        "gleaner_pipeline_up{pipeline=\"b\",source=\"the config file\"} 1".to_owned(),
+        "# TYPE gleaner_plugin_calls_total counter".to_owned(),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no `{line}` in:\n{metrics}");
+    }
     stop_agent(agent);
     let log = env.log();
 

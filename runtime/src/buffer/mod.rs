@@ -67,7 +67,15 @@ impl DiskBuffer {
             next: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
         };
-        let segments = buffer.segments()?;
+        buffer.rescan()?;
+        Ok(buffer)
+    }
+
+    /// Takes the next segment number and the size from the directory again
+    /// (a pipeline version prepared while the previous one still ran opens
+    /// the same directory before that one has buffered its last batches).
+    pub fn rescan(&self) -> std::io::Result<()> {
+        let segments = self.segments()?;
         let next = segments
             .last()
             .and_then(|p| segment_seq(p))
@@ -77,9 +85,9 @@ impl DiskBuffer {
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())
             .sum();
-        buffer.next.store(next, Ordering::Relaxed);
-        buffer.bytes.store(bytes, Ordering::Relaxed);
-        Ok(buffer)
+        self.next.store(next, Ordering::Relaxed);
+        self.bytes.store(bytes, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Bytes in all segments.
@@ -265,6 +273,18 @@ mod tests {
             len: 2,
         });
         b
+    }
+
+    #[test]
+    fn a_buffer_opened_early_does_not_overwrite_segments_written_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = DiskBuffer::open(dir.path().join("p/0")).unwrap();
+        let new = DiskBuffer::open(dir.path().join("p/0")).unwrap();
+        old.write(&sample()).unwrap();
+        new.rescan().unwrap();
+        assert_eq!(new.size(), old.size());
+        new.write(&sample()).unwrap();
+        assert_eq!(new.segments().unwrap().len(), 2);
     }
 
     #[test]

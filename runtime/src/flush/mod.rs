@@ -109,6 +109,9 @@ impl FlushWorker {
         name: String,
         queue: Receiver<Envelope>,
     ) -> std::io::Result<JoinHandle<()>> {
+        // The previous version of this pipeline (a reload) may have
+        // buffered batches since this one was prepared.
+        self.buffer.rescan()?;
         std::thread::Builder::new()
             .name(name)
             .spawn(move || match self.spill {

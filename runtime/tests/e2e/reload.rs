@@ -137,7 +137,10 @@ fn reload_touches_only_changed_pipelines_and_loses_nothing() {
         "gleaner_pipeline_up{pipeline=\"b\",source=\"the config file\"} 1".to_owned(),
         "# TYPE gleaner_plugin_calls_total counter".to_owned(),
     ] {
-        assert!(metrics.lines().any(|l| l == line), "no `{line}` in:\n{metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
     }
     stop_agent(agent);
     let log = env.log();

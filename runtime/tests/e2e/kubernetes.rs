@@ -525,8 +525,9 @@ pipeline_resources:
         )
     );
 
-    // 3. A changed resource replaces only its pipeline, at a batch
-    //    boundary: nothing read twice, new lines go through the new version.
+    // 3. A processor change is swapped in at a batch boundary, touching
+    //    only this pipeline: nothing read twice, new lines go through the
+    //    new version.
     api.put_cr("gleanerpipelines", front(Some("2")));
     env.wait_log("change=Swapped", 1);
     cri_append(&env, "shop_web-5f7b9-aaaaa_uid-web", "app", &["shop web 2"]);

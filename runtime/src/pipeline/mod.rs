@@ -163,9 +163,10 @@ pub fn prepare_processors(
     })
 }
 
-/// A processor chain handed to the processor thread, and where it says
-/// when the swap happened.
-type Swap = (Vec<Stage>, Sender<std::time::Duration>);
+/// A processor chain handed to the processor thread, and where it hands
+/// back how long the swap held it and the old chain (dropped by the caller,
+/// off the data path).
+type Swap = (Vec<Stage>, Sender<(std::time::Duration, Vec<Stage>)>);
 
 /// Every plugin instance's counters, by plugin reference (processors
 /// swapped in are added).
@@ -201,7 +202,10 @@ impl Swapper {
         self.swap
             .send((processors.stages, done_tx))
             .map_err(|_| SwapError)?;
-        let held = done_rx.recv().map_err(|_| SwapError)?;
+        // The old chain comes back and is dropped here, not on the
+        // processor thread.
+        let (held, old) = done_rx.recv().map_err(|_| SwapError)?;
+        drop(old);
         let mut plugins = self.plugins.lock().unwrap_or_else(|e| e.into_inner());
         plugins.extend(processors.plugin_stats);
         Ok(held)
@@ -347,8 +351,7 @@ fn spawn_processor(
                     if let Ok((stages, done)) = swap {
                         let t0 = std::time::Instant::now();
                         let old = std::mem::replace(&mut chain.stages, stages);
-                        let _ = done.send(t0.elapsed());
-                        drop(old);
+                        let _ = done.send((t0.elapsed(), old));
                     }
                     continue;
                 }

@@ -59,6 +59,9 @@ enum Command {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Work with plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Print the CustomResourceDefinitions of `GleanerPipeline` and
     /// `ClusterGleanerPipeline` (YAML, as in deploy/kubernetes/crd.yaml).
     Crd,
@@ -71,6 +74,44 @@ enum Command {
         input: PathBuf,
         #[arg(long)]
         output: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Make a plugin bundle (component + manifest with its SHA-256) in a
+    /// plugins directory: written under a hidden name, then renamed into
+    /// place, so a watching agent never sees half of it.
+    Pack {
+        /// The component (.wasm).
+        component: PathBuf,
+        /// Bundle name (what pipelines reference).
+        #[arg(long)]
+        name: String,
+        /// Semantic version, e.g. 1.2.0.
+        #[arg(long)]
+        version: String,
+        /// `processor` or `flusher`.
+        #[arg(long)]
+        kind: String,
+        /// Default plugin config (a YAML or JSON file with a mapping).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A `host:port` the flusher needs (repeatable).
+        #[arg(long = "needs-host")]
+        needs_hosts: Vec<String>,
+        /// A directory the flusher needs (repeatable).
+        #[arg(long = "needs-dir")]
+        needs_dirs: Vec<PathBuf>,
+        /// The flusher needs Gleaner's stdout.
+        #[arg(long)]
+        needs_stdout: bool,
+        /// One line for humans.
+        #[arg(long)]
+        description: Option<String>,
+        /// The plugins directory.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -91,6 +132,43 @@ fn main() -> ExitCode {
         } => run(&config, exit_on_eof),
         Command::Validate { config } => validate(&config),
         Command::Bench { mib, dir, filter } => bench(mib, dir, filter),
+        Command::Plugin(PluginCommand::Pack {
+            component,
+            name,
+            version,
+            kind,
+            config,
+            needs_hosts,
+            needs_dirs,
+            needs_stdout,
+            description,
+            out,
+        }) => pack(
+            &component,
+            gleaner::bundle::Manifest {
+                name,
+                version,
+                kind: match kind.as_str() {
+                    "processor" => gleaner::bundle::ManifestKind::Processor,
+                    "flusher" => gleaner::bundle::ManifestKind::Flusher,
+                    other => {
+                        eprintln!("error: --kind: `{other}` is not processor or flusher");
+                        return ExitCode::from(2);
+                    }
+                },
+                component: String::new(),
+                sha256: String::new(),
+                config: None,
+                grants: gleaner::bundle::Needs {
+                    hosts: needs_hosts,
+                    dirs: needs_dirs,
+                    stdout: needs_stdout,
+                },
+                description,
+            },
+            config.as_deref(),
+            &out,
+        ),
         Command::Crd => gleaner::crd::types::crd_yaml()
             .map(|y| print!("{y}"))
             .map_err(anyhow::Error::from),
@@ -107,6 +185,28 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `gleaner plugin pack`.
+fn pack(
+    component: &Path,
+    mut manifest: gleaner::bundle::Manifest,
+    config: Option<&Path>,
+    out: &Path,
+) -> anyhow::Result<()> {
+    if let Some(path) = config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--config: cannot read {}", path.display()))?;
+        let value: serde_json::Value = serde_yaml_ng::from_str(&text)
+            .with_context(|| format!("--config: {} is not YAML or JSON", path.display()))?;
+        if !value.is_object() {
+            anyhow::bail!("--config: {} must hold a mapping", path.display());
+        }
+        manifest.config = Some(value);
+    }
+    let dir = gleaner::bundle::pack(component, &manifest, out).map_err(|e| anyhow::anyhow!(e))?;
+    println!("{}", dir.display());
+    Ok(())
 }
 
 /// What `run` and `validate` start from.
@@ -239,8 +339,17 @@ fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
         }
     })?;
     let health = Arc::new(gleaner::api::Health::default());
+    let progress = gleaner::progress::spawn(store.clone(), config.progress_interval)?;
     if let Some(addr) = config.api {
-        gleaner::api::serve(addr, supervisor.clone(), health.clone(), reloader.clone())
+        let ctx = gleaner::api::ApiContext {
+            supervisor: supervisor.clone(),
+            health: health.clone(),
+            reloader: reloader.clone(),
+            progress,
+            plugins_dir: config.plugins_dir.clone(),
+            file_metrics: config.file_metrics,
+        };
+        gleaner::api::serve(addr, ctx)
             .with_context(|| format!("{}: api.address: cannot listen on {addr}", path.display()))?;
     }
     let resources_stop = Arc::new(AtomicBool::new(false));

@@ -280,6 +280,16 @@ impl CheckpointStore {
             .insert((input.to_owned(), id.dev, id.ino), tracker.clone());
     }
 
+    /// Every live tracker, with its input (for progress and lag reports).
+    pub fn live_files(&self) -> Vec<(String, Arc<FileTracker>)> {
+        self.lock()
+            .1
+            .iter()
+            .filter(|(_, t)| !t.finished())
+            .map(|((input, _, _), t)| (input.clone(), t.clone()))
+            .collect()
+    }
+
     /// Folds live trackers into the entries and drops stale ones.
     fn snapshot(&self) -> CheckpointFile {
         let now = now_ms();

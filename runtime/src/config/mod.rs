@@ -53,6 +53,12 @@ pub struct Config {
     pub pipeline_resources: Option<PipelineResources>,
     /// Where the local HTTP API listens, if enabled.
     pub api: Option<std::net::SocketAddr>,
+    /// The plugin bundle directory (absolute), if set.
+    pub plugins_dir: Option<PathBuf>,
+    /// How often read progress is sampled.
+    pub progress_interval: std::time::Duration,
+    /// Per-file gauges on `/metrics`.
+    pub file_metrics: bool,
 }
 
 /// Checked `pipeline_resources`: the generated `kubernetes` inputs get
@@ -76,6 +82,9 @@ pub struct PipelineResources {
     /// Relative plugin paths of cluster resources resolve against this
     /// (the config file's directory).
     pub base: PathBuf,
+    /// Bundles cluster resources may name (the config file's
+    /// `plugins_dir`).
+    pub plugins_dir: Option<PathBuf>,
 }
 
 /// One checked pipeline.
@@ -95,6 +104,18 @@ pub struct PipelineConfig {
     pub batch: BatchLimits,
     /// Queue depth between stages, in batches.
     pub queue_batches: usize,
+    /// Probation of swapped-in processors.
+    pub rollback: Rollback,
+}
+
+/// Checked `rollback`: new processors are on probation for their first
+/// `batches`; more than `max_failures` failed batches roll them back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rollback {
+    /// Probation length in batches (0: none).
+    pub batches: u32,
+    /// Failed batches tolerated during probation.
+    pub max_failures: u32,
 }
 
 /// One checked input.
@@ -179,11 +200,21 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         Ok(cwd) => normalize(&cwd.join(base)),
         Err(_) => normalize(base),
     };
+    let plugins_dir = raw.plugins_dir.as_deref().map(|d| normalize(&base.join(d)));
+    let bundles = match &plugins_dir {
+        None => None,
+        Some(d) => Some(crate::bundle::Registry::scan(d).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            key: "plugins_dir".into(),
+            message: format!("cannot read {}: {e}", d.display()),
+        })?),
+    };
     Resolver {
         file: path,
         base: &base,
+        bundles: bundles.as_ref(),
     }
-    .config(raw)
+    .config(raw, plugins_dir)
 }
 
 /// A deserialization error as a [`ConfigError`] naming the key path
@@ -225,6 +256,7 @@ fn path_error<E: std::fmt::Display>(file: &Path, e: serde_path_to_error::Error<E
 pub fn pipeline_from_json(
     origin: &Path,
     base: &Path,
+    bundles: Option<&crate::bundle::Registry>,
     key: &str,
     value: serde_json::Value,
 ) -> Result<PipelineConfig, ConfigError> {
@@ -237,12 +269,19 @@ pub fn pipeline_from_json(
         };
         err
     })?;
-    Resolver { file: origin, base }.pipeline(key, raw)
+    Resolver {
+        file: origin,
+        base,
+        bundles,
+    }
+    .pipeline(key, raw)
 }
 
 struct Resolver<'a> {
     file: &'a Path,
     base: &'a Path,
+    /// The scanned `plugins_dir`, if one is set.
+    bundles: Option<&'a crate::bundle::Registry>,
 }
 
 impl Resolver<'_> {
@@ -258,7 +297,11 @@ impl Resolver<'_> {
         normalize(&self.base.join(p))
     }
 
-    fn config(&self, raw: raw::RawConfig) -> Result<Config, ConfigError> {
+    fn config(
+        &self,
+        raw: raw::RawConfig,
+        plugins_dir: Option<PathBuf>,
+    ) -> Result<Config, ConfigError> {
         let data_dir = self.absolute(&raw.data_dir);
         let plugin_cache_dir = raw
             .plugin_cache_dir
@@ -282,7 +325,7 @@ impl Resolver<'_> {
         };
         let pipeline_resources = match raw.pipeline_resources {
             None => None,
-            Some(r) => Some(self.pipeline_resources(r)?),
+            Some(r) => Some(self.pipeline_resources(r, plugins_dir.clone())?),
         };
         let mut pipelines = Vec::new();
         for (i, p) in raw.pipelines.into_iter().enumerate() {
@@ -298,6 +341,9 @@ impl Resolver<'_> {
         if raw.checkpoint_interval.is_zero() {
             return self.err("checkpoint_interval", "must be above zero");
         }
+        if raw.progress_interval.is_zero() {
+            return self.err("progress_interval", "must be above zero");
+        }
         Ok(Config {
             file: self.file.to_path_buf(),
             data_dir,
@@ -308,12 +354,16 @@ impl Resolver<'_> {
             pipelines,
             pipeline_resources,
             api,
+            plugins_dir,
+            progress_interval: raw.progress_interval,
+            file_metrics: raw.api.as_ref().is_some_and(|a| a.file_metrics),
         })
     }
 
     fn pipeline_resources(
         &self,
         r: raw::RawPipelineResources,
+        plugins_dir: Option<PathBuf>,
     ) -> Result<PipelineResources, ConfigError> {
         let key = "pipeline_resources";
         let node_name = self.node_name(&format!("{key}.node_name"), r.node_name)?;
@@ -342,6 +392,7 @@ impl Resolver<'_> {
             namespaced: r.namespaced,
             cluster: r.cluster,
             base: self.base.to_path_buf(),
+            plugins_dir,
         })
     }
 
@@ -401,6 +452,17 @@ impl Resolver<'_> {
         if p.queue_batches == 0 {
             return self.err(format!("{key}.queue_batches"), "must be at least 1");
         }
+        let share = p.rollback.max_failure_share;
+        if !(0.0..=1.0).contains(&share) {
+            return self.err(
+                format!("{key}.rollback.max_failure_share"),
+                format!("{share} is not between 0 and 1"),
+            );
+        }
+        let rollback = Rollback {
+            batches: p.rollback.first_batches,
+            max_failures: (share * f64::from(p.rollback.first_batches)).floor() as u32,
+        };
         let inputs = p
             .inputs
             .into_iter()
@@ -431,6 +493,7 @@ impl Resolver<'_> {
                 linger: b.linger,
             },
             queue_batches: p.queue_batches,
+            rollback,
         })
     }
 
@@ -717,6 +780,7 @@ impl Resolver<'_> {
         kind: PluginKind,
         e: raw::RawPlugin,
     ) -> Result<PluginEntry, ConfigError> {
+        let mut bundle = None;
         let source = match e.plugin.strip_prefix("builtin:") {
             Some(name) => {
                 if crate::plugin::builtin::get(name).is_none() {
@@ -730,6 +794,33 @@ impl Resolver<'_> {
                     );
                 }
                 PluginSource::Builtin(name.to_owned())
+            }
+            None if !e.plugin.contains('/') && !e.plugin.ends_with(".wasm") => {
+                let Some(reg) = self.bundles else {
+                    return self.err(
+                        format!("{key}.plugin"),
+                        format!(
+                            "`{}` is not builtin:NAME or a .wasm path, and no plugins_dir is set to look for a bundle of that name",
+                            e.plugin
+                        ),
+                    );
+                };
+                let b = match reg.resolve(&e.plugin) {
+                    Ok(b) => b,
+                    Err(err) => return self.err(format!("{key}.plugin"), err.to_string()),
+                };
+                if b.kind != kind {
+                    return self.err(
+                        format!("{key}.plugin"),
+                        format!("bundle {} is a {}, not a {kind}", b.id(), b.kind),
+                    );
+                }
+                bundle = Some(b);
+                PluginSource::Bundle {
+                    id: b.id(),
+                    path: b.component.clone(),
+                    sha256: b.sha256.clone(),
+                }
             }
             None => {
                 let path = self.absolute(Path::new(&e.plugin));
@@ -746,11 +837,15 @@ impl Resolver<'_> {
                 PluginSource::File(path)
             }
         };
-        let config_json = match &e.config {
-            None => "{}".to_owned(),
-            Some(v) if v.is_null() => "{}".to_owned(),
-            Some(v) => v.to_string(),
+        let config_json = match (bundle, &e.config) {
+            (Some(b), c) => b.merged_config(c.as_ref()).to_string(),
+            (None, None) => "{}".to_owned(),
+            (None, Some(v)) if v.is_null() => "{}".to_owned(),
+            (None, Some(v)) => v.to_string(),
         };
+        if let Some(b) = bundle {
+            self.bundle_grants(key, b, &e.grants)?;
+        }
         if e.limits.memory_mib == 0 {
             return self.err(format!("{key}.limits.memory_mib"), "must be at least 1");
         }
@@ -804,7 +899,10 @@ impl Resolver<'_> {
         }
         Ok(PluginEntry {
             key: key.to_owned(),
-            reference: e.plugin.clone(),
+            reference: match bundle {
+                Some(b) => b.id(),
+                None => e.plugin.clone(),
+            },
             kind,
             spec: PluginSpec {
                 source,
@@ -832,6 +930,46 @@ impl Resolver<'_> {
                 drop_oldest: s.when_full == raw::WhenFull::DropOldest,
             }),
         })
+    }
+}
+
+impl Resolver<'_> {
+    /// Every grant bundle `b` needs must be given by the pipeline.
+    fn bundle_grants(
+        &self,
+        key: &str,
+        b: &crate::bundle::Bundle,
+        given: &raw::RawGrants,
+    ) -> Result<(), ConfigError> {
+        let missing: Vec<String> = b
+            .needs
+            .hosts
+            .iter()
+            .filter(|h| !given.hosts.contains(h))
+            .map(|h| format!("hosts: {h}"))
+            .chain(
+                b.needs
+                    .dirs
+                    .iter()
+                    .filter(|d| {
+                        let want = self.absolute(d);
+                        !given.dirs.iter().any(|g| self.absolute(g) == want)
+                    })
+                    .map(|d| format!("dirs: {}", d.display())),
+            )
+            .chain((b.needs.stdout && !given.stdout).then(|| "stdout: true".to_owned()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.err(
+            format!("{key}.grants"),
+            format!(
+                "bundle {} needs grants the pipeline does not give: {}",
+                b.id(),
+                missing.join(", ")
+            ),
+        )
     }
 }
 

@@ -30,6 +30,16 @@ pub struct RawConfig {
     /// before the rest is written to the disk buffer. Default `10s`.
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// How often read progress and checkpoint lag are sampled (and a large
+    /// backlog is logged with an estimate of the time left). Default `10s`.
+    #[serde(default = "default_progress_interval", with = "humantime_serde")]
+    pub progress_interval: Duration,
+    /// A directory of plugin bundles (`<dir>/<any>/manifest.yaml` plus the
+    /// component), referenced from pipelines as `name@version` or `name`
+    /// (the newest). Watched: a new version is swapped into the pipelines
+    /// that name it. Relative to the config file's directory.
+    #[serde(default)]
+    pub plugins_dir: Option<PathBuf>,
     /// The pipelines; names must be unique. May be empty when
     /// `pipeline_resources` is set.
     #[serde(default)]
@@ -52,6 +62,14 @@ pub struct RawApi {
     /// in a pod, `0.0.0.0:8686` lets kubelet's probes reach it.
     #[serde(default = "default_api_address")]
     pub address: String,
+    /// Also serve per-file gauges on `/metrics` (size, read and delivered
+    /// offsets of every open file; one series per file). Default false.
+    #[serde(default)]
+    pub file_metrics: bool,
+}
+
+fn default_progress_interval() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_api_address() -> String {
@@ -117,6 +135,41 @@ pub struct RawPipeline {
     /// bounds the pipeline's memory. Default 8.
     #[serde(default = "default_queue_batches")]
     pub queue_batches: usize,
+    /// When new processors are swapped in (a reload, a new bundle version):
+    /// how their first batches are watched, and when they are rolled back.
+    #[serde(default)]
+    pub rollback: RawRollback,
+}
+
+/// Automatic rollback of swapped-in processors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollback {
+    /// How many batches the new processors are on probation (0: no
+    /// probation, no rollback). Default 20.
+    #[serde(default = "default_probation_batches")]
+    pub first_batches: u32,
+    /// Roll back when more than this share of the probation batches fail
+    /// (a trap or an error in any new processor). Default 0.1.
+    #[serde(default = "default_max_failure_share")]
+    pub max_failure_share: f64,
+}
+
+impl Default for RawRollback {
+    fn default() -> Self {
+        RawRollback {
+            first_batches: default_probation_batches(),
+            max_failure_share: default_max_failure_share(),
+        }
+    }
+}
+
+fn default_probation_batches() -> u32 {
+    20
+}
+
+fn default_max_failure_share() -> f64 {
+    0.1
 }
 
 fn default_queue_batches() -> usize {

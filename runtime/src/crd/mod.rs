@@ -164,21 +164,31 @@ pub fn to_pipeline(
         pipeline.insert("batch".into(), b.clone());
     }
     let value = Value::Object(pipeline);
-    let config = crate::config::pipeline_from_json(&origin, &node.base, "spec", value).map_err(
-        |mut e| {
-            // The generated input's keys are the spec's own.
-            if let Some(rest) = e.key.strip_prefix("spec.inputs[0]") {
-                e.key = match rest.strip_prefix(".include.container") {
-                    Some(_) => "spec.containers".into(),
-                    None => match rest.strip_prefix(".include.namespaces") {
-                        Some(r) => format!("spec.namespaces{r}"),
-                        None => format!("spec{rest}"),
-                    },
-                };
-            }
-            e
-        },
-    )?;
+    // Only cluster resources may name bundles (see the check above).
+    let bundles = match (&node.plugins_dir, &id.namespace) {
+        (Some(dir), None) => Some(crate::bundle::Registry::scan(dir).map_err(|e| {
+            err(
+                "spec".into(),
+                format!("cannot read plugins_dir {}: {e}", dir.display()),
+            )
+        })?),
+        _ => None,
+    };
+    let config =
+        crate::config::pipeline_from_json(&origin, &node.base, bundles.as_ref(), "spec", value)
+            .map_err(|mut e| {
+                // The generated input's keys are the spec's own.
+                if let Some(rest) = e.key.strip_prefix("spec.inputs[0]") {
+                    e.key = match rest.strip_prefix(".include.container") {
+                        Some(_) => "spec.containers".into(),
+                        None => match rest.strip_prefix(".include.namespaces") {
+                            Some(r) => format!("spec.namespaces{r}"),
+                            None => format!("spec{rest}"),
+                        },
+                    };
+                }
+                e
+            })?;
     Ok(Desired { config })
 }
 
@@ -196,6 +206,7 @@ mod tests {
             namespaced: true,
             cluster: true,
             base: PathBuf::from("/etc/gleaner"),
+            plugins_dir: None,
         }
     }
 

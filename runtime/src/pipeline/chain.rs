@@ -33,14 +33,41 @@ pub struct Chain {
 impl Chain {
     /// Runs the batch through every stage. `None` if a stage gave up on it
     /// (it was dead-lettered or dropped, and counted).
-    pub fn run(&mut self, mut batch: Batch) -> Option<Batch> {
+    pub fn run(&mut self, batch: Batch) -> Option<Batch> {
+        Self::run_stages(&mut self.stages, batch, &self.dead_letter, &self.stats)
+    }
+
+    /// [`Chain::run`] over `stages` (e.g. the previous chain, kept while
+    /// new processors are on probation).
+    pub fn run_stages(
+        stages: &mut [Stage],
+        mut batch: Batch,
+        dead_letter: &DeadLetter,
+        stats: &PipelineStats,
+    ) -> Option<Batch> {
+        for stage in stages {
+            if batch.is_empty() {
+                break;
+            }
+            batch = Self::stage(stage, batch, dead_letter, stats)?;
+        }
+        Some(batch)
+    }
+
+    /// Runs the batch through every stage once, without retries or
+    /// give-up policy: the first failure is returned with the plugin's
+    /// name (the caller still holds a copy of the batch).
+    pub fn try_run(&mut self, mut batch: Batch) -> Result<Batch, (Arc<str>, CallError)> {
         for stage in &mut self.stages {
             if batch.is_empty() {
                 break;
             }
-            batch = Self::stage(stage, batch, &self.dead_letter, &self.stats)?;
+            batch = stage
+                .instance
+                .process(&mut batch)
+                .map_err(|e| (stage.instance.prepared().ident().plugin.clone(), e))?;
         }
-        Some(batch)
+        Ok(batch)
     }
 
     fn stage(

@@ -25,7 +25,7 @@ use self::stats::PipelineStats;
 use crate::batch::{Batcher, Envelope};
 use crate::buffer::DiskBuffer;
 use crate::checkpoint::CheckpointStore;
-use crate::config::{DiscoveryConfig, PipelineConfig};
+use crate::config::{DiscoveryConfig, PipelineConfig, Rollback};
 use crate::discovery::DiscoveryStats;
 use crate::flush::{FlushWorker, Shutdown};
 use crate::plugin::{Ident, Instance, PluginError, PluginHost, PluginStats};
@@ -163,10 +163,63 @@ pub fn prepare_processors(
     })
 }
 
-/// A processor chain handed to the processor thread, and where it hands
-/// back how long the swap held it and the old chain (dropped by the caller,
-/// off the data path).
-type Swap = (Vec<Stage>, Sender<(std::time::Duration, Vec<Stage>)>);
+/// A processor chain handed to the processor thread.
+struct Swap {
+    stages: Vec<Stage>,
+    /// Numbers the chain (the supervisor's count of swaps).
+    generation: u64,
+    /// Probation of the new chain.
+    rollback: Rollback,
+    /// Gets how long the swap held the processor thread, and the old
+    /// chain unless it is kept for probation (dropped by the caller, off
+    /// the data path).
+    done: Sender<(std::time::Duration, Option<Vec<Stage>>)>,
+}
+
+/// What the processor thread reports about swaps and rollbacks.
+#[derive(Debug, Clone, Default)]
+pub struct SwapStatus {
+    /// Generation of the chain processing now (0: the one started with).
+    pub active: u64,
+    /// Generation on probation: batches seen and failed so far.
+    pub probation: Option<Probation>,
+    /// Swaps taken.
+    pub swaps: u64,
+    /// Rollbacks done.
+    pub rollbacks: u64,
+    /// The last rollback.
+    pub last_rollback: Option<RollbackReport>,
+}
+
+/// A chain on probation.
+#[derive(Debug, Clone, Copy)]
+pub struct Probation {
+    /// Its generation.
+    pub generation: u64,
+    /// Batches it processed (or failed on).
+    pub seen: u32,
+    /// Batches it failed on (each went through the previous chain).
+    pub failed: u32,
+}
+
+/// A rollback: which chain failed, which took over again, and why.
+#[derive(Debug, Clone)]
+pub struct RollbackReport {
+    /// Generation rolled back.
+    pub generation: u64,
+    /// Generation processing again.
+    pub restored: u64,
+    /// Batches it failed on, of `seen`.
+    pub failed: u32,
+    /// Batches it saw.
+    pub seen: u32,
+    /// The last failure.
+    pub error: String,
+    /// When.
+    pub at: std::time::SystemTime,
+}
+
+type SharedSwapStatus = Arc<std::sync::Mutex<SwapStatus>>;
 
 /// Every plugin instance's counters, by plugin reference (processors
 /// swapped in are added).
@@ -183,6 +236,8 @@ pub struct RunningPipeline {
     discoveries: Vec<Arc<DiscoveryStats>>,
     plugins: SharedPluginStats,
     swap: Sender<Swap>,
+    swap_status: SharedSwapStatus,
+    queues: Vec<(String, Receiver<Envelope>)>,
 }
 
 /// Swaps a running pipeline's processors from another thread.
@@ -195,12 +250,25 @@ pub struct Swapper {
 impl Swapper {
     /// Replaces the processor chain at the next batch boundary (the batch
     /// being processed finishes on the old chain; batches already handed
-    /// to flushers are not touched). Returns how long the processor thread
-    /// was held for the swap itself.
-    pub fn swap(&self, processors: Processors) -> Result<std::time::Duration, SwapError> {
+    /// to flushers are not touched). With a `rollback` probation, the old
+    /// chain is kept until the new one has passed its first batches, and
+    /// takes over again if it fails on too many (each failed batch goes
+    /// through the old chain instead). Returns how long the processor
+    /// thread was held for the swap itself.
+    pub fn swap(
+        &self,
+        processors: Processors,
+        generation: u64,
+        rollback: Rollback,
+    ) -> Result<std::time::Duration, SwapError> {
         let (done_tx, done_rx) = bounded(1);
         self.swap
-            .send((processors.stages, done_tx))
+            .send(Swap {
+                stages: processors.stages,
+                generation,
+                rollback,
+                done: done_tx,
+            })
             .map_err(|_| SwapError)?;
         // The old chain comes back and is dropped here, not on the
         // processor thread.
@@ -237,23 +305,29 @@ impl PreparedPipeline {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         let mut flush_queues: Vec<Sender<Envelope>> = Vec::new();
+        // Receiver clones, only to read queue depths: they do not keep a
+        // channel open (its senders do).
+        let mut queues = Vec::new();
         for (i, worker) in self.flushers.into_iter().enumerate() {
             let (tx, rx) = bounded(depth);
             flush_queues.push(tx);
+            queues.push((format!("flusher{i}"), rx.clone()));
             threads.push(spawn_or_log(worker.spawn(format!("{name}-flush{i}"), rx)));
         }
         let (in_tx, in_rx) = bounded::<Envelope>(depth);
+        queues.insert(0, ("processors".to_owned(), in_rx.clone()));
         let chain = Chain {
             stages: self.stages,
             dead_letter: self.dead_letter.clone(),
             stats: self.stats.clone(),
         };
         let (swap_tx, swap_rx) = bounded::<Swap>(1);
+        let swap_status = SharedSwapStatus::default();
         threads.push(spawn_or_log(spawn_processor(
             format!("{name}-process"),
             chain,
             in_rx,
-            swap_rx,
+            (swap_rx, swap_status.clone()),
             flush_queues,
         )));
         let mut inputs = Vec::new();
@@ -311,6 +385,8 @@ impl PreparedPipeline {
             discoveries,
             plugins: Arc::new(std::sync::Mutex::new(self.plugin_stats)),
             swap: swap_tx,
+            swap_status,
+            queues,
         })
     }
 }
@@ -339,19 +415,61 @@ fn spawn_processor(
     name: String,
     mut chain: Chain,
     input: Receiver<Envelope>,
-    swaps: Receiver<Swap>,
+    (swaps, status): (Receiver<Swap>, SharedSwapStatus),
     outputs: Vec<Sender<Envelope>>,
 ) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(name).spawn(move || {
+    std::thread::Builder::new().name(name.clone()).spawn(move || {
+        // The previous chain and its generation, while the current one is
+        // on probation.
+        let mut fallback: Option<(Vec<Stage>, u64, Rollback)> = None;
+        // How long the last batch took, and a swap whose pause is measured
+        // on the first batch after it: (held, last batch on the old chain).
+        let mut last_took = std::time::Duration::ZERO;
+        let mut measuring: Option<(std::time::Duration, std::time::Duration, u64)> = None;
+        let set_status = |f: &mut dyn FnMut(&mut SwapStatus)| {
+            f(&mut status.lock().unwrap_or_else(|e| e.into_inner()));
+        };
         loop {
             // A new chain takes over between two batches: the batch in
             // hand finished on the old one, the next starts on the new.
             let Envelope { batch, ack } = crossbeam_channel::select! {
                 recv(swaps) -> swap => {
-                    if let Ok((stages, done)) = swap {
+                    if let Ok(swap) = swap {
                         let t0 = std::time::Instant::now();
-                        let old = std::mem::replace(&mut chain.stages, stages);
-                        let _ = done.send((t0.elapsed(), old));
+                        let old = std::mem::replace(&mut chain.stages, swap.stages);
+                        let back = if swap.rollback.batches == 0 {
+                            // Any chain still on probation is dropped too.
+                            if let Some((stages, _, _)) = fallback.take() {
+                                retire(stages);
+                            }
+                            Some(old)
+                        } else {
+                            match &fallback {
+                                // A chain replaced while on probation: the
+                                // last one that passed stays the fallback.
+                                Some(_) => Some(old),
+                                None => {
+                                    let prev = status.lock().map(|s| s.active).unwrap_or(0);
+                                    fallback = Some((old, prev, swap.rollback));
+                                    None
+                                }
+                            }
+                        };
+                        let held = t0.elapsed();
+                        measuring = Some((held, last_took, swap.generation));
+                        set_status(&mut |s| {
+                            s.active = swap.generation;
+                            s.swaps += 1;
+                            s.probation = (swap.rollback.batches > 0).then_some(Probation {
+                                generation: swap.generation,
+                                seen: 0,
+                                failed: 0,
+                            });
+                        });
+                        if let Some((_, _, r)) = &mut fallback {
+                            *r = swap.rollback;
+                        }
+                        let _ = swap.done.send((held, back));
                     }
                     continue;
                 }
@@ -362,9 +480,76 @@ fn spawn_processor(
             };
             chain.stats.batches_in.inc();
             chain.stats.events_in.add(batch.len() as u64);
+            let started = std::time::Instant::now();
+            let out = match fallback.as_mut() {
+                None => chain.run(batch),
+                Some((old, prev, rollback)) => {
+                    // On probation: a batch the new chain fails on goes
+                    // through the previous chain instead, so it is lost
+                    // neither way and processed by exactly one version.
+                    let copy = batch.clone();
+                    let (out, failure) = match chain.try_run(batch) {
+                        Ok(out) => (Some(out), None),
+                        Err((plugin, e)) => {
+                            tracing::warn!(pipeline = %name, plugin = &*plugin, error = %e, "New processors failed on a batch during probation; the previous ones processed it.");
+                            let out = Chain::run_stages(old, copy, &chain.dead_letter, &chain.stats);
+                            (out, Some(format!("{plugin}: {e}")))
+                        }
+                    };
+                    let mut verdict = None;
+                    set_status(&mut |s| {
+                        if let Some(p) = &mut s.probation {
+                            p.seen += 1;
+                            p.failed += u32::from(failure.is_some());
+                            if p.failed > rollback.max_failures {
+                                verdict = Some(Err(*p));
+                            } else if p.seen >= rollback.batches {
+                                verdict = Some(Ok(()));
+                            }
+                        }
+                    });
+                    match verdict {
+                        None => {}
+                        Some(Ok(())) => {
+                            set_status(&mut |s| s.probation = None);
+                            if let Some((old, _, _)) = fallback.take() {
+                                retire(old);
+                            }
+                        }
+                        Some(Err(p)) => {
+                            let restored = *prev;
+                            if let Some((old, _, _)) = fallback.take() {
+                                retire(std::mem::replace(&mut chain.stages, old));
+                            }
+                            let error = failure.unwrap_or_default();
+                            tracing::error!(pipeline = %name, generation = p.generation, restored, failed = p.failed, seen = p.seen, error = %error, "New processors failed on too many of their first batches: rolled back to the previous ones.");
+                            set_status(&mut |s| {
+                                s.active = restored;
+                                s.probation = None;
+                                s.rollbacks += 1;
+                                s.last_rollback = Some(RollbackReport {
+                                    generation: p.generation,
+                                    restored,
+                                    failed: p.failed,
+                                    seen: p.seen,
+                                    error: error.clone(),
+                                    at: std::time::SystemTime::now(),
+                                });
+                            });
+                        }
+                    }
+                    out
+                }
+            };
+            last_took = started.elapsed();
+            if let Some((held, before, generation)) = measuring.take() {
+                let pause = held + last_took.saturating_sub(before);
+                chain.stats.swap_pause.observe(pause);
+                tracing::info!(pipeline = %name, generation, pause_us = pause.as_micros() as u64, first_batch_us = last_took.as_micros() as u64, previous_batch_us = before.as_micros() as u64, "Swap pause measured.");
+            }
             // A batch dead-lettered or dropped by a processor is done with:
             // dropping its ack here counts it as delivered.
-            let Some(out) = chain.run(batch) else {
+            let Some(out) = out else {
                 continue;
             };
             chain.stats.events_processed.add(out.len() as u64);
@@ -382,6 +567,20 @@ fn spawn_processor(
             }
         }
     })
+}
+
+/// Drops a chain that is done with on a thread of its own: tearing down
+/// Wasm instances is not data-path work.
+fn retire(stages: Vec<Stage>) {
+    if stages.is_empty() {
+        return;
+    }
+    if let Err(e) = std::thread::Builder::new()
+        .name("gleaner-retire".into())
+        .spawn(move || drop(stages))
+    {
+        tracing::warn!(error = %e, "Cannot spawn a thread to drop old processors; dropping them here.");
+    }
 }
 
 /// Why a processor swap did not happen.
@@ -415,6 +614,23 @@ impl RunningPipeline {
     /// Every plugin instance's counters (processors swapped in included).
     pub fn plugin_stats(&self) -> Vec<(String, Arc<PluginStats>)> {
         self.plugins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Batches waiting in front of each stage (`processors`,
+    /// `flusher0`, ...).
+    pub fn queue_depths(&self) -> Vec<(String, usize)> {
+        self.queues
+            .iter()
+            .map(|(n, q)| (n.clone(), q.len()))
+            .collect()
+    }
+
+    /// Swaps and rollbacks so far.
+    pub fn swap_status(&self) -> SwapStatus {
+        self.swap_status
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()

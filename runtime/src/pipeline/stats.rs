@@ -27,4 +27,8 @@ pub struct PipelineStats {
     pub events_buffered: Counter,
     /// Events replayed from the disk buffer and delivered.
     pub events_replayed: Counter,
+    /// Per processor swap: how long it held the processor thread, plus how
+    /// much longer the first batch on the new chain took than the last one
+    /// on the old (a cold instance's warm-up).
+    pub swap_pause: crate::telemetry::Histogram,
 }

@@ -59,6 +59,16 @@ pub enum PluginSource {
     Builtin(String),
     /// A `.wasm` component file.
     File(PathBuf),
+    /// A component from a plugin bundle (`bundle/`): loaded only if it
+    /// still has the digest its manifest gave when the config was checked.
+    Bundle {
+        /// `name@version`.
+        id: String,
+        /// The component file.
+        path: PathBuf,
+        /// Its SHA-256, as checked against the manifest.
+        sha256: String,
+    },
 }
 
 /// Per-instance limits.
@@ -135,6 +145,10 @@ pub enum PluginError {
         /// What wasmtime said.
         detail: String,
     },
+    /// A bundle's component changed after its manifest was checked
+    /// (the message names the bundle, the file and both digests).
+    #[error("{0}")]
+    Digest(String),
     /// A grant cannot be honoured (e.g. a directory cannot be opened).
     #[error("{0}")]
     Grant(String),
@@ -235,6 +249,20 @@ impl PluginHost {
                         path: path.clone(),
                         source,
                     })
+            }
+            PluginSource::Bundle { id, path, sha256 } => {
+                let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let actual = digest(&bytes);
+                if actual != *sha256 {
+                    return Err(PluginError::Digest(format!(
+                        "bundle {id}: {} has SHA-256 {actual}, the manifest says {sha256}: refused",
+                        path.display()
+                    )));
+                }
+                Ok(std::borrow::Cow::Owned(bytes))
             }
         }
     }
@@ -420,6 +448,7 @@ impl Instance {
     pub fn process(&mut self, batch: &mut Batch) -> Result<Batch, CallError> {
         self.before_call()?;
         let started = Instant::now();
+        self.account_in(batch);
         let input = convert::take_into_wit(batch);
         let live = self.live()?;
         let Exports::Processor(p) = &live.exports else {
@@ -435,6 +464,7 @@ impl Instance {
                     self.prepared.stats.errors.inc();
                     CallError::Failed(e.to_string())
                 })?;
+                self.account_out(&out);
                 Ok(out)
             }
             Ok(Err(msg)) => {
@@ -449,6 +479,7 @@ impl Instance {
     pub fn flush(&mut self, batch: &mut Batch) -> Result<(), CallError> {
         self.before_call()?;
         let started = Instant::now();
+        self.account_in(batch);
         let input = convert::take_into_wit(batch);
         let live = self.live()?;
         let Exports::Flusher(f) = &live.exports else {
@@ -458,7 +489,10 @@ impl Instance {
         *batch = convert::from_wit(input);
         self.account(started);
         match result {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.account_out(batch);
+                Ok(())
+            }
             Ok(Err(e)) => {
                 self.prepared.stats.errors.inc();
                 Err(match e {
@@ -471,10 +505,26 @@ impl Instance {
     }
 
     fn account(&self, started: Instant) {
-        self.prepared.stats.calls.inc();
-        self.prepared
-            .stats
-            .call_micros
-            .add(started.elapsed().as_micros() as u64);
+        let took = started.elapsed();
+        let stats = &self.prepared.stats;
+        stats.calls.inc();
+        stats.call_micros.add(took.as_micros() as u64);
+        stats.latency.observe(took);
+    }
+
+    fn account_in(&self, batch: &Batch) {
+        let stats = &self.prepared.stats;
+        stats.events_in.add(batch.len() as u64);
+        stats
+            .bytes_in
+            .add((batch.bodies.len() + batch.values.len()) as u64);
+    }
+
+    fn account_out(&self, batch: &Batch) {
+        let stats = &self.prepared.stats;
+        stats.events_out.add(batch.len() as u64);
+        stats
+            .bytes_out
+            .add((batch.bodies.len() + batch.values.len()) as u64);
     }
 }

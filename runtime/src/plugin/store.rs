@@ -42,6 +42,16 @@ pub struct PluginStats {
     pub instances: Counter,
     /// Total call time in microseconds.
     pub call_micros: Counter,
+    /// Call latency.
+    pub latency: crate::telemetry::Histogram,
+    /// Events handed to the plugin.
+    pub events_in: Counter,
+    /// Bytes (bodies and field values) handed to the plugin.
+    pub bytes_in: Counter,
+    /// Events it returned (processors) or delivered (flushers).
+    pub events_out: Counter,
+    /// Bytes it returned or delivered.
+    pub bytes_out: Counter,
     /// Counters the plugin reported through `host.counter-add`.
     pub counters: Mutex<HashMap<String, u64>>,
 }

@@ -37,7 +37,8 @@ pub struct Outcome {
     /// Top-level settings that changed but only take effect on restart.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub restart_needed: Vec<String>,
-    /// What asked for it: `signal`, `file`, `api`.
+    /// What asked for it: `signal`, `file`, `api`, `plugins` (a change in
+    /// the plugins directory).
     pub trigger: &'static str,
 }
 
@@ -103,6 +104,9 @@ pub fn spawn(
         stats: stats.clone(),
     };
     watch_file(&path, reloader.clone());
+    if let Some(dir) = &current.plugins_dir {
+        watch_plugins(dir, reloader.clone());
+    }
     std::thread::Builder::new()
         .name("gleaner-reload".into())
         .spawn(move || run(&path, current, &supervisor, &stats, &rx))?;
@@ -117,6 +121,7 @@ fn run(
     triggers: &Receiver<Trigger>,
 ) {
     let mut last_text = std::fs::read(path).ok();
+    let mut last_bundles = bundle_snapshot(current.plugins_dir.as_deref());
     while let Ok(first) = triggers.recv() {
         // Several triggers at once (an editor writes, renames and touches)
         // make one reload; every caller gets its outcome.
@@ -128,17 +133,31 @@ fn run(
             return;
         }
         let text = std::fs::read(path).ok();
-        let forced = waiting.iter().any(|t| t.source != "file");
-        if !forced && text == last_text {
+        let forced = waiting
+            .iter()
+            .any(|t| t.source != "file" && t.source != "plugins");
+        let bundles = if waiting.iter().any(|t| t.source == "plugins") {
+            bundle_snapshot(current.plugins_dir.as_deref())
+        } else {
+            last_bundles.clone()
+        };
+        if !forced && text == last_text && bundles == last_bundles {
             continue;
         }
+        let plugins_changed = bundles != last_bundles;
+        for refused in bundles.iter().filter(|b| b.starts_with("refused ")) {
+            if !last_bundles.contains(refused) {
+                tracing::error!(bundle = %refused, "Plugin bundle refused.");
+            }
+        }
         last_text = text;
+        last_bundles = bundles;
         // Named after who asked explicitly, if anyone did.
         let source = waiting
             .iter()
             .map(|t| t.source)
-            .find(|s| *s != "file")
-            .unwrap_or("file");
+            .find(|s| *s != "file" && *s != "plugins")
+            .unwrap_or(if plugins_changed { "plugins" } else { "file" });
         let outcome = reload(path, &mut current, supervisor, source);
         if outcome.applied {
             stats.applied.inc();
@@ -153,6 +172,28 @@ fn run(
                 let _ = reply.send(outcome.clone());
             }
         }
+    }
+}
+
+/// What the plugins directory holds (ids, digests, refusals), to tell a
+/// real change from an event that changed nothing; refused bundles are
+/// logged when they appear.
+fn bundle_snapshot(dir: Option<&Path>) -> Vec<String> {
+    let Some(dir) = dir else {
+        return Vec::new();
+    };
+    match crate::bundle::Registry::scan(dir) {
+        Ok(reg) => reg
+            .bundles
+            .iter()
+            .map(|b| format!("{} {}", b.id(), b.sha256))
+            .chain(
+                reg.refused
+                    .iter()
+                    .map(|r| format!("refused {}: {}", r.dir.display(), r.reason)),
+            )
+            .collect(),
+        Err(e) => vec![format!("cannot read {}: {e}", dir.display())],
     }
 }
 
@@ -205,6 +246,9 @@ fn reload(
                 Ok(Change::Swapped) => "swapped".to_owned(),
                 Ok(Change::Replaced) => "replaced".to_owned(),
                 Ok(Change::Removed) => "removed".to_owned(),
+                Ok(Change::HeldBack) => {
+                    "held back: these processors were rolled back; the previous ones run".to_owned()
+                }
                 Err(e) => e.to_string(),
             };
             (n, what)
@@ -247,12 +291,44 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         "shutdown_timeout",
         old.shutdown_timeout == new.shutdown_timeout,
     );
-    check("api", old.api == new.api);
+    check(
+        "api",
+        old.api == new.api && old.file_metrics == new.file_metrics,
+    );
+    check(
+        "progress_interval",
+        old.progress_interval == new.progress_interval,
+    );
+    check(
+        "plugins_dir (its watch)",
+        old.plugins_dir == new.plugins_dir,
+    );
     check(
         "pipeline_resources",
         format!("{:?}", old.pipeline_resources) == format!("{:?}", new.pipeline_resources),
     );
     keys
+}
+
+/// Watches the plugins directory (recursively): a bundle added, changed
+/// or removed asks for a reload, which resolves every `name` again and
+/// swaps in what changed.
+fn watch_plugins(dir: &Path, reloader: Reloader) {
+    use notify::Watcher;
+    let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if ev.is_ok_and(|e| !e.kind.is_access()) {
+            reloader.request("plugins");
+        }
+    });
+    let result = watcher.and_then(|mut w| {
+        w.watch(dir, notify::RecursiveMode::Recursive)?;
+        // The watcher lives as long as the process.
+        std::mem::forget(w);
+        Ok(())
+    });
+    if let Err(e) = result {
+        tracing::warn!(dir = %dir.display(), error = %e, "Cannot watch the plugins directory; new bundles are picked up on reload (SIGHUP or the API).");
+    }
 }
 
 /// Watches the config file's directory (editors replace files by rename)

@@ -68,6 +68,33 @@ pub enum Change {
     Replaced,
     /// Stopped and drained (no longer wanted).
     Removed,
+    /// Its processors as wanted were rolled back after a swap and are not
+    /// tried again until they change; the previous ones run.
+    HeldBack,
+}
+
+/// A running pipeline as the API and metrics see it.
+pub struct PipelineView {
+    /// Its name.
+    pub name: String,
+    /// Who runs it.
+    pub owner: String,
+    /// What its processing chain was built from now (after swaps and
+    /// rollbacks).
+    pub config: Option<PipelineConfig>,
+    /// The processors the source wants were rolled back; the previous
+    /// ones run.
+    pub held_back: bool,
+    /// Swaps, probation and rollbacks.
+    pub swap: crate::pipeline::SwapStatus,
+    /// Pipeline counters.
+    pub stats: Arc<crate::pipeline::stats::PipelineStats>,
+    /// Input counters.
+    pub inputs: Vec<Arc<crate::tail::InputStats>>,
+    /// Batches waiting per stage.
+    pub queues: Vec<(String, usize)>,
+    /// Plugin counters by plugin (every version that ran).
+    pub plugins: Vec<(String, Arc<crate::plugin::PluginStats>)>,
 }
 
 /// A pipeline a source wants running.
@@ -114,6 +141,7 @@ impl Fingerprint {
 /// A change made ready off the data path, before anything is touched.
 enum Ready {
     Unchanged,
+    HeldBack,
     Swap(crate::pipeline::Processors),
     Build(Box<PreparedPipeline>),
 }
@@ -136,6 +164,59 @@ struct Entry {
     owner: String,
     fingerprint: Fingerprint,
     pipeline: RunningPipeline,
+    /// What runs now and, after swaps, what ran before, by generation
+    /// (the last few, so a rollback can find what took over again).
+    generations: Vec<(u64, PipelineConfig)>,
+    /// Processors rolled back: not swapped in again until they change.
+    rejected: Option<String>,
+    /// The rollback already accounted for.
+    settled_rollbacks: u64,
+}
+
+impl Entry {
+    fn new(owner: &str, config: PipelineConfig, pipeline: RunningPipeline) -> Entry {
+        Entry {
+            owner: owner.to_owned(),
+            fingerprint: Fingerprint::of(&config),
+            pipeline,
+            generations: vec![(0, config)],
+            rejected: None,
+            settled_rollbacks: 0,
+        }
+    }
+
+    /// Takes note of rollbacks the processor thread did: what runs is
+    /// the restored generation, and the rolled-back processors are not
+    /// tried again while they are what is wanted.
+    fn settle(&mut self) {
+        let status = self.pipeline.swap_status();
+        if status.rollbacks == self.settled_rollbacks {
+            return;
+        }
+        self.settled_rollbacks = status.rollbacks;
+        let Some(report) = status.last_rollback else {
+            return;
+        };
+        let find = |g: u64| {
+            self.generations
+                .iter()
+                .find(|(n, _)| *n == g)
+                .map(|(_, c)| Fingerprint::of(c).processors)
+        };
+        self.rejected = find(report.generation);
+        if let Some(restored) = find(report.restored) {
+            self.fingerprint.processors = restored;
+        }
+    }
+
+    /// The config of the chain processing now.
+    fn active_config(&self) -> Option<&PipelineConfig> {
+        let active = self.pipeline.swap_status().active;
+        self.generations
+            .iter()
+            .find(|(g, _)| *g == active)
+            .map(|(_, c)| c)
+    }
 }
 
 #[derive(Default)]
@@ -171,7 +252,7 @@ impl Supervisor {
     /// all prepared before any starts).
     pub fn start(&self, owner: &str, prepared: PreparedPipeline) -> Result<(), ApplyError> {
         let name = prepared.name().to_owned();
-        let fingerprint = Fingerprint::of(prepared.config());
+        let config = prepared.config().clone();
         let mut state = self.lock();
         if state.stopping {
             return Err(ApplyError::Stopping);
@@ -183,14 +264,9 @@ impl Supervisor {
             });
         }
         let pipeline = prepared.start(self.ctx.exit_on_eof, &self.ctx.store)?;
-        state.running.insert(
-            name,
-            Entry {
-                owner: owner.to_owned(),
-                fingerprint,
-                pipeline,
-            },
-        );
+        state
+            .running
+            .insert(name, Entry::new(owner, config, pipeline));
         Ok(())
     }
 
@@ -209,7 +285,7 @@ impl Supervisor {
         keep: &[String],
         atomic: bool,
     ) -> Vec<(String, Result<Change, ApplyError>)> {
-        let mine: BTreeMap<String, Fingerprint> = {
+        let mine: BTreeMap<String, (Fingerprint, Option<String>)> = {
             let mut state = self.lock();
             if state.stopping {
                 return desired
@@ -220,9 +296,12 @@ impl Supervisor {
             state.busy += 1;
             state
                 .running
-                .iter()
+                .iter_mut()
                 .filter(|(_, e)| e.owner == owner)
-                .map(|(n, e)| (n.clone(), e.fingerprint.clone()))
+                .map(|(n, e)| {
+                    e.settle();
+                    (n.clone(), (e.fingerprint.clone(), e.rejected.clone()))
+                })
                 .collect()
         };
         // 1. Prepare everything, touching nothing.
@@ -274,13 +353,16 @@ impl Supervisor {
 
     fn prepare_one(
         &self,
-        running: Option<&Fingerprint>,
+        running: Option<&(Fingerprint, Option<String>)>,
         config: &PipelineConfig,
     ) -> Result<Ready, ApplyError> {
         let fp = Fingerprint::of(config);
         match running {
-            Some(old) if *old == fp => return Ok(Ready::Unchanged),
-            Some(old) if old.rest == fp.rest => {
+            Some((old, _)) if *old == fp => return Ok(Ready::Unchanged),
+            Some((old, Some(rejected))) if old.rest == fp.rest && *rejected == fp.processors => {
+                return Ok(Ready::HeldBack);
+            }
+            Some((old, _)) if old.rest == fp.rest => {
                 return Ok(Ready::Swap(pipeline::prepare_processors(
                     config,
                     &self.ctx.host,
@@ -311,21 +393,33 @@ impl Supervisor {
     ) -> Result<Change, ApplyError> {
         let prepared = match ready {
             Ready::Unchanged => return Ok(Change::Unchanged),
+            Ready::HeldBack => {
+                tracing::warn!(pipeline = %config.name, "These processors were rolled back after a swap; the previous ones keep running until the config changes them again.");
+                return Ok(Change::HeldBack);
+            }
             Ready::Swap(processors) => {
-                let swapper = self
-                    .lock()
-                    .running
-                    .get(&config.name)
-                    .filter(|e| e.owner == owner)
-                    .map(|e| e.pipeline.swapper())
-                    .ok_or(ApplyError::Stopping)?;
+                let (swapper, generation) = {
+                    let mut state = self.lock();
+                    let e = state
+                        .running
+                        .get_mut(&config.name)
+                        .filter(|e| e.owner == owner)
+                        .ok_or(ApplyError::Stopping)?;
+                    let generation = e.generations.last().map_or(0, |(g, _)| g + 1);
+                    e.generations.push((generation, config.clone()));
+                    let keep = e.generations.len().saturating_sub(4);
+                    e.generations.drain(..keep);
+                    (e.pipeline.swapper(), generation)
+                };
                 // Not under the lock: the swap waits for the batch in hand.
-                let held = swapper.swap(processors)?;
+                let held = swapper.swap(processors, generation, config.rollback)?;
                 if let Some(e) = self.lock().running.get_mut(&config.name) {
                     e.fingerprint = Fingerprint::of(&config);
+                    e.rejected = None;
                 }
                 tracing::info!(
                     pipeline = %config.name,
+                    generation,
                     held_us = held.as_micros() as u64,
                     "Processors swapped at a batch boundary."
                 );
@@ -333,21 +427,15 @@ impl Supervisor {
             }
             Ready::Build(p) => *p,
         };
-        let fingerprint = Fingerprint::of(&config);
         let replaced = self.stop_one(owner, &config.name);
         let mut state = self.lock();
         if state.stopping {
             return Err(ApplyError::Stopping);
         }
         let pipeline = prepared.start(self.ctx.exit_on_eof, &self.ctx.store)?;
-        state.running.insert(
-            config.name,
-            Entry {
-                owner: owner.to_owned(),
-                fingerprint,
-                pipeline,
-            },
-        );
+        state
+            .running
+            .insert(config.name.clone(), Entry::new(owner, config, pipeline));
         Ok(if replaced {
             Change::Replaced
         } else {
@@ -389,150 +477,28 @@ impl Supervisor {
         self.lock().stopping
     }
 
-    /// Writes every running pipeline's counters to `e`.
-    pub fn metrics(&self, e: &mut crate::telemetry::Exposition) {
-        let state = self.lock();
-        for (name, entry) in &state.running {
-            let p = &entry.pipeline;
-            let l = [("pipeline", name.as_str())];
-            e.gauge(
-                "pipeline_up",
-                "1 for each running pipeline, by who runs it.",
-                &[("pipeline", name), ("source", &entry.owner)],
-                1.0,
-            );
-            let s = p.stats();
-            for (metric, help, c) in [
-                (
-                    "pipeline_events_in_total",
-                    "Events that entered the processor chain.",
-                    &s.events_in,
-                ),
-                (
-                    "pipeline_events_processed_total",
-                    "Events that left the processor chain.",
-                    &s.events_processed,
-                ),
-                (
-                    "pipeline_events_delivered_total",
-                    "Events every flusher delivered (per flusher).",
-                    &s.events_delivered,
-                ),
-                (
-                    "pipeline_events_dead_lettered_total",
-                    "Events written to the dead-letter file.",
-                    &s.events_dead_lettered,
-                ),
-                (
-                    "pipeline_events_dropped_total",
-                    "Events dropped by policy.",
-                    &s.events_dropped,
-                ),
-                (
-                    "pipeline_events_buffered_total",
-                    "Events written to the disk buffer.",
-                    &s.events_buffered,
-                ),
-                (
-                    "pipeline_events_replayed_total",
-                    "Events replayed from the disk buffer.",
-                    &s.events_replayed,
-                ),
-                (
-                    "pipeline_flush_retries_total",
-                    "Flush attempts retried.",
-                    &s.flush_retries,
-                ),
-                (
-                    "pipeline_process_retries_total",
-                    "Processor calls retried.",
-                    &s.process_retries,
-                ),
-            ] {
-                e.counter(metric, help, &l, c.get() as f64);
-            }
-            for (i, input) in p.input_stats().iter().enumerate() {
-                let i = i.to_string();
-                let l = [("pipeline", name.as_str()), ("input", i.as_str())];
-                for (metric, help, c) in [
-                    ("input_lines_total", "Lines read.", &input.lines),
-                    ("input_bytes_total", "Bytes read.", &input.bytes),
-                    (
-                        "input_lines_truncated_total",
-                        "Lines cut at max_line_bytes.",
-                        &input.lines_truncated,
-                    ),
-                    (
-                        "input_lines_malformed_total",
-                        "Container log lines that did not decode (kept raw).",
-                        &input.lines_malformed,
-                    ),
-                    (
-                        "input_files_opened_total",
-                        "Files opened.",
-                        &input.files_opened,
-                    ),
-                    (
-                        "input_files_closed_total",
-                        "Files closed.",
-                        &input.files_closed,
-                    ),
-                    (
-                        "input_files_released_total",
-                        "Deleted files released before they were drained.",
-                        &input.files_released,
-                    ),
-                    (
-                        "input_bytes_given_up_total",
-                        "Bytes of released files never read.",
-                        &input.bytes_given_up,
-                    ),
-                ] {
-                    e.counter(metric, help, &l, c.get() as f64);
+    /// Every running pipeline as reports see it.
+    pub fn views(&self) -> Vec<PipelineView> {
+        let mut state = self.lock();
+        state
+            .running
+            .iter_mut()
+            .map(|(name, e)| {
+                e.settle();
+                let p = &e.pipeline;
+                PipelineView {
+                    name: name.clone(),
+                    owner: e.owner.clone(),
+                    config: e.active_config().cloned(),
+                    held_back: e.rejected.is_some(),
+                    swap: p.swap_status(),
+                    stats: p.stats().clone(),
+                    inputs: p.input_stats().to_vec(),
+                    queues: p.queue_depths(),
+                    plugins: p.plugin_stats(),
                 }
-                e.gauge(
-                    "input_files_open",
-                    "Files open now.",
-                    &l,
-                    input
-                        .files_opened
-                        .get()
-                        .saturating_sub(input.files_closed.get()) as f64,
-                );
-            }
-            for (plugin, ps) in p.plugin_stats() {
-                let l = [("pipeline", name.as_str()), ("plugin", plugin.as_str())];
-                for (metric, help, v) in [
-                    (
-                        "plugin_calls_total",
-                        "Calls into the plugin.",
-                        ps.calls.get() as f64,
-                    ),
-                    (
-                        "plugin_call_seconds_total",
-                        "Time spent in plugin calls.",
-                        ps.call_micros.get() as f64 / 1e6,
-                    ),
-                    (
-                        "plugin_traps_total",
-                        "Calls that trapped (the instance was rebuilt).",
-                        ps.traps.get() as f64,
-                    ),
-                    (
-                        "plugin_errors_total",
-                        "Calls that returned an error.",
-                        ps.errors.get() as f64,
-                    ),
-                    (
-                        "plugin_instances_total",
-                        "Instances created.",
-                        ps.instances.get() as f64,
-                    ),
-                ] {
-                    e.counter(metric, help, &l, v);
-                }
-            }
-        }
+            })
+            .collect()
     }
 
     /// Names of the running pipelines and who runs them.

@@ -24,6 +24,59 @@ impl Counter {
     }
 }
 
+/// Upper bounds of [`Histogram`] buckets, in microseconds (100 µs to 10 s).
+pub const LATENCY_BUCKETS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// A latency histogram with fixed buckets ([`LATENCY_BUCKETS_US`]): one
+/// relaxed atomic add per observation, no lock.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Per bucket (not cumulative); the last slot is above the last bound.
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one duration.
+    pub fn observe(&self, d: std::time::Duration) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let i = LATENCY_BUCKETS_US.partition_point(|b| *b < us);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bucket bound (seconds), then the total count
+    /// and the sum in seconds.
+    pub fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
+        let mut total = 0;
+        let mut cumulative = Vec::with_capacity(LATENCY_BUCKETS_US.len());
+        for (i, bound) in LATENCY_BUCKETS_US.iter().enumerate() {
+            total += self.buckets[i].load(Ordering::Relaxed);
+            cumulative.push((*bound as f64 / 1e6, total));
+        }
+        total += self.buckets[LATENCY_BUCKETS_US.len()].load(Ordering::Relaxed);
+        (
+            cumulative,
+            total,
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+        )
+    }
+
+    /// The smallest bucket bound (seconds) at or below which a share `q`
+    /// of observations lie (`None` if empty or above the last bound).
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        let (buckets, total, _) = self.snapshot();
+        if total == 0 {
+            return None;
+        }
+        let want = (q * total as f64).ceil() as u64;
+        buckets.iter().find(|(_, c)| *c >= want).map(|(b, _)| *b)
+    }
+}
+
 /// Metrics in the Prometheus text format (version 0.0.4): samples are
 /// grouped into families, each written once with its `# HELP` and
 /// `# TYPE`, in name order.
@@ -48,6 +101,42 @@ impl Exposition {
     /// Adds a gauge sample.
     pub fn gauge(&mut self, name: &str, help: &'static str, labels: &[(&str, &str)], v: f64) {
         self.sample(name, help, "gauge", labels, v);
+    }
+
+    /// Adds a histogram's `_bucket`, `_sum` and `_count` samples.
+    pub fn histogram(
+        &mut self,
+        name: &str,
+        help: &'static str,
+        labels: &[(&str, &str)],
+        h: &Histogram,
+    ) {
+        let (buckets, count, sum) = h.snapshot();
+        let base = format!("gleaner_{name}");
+        let family = self.families.entry(base).or_insert(Family {
+            help,
+            kind: "histogram",
+            samples: Vec::new(),
+        });
+        let mut with = |suffix: &str, extra: Option<String>, v: f64| {
+            let mut l: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect();
+            l.extend(extra);
+            let l = if l.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", l.join(","))
+            };
+            family.samples.push((format!("{suffix}{l}"), v));
+        };
+        for (bound, c) in buckets {
+            with("_bucket", Some(format!("le=\"{bound}\"")), c as f64);
+        }
+        with("_bucket", Some("le=\"+Inf\"".into()), count as f64);
+        with("_sum", None, sum);
+        with("_count", None, count as f64);
     }
 
     fn sample(
@@ -86,6 +175,7 @@ impl Exposition {
                 "# HELP {name} {}\n# TYPE {name} {}\n",
                 f.help, f.kind
             ));
+            // Histogram samples carry their suffix before the labels.
             for (labels, v) in &f.samples {
                 out.push_str(&format!("{name}{labels} {v}\n"));
             }
@@ -103,6 +193,34 @@ fn escape_label(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_with_sum_and_count() {
+        let h = Histogram::default();
+        for us in [50, 100, 101, 3_000, 20_000_000] {
+            h.observe(std::time::Duration::from_micros(us));
+        }
+        assert_eq!(h.quantile_bound(0.4), Some(0.0001));
+        assert_eq!(h.quantile_bound(0.8), Some(0.005));
+        assert_eq!(h.quantile_bound(1.0), None);
+        let mut e = Exposition::default();
+        e.histogram("call_seconds", "Calls.", &[("p", "a")], &h);
+        let text = e.render();
+        assert!(text.starts_with(
+            "# HELP gleaner_call_seconds Calls.\n# TYPE gleaner_call_seconds histogram\n"
+        ));
+        for line in [
+            "gleaner_call_seconds_bucket{p=\"a\",le=\"0.0001\"} 2\n",
+            "gleaner_call_seconds_bucket{p=\"a\",le=\"0.00025\"} 3\n",
+            "gleaner_call_seconds_bucket{p=\"a\",le=\"0.005\"} 4\n",
+            "gleaner_call_seconds_bucket{p=\"a\",le=\"10\"} 4\n",
+            "gleaner_call_seconds_bucket{p=\"a\",le=\"+Inf\"} 5\n",
+            "gleaner_call_seconds_sum{p=\"a\"} 20.003251\n",
+            "gleaner_call_seconds_count{p=\"a\"} 5\n",
+        ] {
+            assert!(text.contains(line), "{line} not in {text}");
+        }
+    }
 
     #[test]
     fn families_are_written_once_with_escaped_labels() {

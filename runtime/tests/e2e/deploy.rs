@@ -381,6 +381,7 @@ fn sidecar_and_resource_examples_check() {
         namespaced: true,
         cluster: true,
         base: PathBuf::from("/etc/gleaner"),
+        plugins_dir: None,
     };
     assert_eq!(m.pipelines.len(), 2);
     for doc in &m.pipelines {

@@ -711,10 +711,22 @@ fn files_inside_pods_are_read_from_their_volumes_and_the_api_answers_probes() {
     assert_eq!(api_get(port, "/readyz"), (200, "ready\n".into()));
     let (status, body) = api_get(port, "/api/v1/pipelines");
     assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let p = &v["pipelines"][0];
+    assert_eq!(v["pipelines"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
-        serde_json::json!({"pipelines": [{"name": "pods", "source": "the config file"}]})
+        (&p["name"], &p["source"], &p["state"], &p["generation"]),
+        (
+            &"pods".into(),
+            &"the config file".into(),
+            &"running".into(),
+            &0.into()
+        ),
+        "{v}"
     );
+    assert_eq!(p["counters"]["events_delivered"], 3, "{v}");
+    assert_eq!(p["inputs"][0]["lines"], 3, "{v}");
+    assert_eq!(p["flushers"][0]["plugin"], "builtin:file", "{v}");
     assert_eq!(api_get(port, "/nope").0, 404);
     stop(agent);
     assert_eq!(by_message(&env).len(), 3);

@@ -6,6 +6,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod bundles;
 mod common;
 mod config_errors;
 mod delivery;

@@ -158,3 +158,80 @@ fn an_unterminated_last_line_is_held_until_it_completes_or_times_out() {
     stop(agent);
     assert_eq!(messages(&env), vec!["first half", "no newline"]);
 }
+
+/// Starting on a large backlog: the log and the API show bytes read of
+/// the total and an estimate of the time left while it drains, and then
+/// that it is read; checkpoint lag ends at zero.
+#[test]
+fn a_large_backlog_reports_progress_and_time_left() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("out")).unwrap();
+    // 80 MiB (above the 64 MiB at which a backlog is logged).
+    let line = format!("{:<99}\n", "GET /index.html 200 x");
+    let lines = (80usize << 20) / line.len() + 1;
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(env.path("big.log")).unwrap());
+        for _ in 0..lines {
+            f.write_all(line.as_bytes()).unwrap();
+        }
+    }
+    let size = std::fs::metadata(env.path("big.log")).unwrap().len();
+    let port = crate::kubernetes::free_port();
+    let config = env.write(
+        "gleaner.yaml",
+        &format!(
+            r#"data_dir: {state}
+plugin_cache_dir: {cache}
+progress_interval: 100ms
+api: {{ address: "127.0.0.1:{port}" }}
+pipelines:
+  - name: big
+    inputs: [{{ type: file, paths: ["{dir}/big.log"], start_at: beginning }}]
+    processors: [{{ plugin: builtin:parse-regex, config: {{ pattern: '^(?P<method>\S+) (?P<path>\S+) (?P<status>\d+)' }} }}]
+    flushers: [{{ plugin: builtin:file, config: {{ path: "{dir}/out/big.ndjson", max_bytes: 100000000000 }}, grants: {{ dirs: ["{dir}/out"] }} }}]
+"#,
+            state = env.path("state").display(),
+            cache = shared_cache().display(),
+            dir = env.dir.path().display(),
+        ),
+    );
+    let agent = start(&env, &config);
+    env.wait_log("Serving the API", 1);
+    // While it drains, the API shows the file's size as the total.
+    let mut seen_eta = false;
+    wait_until("the backlog read and delivered", || {
+        let (_, body) = crate::kubernetes::api_get(port, "/api/v1/pipelines");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let p = &v["pipelines"][0]["inputs"][0]["progress"];
+        if p.is_null() {
+            return false;
+        }
+        assert_eq!(p["bytes_total"], size, "{p}");
+        assert_eq!(
+            p["per_file"][0]["path"],
+            env.path("big.log").to_str().unwrap()
+        );
+        if p["eta_seconds"].as_f64().is_some_and(|s| s > 0.0) {
+            assert!(p["backlog_bytes"].as_u64().unwrap() > 0, "{p}");
+            seen_eta = true;
+        }
+        p["checkpoint_lag_bytes"] == 0 && p["bytes_read"] == size
+    });
+    stop(agent);
+    let log = env.log();
+    assert!(seen_eta || log.contains("eta="), "no estimate seen:\n{log}");
+    let progress: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Reading a backlog."))
+        .collect();
+    assert!(!progress.is_empty(), "{log}");
+    assert!(
+        progress
+            .iter()
+            .all(|l| l.contains("total_mib=80") && l.contains("input=big/0")),
+        "{progress:?}"
+    );
+    assert!(log.contains("Backlog read."), "{log}");
+    assert_eq!(lines_in(&env.path("out/big.ndjson")).len(), lines);
+}

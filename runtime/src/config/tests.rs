@@ -251,3 +251,54 @@ fn pipeline_resources_and_api_are_checked() {
         assert!(e.message.contains(message), "{text}: {e}");
     }
 }
+
+#[test]
+fn bundles_resolve_merge_their_config_and_need_their_grants() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("plugins/out-1");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plugin.wasm"), b"component").unwrap();
+    std::fs::write(
+        dir.join(crate::bundle::MANIFEST),
+        format!(
+            "name: out\nversion: 1.0.0\nkind: flusher\nsha256: {}\nconfig: {{ path: a, level: 1 }}\ngrants: {{ hosts: [\"logs:443\"] }}\n",
+            crate::plugin::digest(b"component")
+        ),
+    )
+    .unwrap();
+    let config = |entry: &str| {
+        format!(
+            "data_dir: state\nplugins_dir: plugins\npipelines:\n  - name: p\n    inputs: [{{ type: file, paths: [x] }}]\n    flushers: [{entry}]\n"
+        )
+    };
+    let file = t.path().join("g.yaml");
+    let c = parse(
+        &file,
+        &config("{ plugin: out, config: { level: 2 }, grants: { hosts: [\"logs:443\"] } }"),
+    )
+    .unwrap();
+    let f = &c.pipelines[0].flushers[0];
+    assert_eq!(f.reference, "out@1.0.0");
+    assert_eq!(f.spec.config_json, r#"{"level":2,"path":"a"}"#);
+    assert!(matches!(&f.spec.source, PluginSource::Bundle { id, .. } if id == "out@1.0.0"));
+    let e = parse(&file, &config("{ plugin: out }")).unwrap_err();
+    assert_eq!(e.key, "pipelines[0].flushers[0].grants");
+    assert_eq!(
+        e.message,
+        "bundle out@1.0.0 needs grants the pipeline does not give: hosts: logs:443"
+    );
+    let e = parse(
+        &file,
+        &config("{ plugin: out@2.0.0, grants: { hosts: [\"logs:443\"] } }"),
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "pipelines[0].flushers[0].plugin");
+    assert!(
+        e.message.ends_with("(versions: out@1.0.0)"),
+        "{}",
+        e.message
+    );
+    let text = config("{ plugin: out }").replace("plugins_dir: plugins\n", "");
+    let e = parse(&file, &text).unwrap_err();
+    assert!(e.message.contains("no plugins_dir is set"), "{}", e.message);
+}

@@ -1,18 +1,47 @@
 #!/usr/bin/env bash
 # Installs what building and testing Gleaner needs on a fresh machine.
 # Idempotent: safe to run before every build.
+#
+#   bash scripts/setup.sh          what the agent and its demo need
+#   bash scripts/setup.sh --sdks   also the C and Python plugin toolchains
+#                                  (the test suite builds plugins in both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+sdks=false
+[ "${1:-}" = "--sdks" ] && sdks=true
+
+sudo_=""
+[ "$(id -u)" = 0 ] || sudo_=sudo
+apt_updated=false
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! $apt_updated; then $sudo_ apt-get update -qq; apt_updated=true; fi
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 # The Docker tests run containers made from Debian's static busybox.
 if command -v docker >/dev/null 2>&1; then
-  if [ ! -x /bin/busybox ] || ! dpkg -s busybox-static >/dev/null 2>&1; then
-    sudo_=""
-    [ "$(id -u)" = 0 ] || sudo_=sudo
-    $sudo_ apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq busybox-static >/dev/null
-  fi
+  apt_install busybox-static
   bash scripts/test-image.sh
+fi
+
+if $sdks; then
+  # C plugins: Debian's clang, lld and wasi-libc, then `wasm-tools
+  # component new` (built from crates.io into target/tools).
+  apt_install clang lld wasi-libc libclang-rt-14-dev-wasm32 make
+  tools=target/tools
+  if [ "$("$tools/bin/wasm-tools" --version 2>/dev/null)" != "wasm-tools 1.262.0" ]; then
+    cargo install --quiet --locked --root "$tools" wasm-tools@1.262.0 \
+      --no-default-features --features component
+  fi
+  # Python plugins: componentize-py from PyPI, in a venv of its own.
+  if [ "$("$tools/py/bin/componentize-py" --version 2>/dev/null)" != "componentize-py 0.25.1" ]; then
+    python3 -m venv "$tools/py"
+    "$tools/py/bin/pip" install --quiet --disable-pip-version-check componentize-py==0.25.1
+  fi
 fi

@@ -27,6 +27,7 @@ pub mod bundle;
 pub mod checkpoint;
 pub mod config;
 pub mod crd;
+pub mod devkit;
 pub mod discovery;
 pub mod event;
 pub mod flush;

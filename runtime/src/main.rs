@@ -79,6 +79,69 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Create a buildable plugin project NAME (with a sample and a test)
+    /// in Rust, C or Python.
+    New {
+        /// The plugin's name (a directory of that name is created).
+        name: String,
+        /// Language.
+        #[arg(long, value_enum)]
+        lang: gleaner::devkit::Lang,
+        /// `processor` or `flusher`.
+        #[arg(long, default_value = "processor")]
+        kind: String,
+        /// Where to create it (default: here).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Rust: the path of Gleaner's sdk/rust (default: the one this
+        /// gleaner was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build the plugin project in DIR (default: here) to DIR/plugin.wasm.
+    Build {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run a plugin component in the real runtime on sample lines and
+    /// print the events a processor returns (JSON lines).
+    Test {
+        /// The component (.wasm).
+        component: PathBuf,
+        /// Sample lines, one event each.
+        #[arg(long)]
+        input: PathBuf,
+        /// The plugin's config as JSON or YAML (default `{}`).
+        #[arg(long)]
+        config: Option<String>,
+        /// Events per batch.
+        #[arg(long, default_value_t = 1024)]
+        batch: usize,
+        /// Every event's timestamp in ns since the epoch.
+        #[arg(long, default_value_t = 0)]
+        timestamp: i64,
+        /// Compare the output with this file; exit 1 if it differs.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// Flushers: a directory they may use (repeatable).
+        #[arg(long = "grant-dir")]
+        grant_dirs: Vec<PathBuf>,
+        /// Flushers: a host:port they may reach (repeatable).
+        #[arg(long = "grant-host")]
+        grant_hosts: Vec<String>,
+        /// Flushers: may write to stdout.
+        #[arg(long)]
+        grant_stdout: bool,
+    },
+    /// Write the WASI preview1 reactor adapter that `wasm-tools component
+    /// new --adapt` needs to turn a wasm32-wasi core module (C, via
+    /// wasi-libc) into a component; it matches this Gleaner's wasmtime.
+    Adapter {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Make a plugin bundle (component + manifest with its SHA-256) in a
     /// plugins directory: written under a hidden name, then renamed into
     /// place, so a watching agent never sees half of it.
@@ -132,6 +195,43 @@ fn main() -> ExitCode {
         } => run(&config, exit_on_eof),
         Command::Validate { config } => validate(&config),
         Command::Bench { mib, dir, filter } => bench(mib, dir, filter),
+        Command::Plugin(PluginCommand::New {
+            name,
+            lang,
+            kind,
+            dir,
+            sdk,
+        }) => plugin_new(&name, lang, &kind, &dir, sdk),
+        Command::Plugin(PluginCommand::Build { dir }) => gleaner::devkit::build(&dir).map(|p| {
+            println!("{}", p.display());
+        }),
+        Command::Plugin(PluginCommand::Test {
+            component,
+            input,
+            config,
+            batch,
+            timestamp,
+            expect,
+            grant_dirs,
+            grant_hosts,
+            grant_stdout,
+        }) => {
+            let grants = gleaner::plugin::Grants {
+                dirs: grant_dirs,
+                hosts: grant_hosts,
+                stdout: grant_stdout,
+            };
+            match plugin_test(component, input, config, batch, timestamp, grants, expect) {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::from(1),
+                Err(e) => Err(e),
+            }
+        }
+        Command::Plugin(PluginCommand::Adapter { out }) => std::fs::write(
+            &out,
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+        )
+        .with_context(|| format!("--out: cannot write {}", out.display())),
         Command::Plugin(PluginCommand::Pack {
             component,
             name,
@@ -185,6 +285,109 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `gleaner plugin new`.
+fn plugin_new(
+    name: &str,
+    lang: gleaner::devkit::Lang,
+    kind: &str,
+    dir: &Path,
+    sdk: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let kind = match kind {
+        "processor" => gleaner::bundle::ManifestKind::Processor,
+        "flusher" => gleaner::bundle::ManifestKind::Flusher,
+        other => anyhow::bail!("--kind: `{other}` is not processor or flusher"),
+    };
+    // The sdk/rust this binary was built from, if it is still there.
+    let sdk = sdk.or_else(|| {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/rust");
+        p.join("Cargo.toml")
+            .exists()
+            .then(|| gleaner_sdk::normalize_path(&p))
+    });
+    let sdk = sdk.map(|p| std::path::absolute(&p).unwrap_or(p));
+    let created = gleaner::devkit::new(lang, kind, name, dir, sdk.as_deref())?;
+    println!("{}", created.display());
+    Ok(())
+}
+
+/// `gleaner plugin test`: true if the output is as expected (or nothing
+/// was expected).
+fn plugin_test(
+    component: PathBuf,
+    input: PathBuf,
+    config: Option<String>,
+    batch: usize,
+    timestamp: i64,
+    grants: gleaner::plugin::Grants,
+    expect: Option<PathBuf>,
+) -> anyhow::Result<bool> {
+    let config = match config {
+        None => "{}".to_owned(),
+        Some(text) => {
+            let v: serde_json::Value =
+                serde_yaml_ng::from_str(&text).with_context(|| "--config: not JSON or YAML")?;
+            v.to_string()
+        }
+    };
+    let run = gleaner::devkit::TestRun {
+        component,
+        input,
+        config,
+        batch,
+        grants,
+        timestamp,
+    };
+    let mut out = Vec::new();
+    let summary = gleaner::devkit::test(&run, &mut out)?;
+    std::io::Write::write_all(&mut std::io::stdout(), &out)?;
+    eprintln!(
+        "{} {} lines in, {} events {}, {:.1} ms in plugin calls{}",
+        summary.kind,
+        summary.lines,
+        summary.events_out,
+        if summary.kind == gleaner::plugin::PluginKind::Processor {
+            "out"
+        } else {
+            "flushed"
+        },
+        summary.call_time.as_secs_f64() * 1e3,
+        if summary.counters.is_empty() {
+            String::new()
+        } else {
+            format!(", counters {:?}", summary.counters)
+        }
+    );
+    let Some(path) = expect else {
+        return Ok(true);
+    };
+    let want = std::fs::read(&path)
+        .with_context(|| format!("--expect: cannot read {}", path.display()))?;
+    if want == out {
+        eprintln!("output matches {}", path.display());
+        return Ok(true);
+    }
+    let (got, want) = (
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&want),
+    );
+    let line = got
+        .lines()
+        .zip(want.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| got.lines().count().min(want.lines().count()));
+    eprintln!(
+        "output differs from {} at line {}:
+  got:  {}
+  want: {}",
+        path.display(),
+        line + 1,
+        got.lines().nth(line).unwrap_or("(nothing)"),
+        want.lines().nth(line).unwrap_or("(nothing)")
+    );
+    Ok(false)
 }
 
 /// `gleaner plugin pack`.

@@ -20,4 +20,5 @@ mod kubernetes;
 mod processors;
 mod quickstart;
 mod reload;
+mod sdks;
 mod tailing;

@@ -1,0 +1,294 @@
+//! Plugins in any language: the masking example written with each SDK
+//! (Rust, C, Python) turns the same input into byte-identical output, in
+//! `gleaner plugin test` and in real pipelines; `gleaner plugin new` →
+//! `build` → `test` works in each language.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use crate::common::*;
+
+/// Where `scripts/setup.sh --sdks` puts wasm-tools and componentize-py.
+fn tools() -> PathBuf {
+    workspace().join("target/tools")
+}
+
+/// A command with the SDK toolchains and this gleaner in its environment.
+fn with_tools(mut cmd: Command) -> Command {
+    cmd.env("WASM_TOOLS", tools().join("bin/wasm-tools"))
+        .env("COMPONENTIZE_PY", tools().join("py/bin/componentize-py"))
+        .env("GLEANER", env!("CARGO_BIN_EXE_gleaner"));
+    cmd
+}
+
+fn check(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Builds the C and Python mask examples into `dir`; the Rust one is built
+/// with the first-party plugins.
+fn mask_components(dir: &Path) -> [(&'static str, PathBuf); 3] {
+    let c = dir.join("mask-c.wasm");
+    let mut make = with_tools(Command::new("make"));
+    make.arg("-C")
+        .arg(workspace().join("examples/mask/c"))
+        .arg(format!("BUILD={}", dir.join("c-build").display()))
+        .arg(format!("OUT={}", c.display()))
+        .arg(format!("GLEANER={}", env!("CARGO_BIN_EXE_gleaner")));
+    check(&mut make);
+    let py = dir.join("mask-python.wasm");
+    let mut componentize = Command::new(tools().join("py/bin/componentize-py"));
+    componentize
+        .current_dir(dir)
+        .arg("-d")
+        .arg(workspace().join("wit"))
+        .args(["-w", "processor", "componentize", "app", "-p"])
+        .arg(workspace().join("examples/mask/python"))
+        .arg("-p")
+        .arg(workspace().join("sdk/python"))
+        .arg("-o")
+        .arg(&py);
+    check(&mut componentize);
+    [
+        ("rust", plugin_wasm("example-mask")),
+        ("c", c),
+        ("python", py),
+    ]
+}
+
+/// `gleaner plugin test` output of `component` on `input`.
+fn plugin_test(component: &Path, input: &Path) -> String {
+    check(
+        gleaner()
+            .args(["plugin", "test"])
+            .arg(component)
+            .arg("--input")
+            .arg(input),
+    )
+}
+
+/// Lines full of near misses: emails and card numbers, valid or not,
+/// glued to letters, digits and punctuation (a fixed pseudo-random mix).
+fn tricky_lines(n: usize) -> String {
+    const PIECES: &[&str] = &[
+        "bob@example.com",
+        "a.b-c+d@mail.example.org",
+        "x@y.z",
+        "x@localhost",
+        "@",
+        "@@",
+        "me@host.co.",
+        "me@host.c0m",
+        "q@w.io-",
+        "4111 1111 1111 1111",
+        "4111-1111-1111-1111",
+        "4111111111111112",
+        "5500 0000 0000 0004",
+        "378282246310005",
+        "6011111111111117",
+        "1234",
+        "12345678901234567890",
+        "4111  1111 1111 1111",
+        "ab4111111111111111",
+        "4111111111111111x",
+        "-",
+        " ",
+        ".",
+        ",",
+        "_",
+        "é",
+        "\t",
+        "\"",
+        "\\",
+        "mail:",
+        "card=",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut text = String::new();
+    for _ in 0..n {
+        let pieces = 1 + next() % 8;
+        for _ in 0..pieces {
+            text.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+            if next() % 3 == 0 {
+                text.push(' ');
+            }
+        }
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn the_masking_example_is_identical_in_rust_c_and_python() {
+    let env = Env::new();
+    let components = mask_components(env.dir.path());
+    // The documented sample, checked against its expected rendering.
+    let sample = workspace().join("examples/mask/sample.log");
+    let expected = std::fs::read_to_string(workspace().join("examples/mask/expected.txt")).unwrap();
+    for (lang, component) in &components {
+        let out = plugin_test(component, &sample);
+        let rendered: String = json_lines(out.as_bytes())
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} | redactions={}\n",
+                    e["message"].as_str().unwrap(),
+                    e["redactions"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(rendered, expected, "{lang}");
+    }
+    // 3,000 lines of near misses: byte-identical in all three.
+    let input = env.write("tricky.log", &tricky_lines(3000));
+    let outputs: Vec<String> = components
+        .iter()
+        .map(|(_, c)| plugin_test(c, &input))
+        .collect();
+    assert_eq!(outputs[0], outputs[1], "rust vs c");
+    assert_eq!(outputs[0], outputs[2], "rust vs python");
+    let events = json_lines(outputs[0].as_bytes());
+    assert_eq!(events.len(), 3000);
+    let masked: usize = events
+        .iter()
+        .map(|e| e["redactions"].as_str().unwrap().parse::<usize>().unwrap())
+        .sum();
+    let text = outputs[0].as_str();
+    assert!(masked > 1000 && text.contains("[email]") && text.contains("[card]"));
+    assert!(text.contains("4111111111111112") && text.contains("x@localhost"));
+
+    // And in real pipelines, one per language, over the same file.
+    let out = env.path("out");
+    let pipelines: String = components
+        .iter()
+        .map(|(lang, c)| {
+            format!(
+                "  - name: {lang}\n    inputs: [{{ type: file, paths: [\"{input}\"], start_at: beginning }}]\n    processors: [{{ plugin: \"{c}\" }}]\n    flushers: [{{ plugin: builtin:file, config: {{ path: \"{out}/{lang}.ndjson\" }}, grants: {{ dirs: [\"{out}\"] }} }}]\n",
+                input = input.display(),
+                c = c.display(),
+                out = out.display(),
+            )
+        })
+        .collect();
+    run_once(&env.config(&pipelines));
+    let strip = |e: &serde_json::Value| (e["message"].clone(), e["redactions"].clone());
+    let want: Vec<_> = events.iter().map(strip).collect();
+    for (lang, _) in &components {
+        let got: Vec<_> = lines_in(&out.join(format!("{lang}.ndjson")))
+            .iter()
+            .map(strip)
+            .collect();
+        assert!(
+            got == want,
+            "{lang}: {} events differ from plugin test",
+            got.len()
+        );
+    }
+}
+
+#[test]
+fn plugin_new_build_and_test_in_every_language() {
+    let env = Env::new();
+    // Rust projects share a target dir across runs (the first build
+    // compiles the SDK's dependencies for wasm32-wasip2).
+    let target = workspace().join("target/scaffold");
+    for (lang, kind) in [
+        ("rust", "processor"),
+        ("c", "processor"),
+        ("python", "processor"),
+        ("c", "flusher"),
+        ("python", "flusher"),
+    ] {
+        let t0 = Instant::now();
+        let name = format!("hello-{lang}-{kind}");
+        let dir = PathBuf::from(
+            check(
+                gleaner()
+                    .args([
+                        "plugin", "new", &name, "--lang", lang, "--kind", kind, "--dir",
+                    ])
+                    .arg(env.dir.path()),
+            )
+            .trim(),
+        );
+        assert_eq!(dir, env.path(&name));
+        let mut build = with_tools(gleaner());
+        build
+            .env("CARGO_TARGET_DIR", &target)
+            .args(["plugin", "build"])
+            .arg(&dir);
+        let component = PathBuf::from(check(&mut build).trim());
+        assert_eq!(component, dir.join("plugin.wasm"));
+        let mut test = gleaner();
+        test.current_dir(&dir)
+            .args(["plugin", "test", "plugin.wasm", "--input", "sample.log"]);
+        if kind == "processor" {
+            test.args(["--expect", "expected.ndjson"]);
+        }
+        let out = test.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        if kind == "processor" {
+            assert!(
+                stderr.contains("output matches expected.ndjson"),
+                "{stderr}"
+            );
+            let events = json_lines(&out.stdout);
+            assert_eq!(events.len(), 2);
+            assert_eq!(events[1]["greeting"], "hello");
+            assert_eq!(events[1]["message"], "second line with a \"quote\"");
+        } else {
+            assert!(
+                stderr.contains("flusher 2 lines in, 2 events flushed"),
+                "{stderr}"
+            );
+            assert!(stderr.contains(r#"counters {"events": 2}"#), "{stderr}");
+        }
+        eprintln!(
+            "{name}: new → build → test in {:.1} s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    // The Rust project's own native test passes too.
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .current_dir(env.path("hello-rust-processor"))
+        .env("CARGO_TARGET_DIR", &target)
+        .args(["test", "--release", "--quiet"]);
+    check(&mut cargo);
+    // A wrong config is refused with the plugin's message.
+    let out = gleaner()
+        .current_dir(env.path("hello-c-processor"))
+        .args([
+            "plugin",
+            "test",
+            "plugin.wasm",
+            "--input",
+            "sample.log",
+            "--config",
+            "{greeting: 7}",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("greeting: must be a string"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

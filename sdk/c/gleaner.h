@@ -1,0 +1,142 @@
+/*
+ * Gleaner plugin SDK for C: a small layer over the bindings wit-bindgen
+ * generates from wit/plugin.wit (sdk/c/gen/), so a plugin reads batches,
+ * builds batches and talks to the host without touching the wire layout
+ * or the canonical ABI's ownership rules.
+ *
+ * The world comes from the compiler: -DGLEANER_PROCESSOR or
+ * -DGLEANER_FLUSHER (plugin.mk sets it from WORLD). Implement, for a
+ * processor,
+ *
+ *     bool gleaner_init(gl_str config, gl_error *err);
+ *     bool gleaner_process(const gl_batch *in, gl_builder *out, gl_error *err);
+ *
+ * or, for a flusher,
+ *
+ *     bool gleaner_init(gl_str config, gl_error *err);
+ *     bool gleaner_flush(const gl_batch *in, gl_flush_error *err);
+ *
+ * Return false after gl_fail() / gl_retry() / gl_reject() to report an
+ * error. `in` is valid only during the call; gleaner.c frees it (and
+ * moves its tags into `out`, where they pass through unless you change
+ * them). See sdk/c/README.md and the example in examples/mask/c.
+ */
+#ifndef GLEANER_H
+#define GLEANER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(GLEANER_PROCESSOR)
+#include "processor.h"
+#define GL_W(x) processor_##x
+#elif defined(GLEANER_FLUSHER)
+#include "flusher.h"
+#define GL_W(x) flusher_##x
+#else
+#error "compile with -DGLEANER_PROCESSOR or -DGLEANER_FLUSHER (plugin.mk does)"
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A view of bytes (not NUL-terminated, not owned). */
+typedef struct {
+    const uint8_t *ptr;
+    size_t len;
+} gl_str;
+
+/* The WIT batch. Read it with the gl_* accessors below. */
+typedef gleaner_plugin_types_batch_t gl_batch;
+
+/* Where an error message goes (set it with gl_fail). */
+typedef GL_W(string_t) gl_error;
+
+/* A view of a NUL-terminated C string. */
+gl_str gl_cstr(const char *s);
+/* True if the two views hold the same bytes. */
+bool gl_eq(gl_str a, gl_str b);
+
+/* --- Reading a batch ------------------------------------------------ */
+
+/* Number of events. */
+size_t gl_len(const gl_batch *b);
+/* Event i's body. */
+gl_str gl_body(const gl_batch *b, size_t i);
+/* Event i's timestamp, ns since the Unix epoch. */
+int64_t gl_timestamp(const gl_batch *b, size_t i);
+/* Number of fields (of all events), in event order. */
+size_t gl_field_count(const gl_batch *b);
+/* Field f: its event, name and value. */
+uint32_t gl_field_event(const gl_batch *b, size_t f);
+gl_str gl_field_key(const gl_batch *b, size_t f);
+gl_str gl_field_value(const gl_batch *b, size_t f);
+/* The value of tag `key`, or a view with ptr == NULL. */
+gl_str gl_tag(const gl_batch *b, const char *key);
+
+/* --- Building a batch ----------------------------------------------- */
+
+/* Growable output batch. Filled by the plugin, handed to the host by
+ * gleaner.c. All functions return false only when memory runs out. */
+typedef struct gl_builder {
+    gl_batch batch;
+    size_t cap_timestamps, cap_bodies, cap_ends, cap_keys, cap_values, cap_fields;
+    bool open; /* an event is being built */
+} gl_builder;
+
+/* Starts an event; its body is what gl_append adds until gl_end. */
+bool gl_begin(gl_builder *o, int64_t timestamp);
+bool gl_append(gl_builder *o, const uint8_t *p, size_t n);
+bool gl_end(gl_builder *o);
+/* Adds a whole event. */
+bool gl_push(gl_builder *o, int64_t timestamp, gl_str body);
+/* The index of field name `key` in the output (interned once per batch:
+ * look it up once, reuse it for every event). */
+uint32_t gl_key(gl_builder *o, gl_str key);
+/* Adds field `key` = `value` to the last event begun. */
+bool gl_field(gl_builder *o, uint32_t key, gl_str value);
+/* Copies every field of input event `event` to the last event begun
+ * (fields are in event order, so pass the running index `*next` from 0). */
+bool gl_copy_fields(gl_builder *o, const gl_batch *in, size_t event, size_t *next);
+/* Adds (or replaces) a batch tag. */
+bool gl_set_tag(gl_builder *o, const char *key, gl_str value);
+
+/* --- Errors and the host -------------------------------------------- */
+
+/* Sets the error message (printf-style); returns false for `return gl_fail(...)`. */
+bool gl_fail(gl_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+enum gl_level { GL_TRACE, GL_DEBUG, GL_INFO, GL_WARN, GL_ERROR };
+/* Writes to the host's log (printf-style). Never per event at info or above. */
+void gl_log(enum gl_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Adds to the plugin counter `name` (exported by the host). */
+void gl_counter(const char *name, uint64_t delta);
+
+/* --- Config (the JSON document handed to gleaner_init) -------------- */
+
+/* Copies the top-level string value of `key` into `out` (NUL-terminated,
+ * JSON escapes decoded). Returns 1 if found, 0 if absent, -1 if it is not
+ * a string or does not fit in `cap` bytes. */
+int gl_config_string(gl_str config, const char *key, char *out, size_t cap);
+
+/* --- What the plugin implements ------------------------------------- */
+
+bool gleaner_init(gl_str config, gl_error *err);
+
+#if defined(GLEANER_PROCESSOR)
+bool gleaner_process(const gl_batch *in, gl_builder *out, gl_error *err);
+#else
+typedef gleaner_plugin_types_flush_error_t gl_flush_error;
+/* Report a transient failure (retried) or a permanent one (dead-lettered). */
+bool gl_retry(gl_flush_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool gl_reject(gl_flush_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool gleaner_flush(const gl_batch *in, gl_flush_error *err);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GLEANER_H */

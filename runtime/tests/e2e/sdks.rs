@@ -199,6 +199,7 @@ fn the_masking_example_is_identical_in_rust_c_and_python() {
             got.len()
         );
     }
+    mask_throughput(&env, &components);
 }
 
 #[test]
@@ -291,4 +292,89 @@ fn plugin_new_build_and_test_in_every_language() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Log lines as a web service writes them, some with an email or a card
+/// number in them (1 in 10 and 1 in 20).
+fn bench_lines(bytes: usize) -> String {
+    let mut text = String::with_capacity(bytes + 256);
+    let mut i = 0u64;
+    while text.len() < bytes {
+        i += 1;
+        let user = match i % 10 {
+            0 => format!("user=u{i}@shop.example.com"),
+            _ => format!("user=u{i}"),
+        };
+        let pay = match i % 20 {
+            7 => " card=4111 1111 1111 1111",
+            13 => " order=1234567890123456",
+            _ => "",
+        };
+        text.push_str(&format!(
+            "10.0.{}.{} - - [22/Nov/2026:03:{:02}:{:02} +0000] \"GET /api/v1/orders/{i}?{user} HTTP/1.1\" 200 {}{pay} \"Mozilla/5.0 (X11; Linux x86_64)\"\n",
+            i % 256,
+            (i / 256) % 256,
+            (i / 60) % 60,
+            i % 60,
+            512 + i % 4096,
+        ));
+    }
+    text
+}
+
+/// Throughput of each language's masking processor (time inside plugin
+/// calls, batches of 1,024 lines, as `gleaner plugin test` measures it),
+/// next to the same Rust code run natively in this process. Printed, not
+/// asserted; `GLEANER_MASK_MIB` sizes the input (docs/benchmarks.md).
+fn mask_throughput(env: &Env, components: &[(&'static str, PathBuf)]) {
+    use gleaner_sdk::Processor;
+    let mib = knob("GLEANER_MASK_MIB", 2);
+    let text = bench_lines(mib << 20);
+    let input = env.write("bench.log", &text);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut native = example_mask::Mask::init("{}").unwrap();
+    let mut native_time = std::time::Duration::ZERO;
+    let mut native_events = 0;
+    for chunk in lines.chunks(1024) {
+        let batch = gleaner_sdk::testing::batch_of_lines(chunk);
+        let t0 = Instant::now();
+        native_events += native.process(batch).unwrap().len();
+        native_time += t0.elapsed();
+    }
+    assert_eq!(native_events, lines.len());
+    let mbs = |secs: f64| text.len() as f64 / secs / 1e6;
+    let native_mbs = mbs(native_time.as_secs_f64());
+    eprintln!(
+        "mask, {:.1} MiB, {} lines: native Rust {native_mbs:.0} MB/s",
+        text.len() as f64 / (1 << 20) as f64,
+        lines.len()
+    );
+    let mut rust_mbs = None;
+    for (lang, component) in components {
+        let out = gleaner()
+            .args(["plugin", "test"])
+            .arg(component)
+            .arg("--input")
+            .arg(&input)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let ms: f64 = stderr
+            .lines()
+            .find_map(|l| {
+                l.split(", ")
+                    .find_map(|p| p.strip_suffix(" ms in plugin calls"))
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no call time in {stderr}"));
+        let m = mbs(ms / 1e3);
+        let vs_rust = *rust_mbs.get_or_insert(m);
+        eprintln!(
+            "  {lang:>6}: {m:.0} MB/s in plugin calls, {:.2}x native, {:.2}x the Rust plugin, {:.0} k lines/s",
+            m / native_mbs,
+            m / vs_rust,
+            lines.len() as f64 / (ms / 1e3) / 1e3
+        );
+    }
 }

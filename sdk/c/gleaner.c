@@ -369,8 +369,17 @@ int gl_config_string(gl_str config, const char *key, char *out, size_t cap) {
 
 #if defined(GLEANER_PROCESSOR)
 
+/* The generated glue passes `err` uninitialised: clear it, so a plugin
+ * that returns false without gl_fail still reports something. */
+static void clear_error(gl_wstring *err) {
+    err->ptr = NULL;
+    err->len = 0;
+}
+
 bool exports_processor_init(processor_string_t *config, processor_string_t *err) {
+    clear_error(err);
     bool ok = gleaner_init(view(config), err);
+    if (!ok && err->ptr == NULL) gl_fail(err, "init failed");
     processor_string_free(config);
     return ok;
 }
@@ -381,9 +390,10 @@ bool exports_processor_process(processor_batch_t *input, processor_batch_t *ret,
                                processor_string_t *err) {
     gl_builder o;
     memset(&o, 0, sizeof o);
+    clear_error(err);
     bool ok = gleaner_process(input, &o, err) && gl_end(&o);
     if (!ok) {
-        if (err->ptr == NULL) gl_fail(err, "out of memory");
+        if (err->ptr == NULL) gl_fail(err, "the plugin failed without a message (or ran out of memory)");
         builder_free(&o);
         gleaner_plugin_types_batch_free(input);
         return false;
@@ -411,6 +421,9 @@ bool exports_processor_process(processor_batch_t *input, processor_batch_t *ret,
 
 #else
 
+/* Not a WIT tag: marks a flush error nobody set. */
+#define GLEANER_PLUGIN_TYPES_FLUSH_ERROR_UNSET 0xFF
+
 static bool vflush_error(gl_flush_error *err, uint8_t tag, const char *fmt, va_list ap) {
     err->tag = tag;
     vformat(tag == GLEANER_PLUGIN_TYPES_FLUSH_ERROR_RETRYABLE ? &err->val.retryable
@@ -436,13 +449,20 @@ bool gl_reject(gl_flush_error *err, const char *fmt, ...) {
 }
 
 bool exports_flusher_init(flusher_string_t *config, flusher_string_t *err) {
+    err->ptr = NULL;
+    err->len = 0;
     bool ok = gleaner_init(view(config), err);
+    if (!ok && err->ptr == NULL) gl_fail(err, "init failed");
     flusher_string_free(config);
     return ok;
 }
 
 bool exports_flusher_flush(flusher_batch_t *input, flusher_flush_error_t *err) {
+    memset(err, 0, sizeof *err);
+    err->tag = GLEANER_PLUGIN_TYPES_FLUSH_ERROR_UNSET;
     bool ok = gleaner_flush(input, err);
+    if (!ok && err->tag == GLEANER_PLUGIN_TYPES_FLUSH_ERROR_UNSET)
+        gl_retry(err, "flush failed");
     gleaner_plugin_types_batch_free(input);
     return ok;
 }

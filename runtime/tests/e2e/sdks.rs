@@ -272,6 +272,31 @@ fn plugin_new_build_and_test_in_every_language() {
         .env("CARGO_TARGET_DIR", &target)
         .args(["test", "--release", "--quiet"]);
     check(&mut cargo);
+    // A C plugin that fails without a message still reports one (the
+    // generated glue leaves the error uninitialised; the SDK clears it).
+    let c = env.path("hello-c-processor");
+    let src = std::fs::read_to_string(c.join("plugin.c")).unwrap();
+    let failing = src.replace(
+        "bool gleaner_process(const gl_batch *in, gl_builder *out, gl_error *err) {",
+        "bool gleaner_process(const gl_batch *in, gl_builder *out, gl_error *err) {\n    if (gl_len(in) > 0) return false;",
+    );
+    assert_ne!(failing, src);
+    std::fs::write(c.join("plugin.c"), failing).unwrap();
+    let mut build = with_tools(gleaner());
+    check(build.args(["plugin", "build"]).arg(&c));
+    let out = gleaner()
+        .current_dir(&c)
+        .args(["plugin", "test", "plugin.wasm", "--input", "sample.log"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("process: plugin failed: the plugin failed without a message"),
+        "{stderr}"
+    );
+    std::fs::write(c.join("plugin.c"), src).unwrap();
+    check(with_tools(gleaner()).args(["plugin", "build"]).arg(&c));
     // A wrong config is refused with the plugin's message.
     let out = gleaner()
         .current_dir(env.path("hello-c-processor"))

@@ -309,11 +309,7 @@ pipelines:
         }
     }
     assert_eq!(runs, ["1", "2", "3"]);
-    let started = |p: &str| {
-        log.lines()
-            .filter(|l| l.contains("Started pipeline.") && l.contains(&format!("pipeline={p} ")))
-            .count()
-    };
+    let started = |p: &str| starts(&log, p);
     assert_eq!((started("t"), started("u")), (1, 1), "{log}");
     assert!(
         log.contains("New processors failed on a batch during probation"),

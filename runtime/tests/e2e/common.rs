@@ -199,3 +199,11 @@ pub fn knob(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// How many times pipeline `name` was started, by the agent log `log`.
+pub fn starts(log: &str, name: &str) -> usize {
+    let tag = format!("pipeline={name} ");
+    log.lines()
+        .filter(|l| l.contains("Started pipeline.") && l.contains(&tag))
+        .count()
+}

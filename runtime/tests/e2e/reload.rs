@@ -149,11 +149,7 @@ fn reload_touches_only_changed_pipelines_and_loses_nothing() {
     assert!(first_2 > 0 && versions[first_2..].iter().all(|v| v == "2"));
     assert!(versions[..first_2].iter().all(|v| v == "1"));
     // a never restarted, b was swapped in place, c rebuilt once.
-    let started = |p: &str| {
-        log.lines()
-            .filter(|l| l.contains("Started pipeline.") && l.contains(&format!("pipeline={p} ")))
-            .count()
-    };
+    let started = |p: &str| starts(&log, p);
     assert_eq!(
         (started("a"), started("b"), started("c")),
         (1, 1, 2),
@@ -415,11 +411,7 @@ fn reloading_one_of_five_pipelines_leaves_the_other_four_flowing() {
             );
         }
     }
-    let started = |p: &str| {
-        log.lines()
-            .filter(|l| l.contains("Started pipeline.") && l.contains(&format!("pipeline={p} ")))
-            .count()
-    };
+    let started = |p: &str| starts(&log, p);
     let starts: Vec<usize> = names.iter().map(|n| started(n)).collect();
     assert_eq!(starts, [1, 1, 2, 1, 1], "{log}");
     // Per-second delivery rates around the reload, for the figures.

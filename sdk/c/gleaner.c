@@ -135,7 +135,7 @@ bool gl_field(gl_builder *o, uint32_t key, gl_str value) {
     if (o->batch.timestamps.len == 0) return true;
     if (!GROW(o->batch.values, cap_values, value.len)) return false;
     if (!GROW(o->batch.fields, cap_fields, 1)) return false;
-    gleaner_plugin_types_field_t *f = &o->batch.fields.ptr[o->batch.fields.len++];
+    GL_P(types_field_t) *f = &o->batch.fields.ptr[o->batch.fields.len++];
     f->event = (uint32_t)(o->batch.timestamps.len - 1);
     f->key = key;
     f->start = (uint32_t)o->batch.values.len;
@@ -221,13 +221,73 @@ void gl_log(enum gl_level level, const char *fmt, ...) {
     bool ok = vformat(&s, fmt, ap);
     va_end(ap);
     if (!ok) return;
-    gleaner_plugin_host_log((gleaner_plugin_host_level_t)level, &s);
+    GL_P(host_log)((GL_P(host_level_t))level, &s);
     free(s.ptr);
 }
 
 void gl_counter(const char *name, uint64_t delta) {
     gl_wstring s = {(uint8_t *)name, strlen(name)};
-    gleaner_plugin_host_counter_add(&s, delta);
+    GL_P(host_counter_add)(&s, delta);
+}
+
+/* --- Host kernels --------------------------------------------------- */
+
+/* The kernels borrow the batch's columns; the generated signatures are
+ * not const, the host never writes through them. */
+#define GL_BODIES(in) ((GL_W(list_u8_t) *)&(in)->bodies)
+#define GL_ENDS(in) ((GL_W(list_u32_t) *)&(in)->body_ends)
+#define GL_BORROW(re) GL_P(kernels_borrow_regex)((re)->handle)
+
+bool gl_regex_compile(gl_regex *re, const char *pattern, char *why, size_t cap) {
+    gl_wstring p = {(uint8_t *)pattern, strlen(pattern)};
+    gl_wstring err = {0};
+    if (GL_P(kernels_static_regex_compile)(&p, &re->handle, &err)) return true;
+    if (cap > 0) {
+        size_t n = err.len < cap - 1 ? err.len : cap - 1;
+        memcpy(why, err.ptr, n);
+        why[n] = 0;
+    }
+    GL_W(string_free)(&err);
+    return false;
+}
+
+void gl_regex_free(gl_regex *re) { GL_P(kernels_regex_drop_own)(re->handle); }
+
+gl_events gl_regex_matching(const gl_regex *re, const gl_batch *in) {
+    gl_events out;
+    GL_P(kernels_method_regex_matching)(GL_BORROW(re), GL_BODIES(in), GL_ENDS(in), &out);
+    return out;
+}
+
+gl_spans gl_regex_find_all(const gl_regex *re, const gl_batch *in) {
+    gl_spans out;
+    GL_P(kernels_method_regex_find_all)(GL_BORROW(re), GL_BODIES(in), GL_ENDS(in), &out);
+    return out;
+}
+
+gl_captures gl_regex_captures(const gl_regex *re, const gl_batch *in) {
+    gl_captures out;
+    GL_P(kernels_method_regex_captures)(GL_BORROW(re), GL_BODIES(in), GL_ENDS(in), &out);
+    return out;
+}
+
+gl_json_members gl_json_extract(const gl_batch *in, const char *const *paths, size_t n) {
+    gl_json_members out;
+    gl_wstring *list = n ? malloc(n * sizeof *list) : NULL;
+    for (size_t i = 0; list && i < n; i++) list[i] = (gl_wstring){(uint8_t *)paths[i], strlen(paths[i])};
+    GL_W(list_string_t) l = {list, list ? n : 0};
+    GL_P(kernels_json_extract)(GL_BODIES(in), GL_ENDS(in), &l, &out);
+    free(list);
+    return out;
+}
+
+void gl_events_free(gl_events *l) { GL_W(list_u32_free)(l); }
+void gl_spans_free(gl_spans *l) { GL_P(kernels_list_span_free)(l); }
+void gl_captures_free(gl_captures *l) { GL_P(kernels_list_capture_free)(l); }
+void gl_json_members_free(gl_json_members *m) { GL_P(kernels_json_members_free)(m); }
+
+gl_str gl_column(const gl_batch *in, uint32_t start, uint32_t len) {
+    return (gl_str){in->bodies.ptr + start, len};
 }
 
 /* --- Config --------------------------------------------------------- */
@@ -384,7 +444,7 @@ bool exports_processor_init(processor_string_t *config, processor_string_t *err)
     return ok;
 }
 
-static void builder_free(gl_builder *o) { gleaner_plugin_types_batch_free(&o->batch); }
+static void builder_free(gl_builder *o) { GL_P(types_batch_free)(&o->batch); }
 
 bool exports_processor_process(processor_batch_t *input, processor_batch_t *ret,
                                processor_string_t *err) {
@@ -395,7 +455,7 @@ bool exports_processor_process(processor_batch_t *input, processor_batch_t *ret,
     if (!ok) {
         if (err->ptr == NULL) gl_fail(err, "the plugin failed without a message (or ran out of memory)");
         builder_free(&o);
-        gleaner_plugin_types_batch_free(input);
+        GL_P(types_batch_free)(input);
         return false;
     }
     /* The input's tags pass through, under the ones the plugin set. */
@@ -408,13 +468,13 @@ bool exports_processor_process(processor_batch_t *input, processor_batch_t *ret,
         if (set) continue;
         if (!append_tag(&o, *t)) {
             builder_free(&o);
-            gleaner_plugin_types_batch_free(input);
+            GL_P(types_batch_free)(input);
             return gl_fail(err, "out of memory");
         }
         /* Moved: the input no longer owns these strings. */
         memset(t, 0, sizeof *t);
     }
-    gleaner_plugin_types_batch_free(input);
+    GL_P(types_batch_free)(input);
     *ret = o.batch;
     return true;
 }
@@ -422,11 +482,11 @@ bool exports_processor_process(processor_batch_t *input, processor_batch_t *ret,
 #else
 
 /* Not a WIT tag: marks a flush error nobody set. */
-#define GLEANER_PLUGIN_TYPES_FLUSH_ERROR_UNSET 0xFF
+#define GLEANER_PLUGIN_0_2_0_TYPES_FLUSH_ERROR_UNSET 0xFF
 
 static bool vflush_error(gl_flush_error *err, uint8_t tag, const char *fmt, va_list ap) {
     err->tag = tag;
-    vformat(tag == GLEANER_PLUGIN_TYPES_FLUSH_ERROR_RETRYABLE ? &err->val.retryable
+    vformat(tag == GLEANER_PLUGIN_0_2_0_TYPES_FLUSH_ERROR_RETRYABLE ? &err->val.retryable
                                                              : &err->val.rejected,
             fmt, ap);
     return false;
@@ -435,7 +495,7 @@ static bool vflush_error(gl_flush_error *err, uint8_t tag, const char *fmt, va_l
 bool gl_retry(gl_flush_error *err, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vflush_error(err, GLEANER_PLUGIN_TYPES_FLUSH_ERROR_RETRYABLE, fmt, ap);
+    vflush_error(err, GLEANER_PLUGIN_0_2_0_TYPES_FLUSH_ERROR_RETRYABLE, fmt, ap);
     va_end(ap);
     return false;
 }
@@ -443,7 +503,7 @@ bool gl_retry(gl_flush_error *err, const char *fmt, ...) {
 bool gl_reject(gl_flush_error *err, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vflush_error(err, GLEANER_PLUGIN_TYPES_FLUSH_ERROR_REJECTED, fmt, ap);
+    vflush_error(err, GLEANER_PLUGIN_0_2_0_TYPES_FLUSH_ERROR_REJECTED, fmt, ap);
     va_end(ap);
     return false;
 }
@@ -459,11 +519,11 @@ bool exports_flusher_init(flusher_string_t *config, flusher_string_t *err) {
 
 bool exports_flusher_flush(flusher_batch_t *input, flusher_flush_error_t *err) {
     memset(err, 0, sizeof *err);
-    err->tag = GLEANER_PLUGIN_TYPES_FLUSH_ERROR_UNSET;
+    err->tag = GLEANER_PLUGIN_0_2_0_TYPES_FLUSH_ERROR_UNSET;
     bool ok = gleaner_flush(input, err);
-    if (!ok && err->tag == GLEANER_PLUGIN_TYPES_FLUSH_ERROR_UNSET)
+    if (!ok && err->tag == GLEANER_PLUGIN_0_2_0_TYPES_FLUSH_ERROR_UNSET)
         gl_retry(err, "flush failed");
-    gleaner_plugin_types_batch_free(input);
+    GL_P(types_batch_free)(input);
     return ok;
 }
 

@@ -38,6 +38,10 @@
 #error "compile with -DGLEANER_PROCESSOR or -DGLEANER_FLUSHER (plugin.mk does)"
 #endif
 
+/* Generated names carry the WIT package version (gleaner:plugin@0.2.0),
+ * since wit/deps/ holds the frozen earlier versions. */
+#define GL_P(x) gleaner_plugin_0_2_0_##x
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -49,7 +53,7 @@ typedef struct {
 } gl_str;
 
 /* The WIT batch. Read it with the gl_* accessors below. */
-typedef gleaner_plugin_types_batch_t gl_batch;
+typedef GL_P(types_batch_t) gl_batch;
 
 /* Where an error message goes (set it with gl_fail). */
 typedef GL_W(string_t) gl_error;
@@ -114,6 +118,46 @@ void gl_log(enum gl_level level, const char *fmt, ...) __attribute__((format(pri
 /* Adds to the plugin counter `name` (exported by the host). */
 void gl_counter(const char *name, uint64_t delta);
 
+/* --- Host kernels: run natively over every body of a batch --------- */
+
+/* A match: bytes in->bodies.ptr[start .. start + len] of event `event`. */
+typedef GL_P(kernels_span_t) gl_span;
+/* Group `group` (0: the whole match) of event `event`'s first match. */
+typedef GL_P(kernels_capture_t) gl_capture;
+/* Lists the kernels return ({ptr, len}); free each with its _free. */
+typedef GL_W(list_u32_t) gl_events;
+typedef GL_P(kernels_list_span_t) gl_spans;
+typedef GL_P(kernels_list_capture_t) gl_captures;
+/* JSON members: .fields (key = index into the paths, start/len into
+ * .values), .invalid (events that are not JSON objects). */
+typedef GL_P(kernels_json_members_t) gl_json_members;
+
+/* A regex compiled and run by the host (Rust `regex` syntax: linear
+ * time, no look-around). Compile it once, in gleaner_init. */
+typedef struct {
+    GL_P(kernels_own_regex_t) handle;
+} gl_regex;
+
+/* Compiles `pattern`. On error returns false and writes the reason to
+ * `why` (NUL-terminated, cut to `cap` bytes). */
+bool gl_regex_compile(gl_regex *re, const char *pattern, char *why, size_t cap);
+void gl_regex_free(gl_regex *re);
+/* Events of `in` whose body has a match, ascending. */
+gl_events gl_regex_matching(const gl_regex *re, const gl_batch *in);
+/* Every non-overlapping match, by event, then by position. */
+gl_spans gl_regex_find_all(const gl_regex *re, const gl_batch *in);
+/* For each event with a match, its first match's groups, group 0 first. */
+gl_captures gl_regex_captures(const gl_regex *re, const gl_batch *in);
+/* Members of each JSON-object body named by paths[0..n) (`.` descends
+ * into nested objects: "http.status"). */
+gl_json_members gl_json_extract(const gl_batch *in, const char *const *paths, size_t n);
+void gl_events_free(gl_events *l);
+void gl_spans_free(gl_spans *l);
+void gl_captures_free(gl_captures *l);
+void gl_json_members_free(gl_json_members *m);
+/* The bytes a span or capture points at in `in`'s bodies. */
+gl_str gl_column(const gl_batch *in, uint32_t start, uint32_t len);
+
 /* --- Config (the JSON document handed to gleaner_init) -------------- */
 
 /* Copies the top-level string value of `key` into `out` (NUL-terminated,
@@ -128,7 +172,7 @@ bool gleaner_init(gl_str config, gl_error *err);
 #if defined(GLEANER_PROCESSOR)
 bool gleaner_process(const gl_batch *in, gl_builder *out, gl_error *err);
 #else
-typedef gleaner_plugin_types_flush_error_t gl_flush_error;
+typedef GL_P(types_flush_error_t) gl_flush_error;
 /* Report a transient failure (retried) or a permanent one (dead-lettered). */
 bool gl_retry(gl_flush_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 bool gl_reject(gl_flush_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -5,7 +5,7 @@ import re
 
 import gleaner_sdk as gl
 
-LOCAL = re.compile(rb"[A-Za-z0-9._%+-]+\Z")
+LOCAL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
 DOMAIN = re.compile(rb"[A-Za-z0-9.-]+")
 CARD = re.compile(rb"(?<![A-Za-z0-9])[0-9](?:[ -]?[0-9])*")
 ALNUM = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -13,8 +13,10 @@ ALNUM = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 
 def email_at(s, at):
     """(start, end) of the email whose `@` is at `at`, or None."""
-    m = LOCAL.search(s, 0, at)
-    if m is None:
+    start = at
+    while start > 0 and s[start - 1] in LOCAL:
+        start -= 1
+    if start == at:
         return None
     d = DOMAIN.match(s, at + 1)
     if d is None:
@@ -25,7 +27,7 @@ def email_at(s, at):
     dot = s.rfind(b".", at + 2, r)
     if dot < 0 or r - dot - 1 < 2 or not s[dot + 1 : r].isalpha():
         return None
-    return m.start(), r
+    return start, r
 
 
 def luhn(digits):
@@ -45,6 +47,11 @@ class Mask(gl.Processor):
                 raise ValueError(f"{key}: must be a string")
         self.email = config.get("email", "[email]").encode()
         self.card = config.get("card", "[card]").encode()
+        # Every email has a local-part character right before its `@`, and
+        # every card number 13 digits in a row with at most one space or
+        # `-` between two: a body with neither cannot change. The host
+        # finds the bodies that might, natively, in one call per batch.
+        self.candidates = gl.Regex(r"[A-Za-z0-9._%+-]@|[0-9](?:[ -]?[0-9]){12}")
 
     def mask(self, s):
         count = 0
@@ -67,7 +74,8 @@ class Mask(gl.Processor):
         frm = 0
         for m in CARD.finditer(s):
             end = m.end()
-            if end < len(s) and s[end] in ALNUM:
+            # 13 digits need at least 13 bytes.
+            if end - m.start() < 13 or (end < len(s) and s[end] in ALNUM):
                 continue
             digits = bytes(c for c in m.group() if 48 <= c <= 57)
             if 13 <= len(digits) <= 19 and luhn(digits):
@@ -79,12 +87,14 @@ class Mask(gl.Processor):
         return b"".join(out), count
 
     def process(self, batch):
-        out = batch.builder()
-        redactions = out.key("redactions")
-        for e in batch:
-            body, count = self.mask(e.body)
-            out.push(e.timestamp, body, e.fields)
-            out.field(redactions, str(count))
+        out = batch.rewrite()
+        counts = {}
+        for i in self.candidates.matching(batch):
+            body, count = self.mask(batch.body(i))
+            if count:
+                out.set_body(i, body)
+                counts[i] = str(count)
+        out.add_field("redactions", counts, default="0")
         return out
 
 

@@ -4,7 +4,10 @@
 //! - `pattern` (required): a regex with named groups, e.g.
 //!   `^(?P<ip>\S+) \S+ \S+ \[(?P<time>[^\]]+)\]`;
 //! - `field`: parse this field instead of the body;
-//! - `on_no_match`: `keep` (default: the event passes unchanged) or `drop`.
+//! - `on_no_match`: `keep` (default: the event passes unchanged) or `drop`;
+//! - `engine`: `host` (default: the body column is matched natively by the
+//!   host's regex kernel, one call per batch) or `wasm` (matched inside the
+//!   plugin; `field` always is). Both give the same fields.
 //!
 //! Counters: `matched`, `unmatched`.
 
@@ -19,6 +22,16 @@ struct Config {
     field: Option<String>,
     #[serde(default)]
     on_no_match: OnNoMatch,
+    #[serde(default)]
+    engine: Engine,
+}
+
+#[derive(Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Engine {
+    #[default]
+    Host,
+    Wasm,
 }
 
 #[derive(Debug, Default, PartialEq, serde::Deserialize)]
@@ -35,6 +48,8 @@ pub struct ParseRegex {
     names: Vec<(usize, String)>,
     field: Option<String>,
     drop_unmatched: bool,
+    /// The same pattern compiled by the host, for bodies (`engine: host`).
+    kernel: Option<gleaner_sdk::kernels::Regex>,
 }
 
 impl Processor for ParseRegex {
@@ -49,15 +64,26 @@ impl Processor for ParseRegex {
         if names.is_empty() {
             return Err("pattern: has no named capture group such as (?P<status>\\d+)".into());
         }
+        let kernel = match (&c.field, c.engine) {
+            (None, Engine::Host) => Some(
+                gleaner_sdk::kernels::Regex::new(&c.pattern)
+                    .map_err(|e| format!("pattern: invalid regex: {e}"))?,
+            ),
+            _ => None,
+        };
         Ok(ParseRegex {
             re,
             names,
             field: c.field,
             drop_unmatched: c.on_no_match == OnNoMatch::Drop,
+            kernel,
         })
     }
 
     fn process(&mut self, input: Batch) -> Result<Batch, String> {
+        if let Some(kernel) = &self.kernel {
+            return Ok(self.process_in_host(kernel, &input));
+        }
         let mut out = input.builder();
         let keys: Vec<(usize, Key)> = self.names.iter().map(|(i, n)| (*i, out.key(n))).collect();
         let mut locs = self.re.capture_locations();
@@ -89,6 +115,43 @@ impl Processor for ParseRegex {
         gleaner_sdk::host::counter_add("matched", matched);
         gleaner_sdk::host::counter_add("unmatched", unmatched);
         Ok(out.finish())
+    }
+}
+
+impl ParseRegex {
+    /// Bodies matched by the host in one call; the plugin only builds the
+    /// output from the capture spans.
+    fn process_in_host(&self, kernel: &gleaner_sdk::kernels::Regex, input: &Batch) -> Batch {
+        let mut out = input.builder();
+        let mut group_keys = vec![None; self.re.captures_len()];
+        for (i, n) in &self.names {
+            group_keys[*i] = Some(out.key(n));
+        }
+        let captures = kernel.captures(input);
+        let (bodies, _) = input.body_column();
+        let mut next = captures.iter().peekable();
+        let (mut matched, mut unmatched) = (0u64, 0u64);
+        for event in input.events() {
+            let index = event.index() as u32;
+            if next.peek().is_none_or(|c| c.event != index) {
+                unmatched += 1;
+                if !self.drop_unmatched {
+                    out.push_copy(&event);
+                }
+                continue;
+            }
+            matched += 1;
+            let mut e = out.push_copy(&event);
+            while let Some(c) = next.next_if(|c| c.event == index) {
+                if let Some(Some(key)) = group_keys.get(c.group as usize) {
+                    let value = &bodies[c.start as usize..(c.start + c.len) as usize];
+                    e.field_by_key(*key, &String::from_utf8_lossy(value));
+                }
+            }
+        }
+        gleaner_sdk::host::counter_add("matched", matched);
+        gleaner_sdk::host::counter_add("unmatched", unmatched);
+        out.finish()
     }
 }
 
@@ -126,6 +189,23 @@ mod tests {
         assert_eq!(f["status"], "200");
         assert_eq!(f["http_user_agent"], "curl/8.5.0");
         assert_eq!(out[0].body, line);
+    }
+
+    #[test]
+    fn host_and_wasm_engines_give_the_same_fields() {
+        let lines = [
+            r#"192.168.1.7 - alice [21/Nov/2026:17:47:41 +0000] "GET /a HTTP/1.1" 200 612 "-" "curl/8.5.0""#,
+            "no match",
+            r#"10.0.0.1 - - [21/Nov/2026:17:47:42 +0000] "POST /b HTTP/2.0" 503 0 "https://x/" "Mozilla/5.0 (X11)""#,
+        ];
+        let mut host = init(NGINX, "");
+        let mut wasm = init(NGINX, r#","engine":"wasm""#);
+        assert!(host.kernel.is_some() && wasm.kernel.is_none());
+        let a = records(&host.process(batch_of_lines(&lines)).unwrap());
+        let b = records(&wasm.process(batch_of_lines(&lines)).unwrap());
+        assert_eq!(a, b);
+        assert_eq!(a[2].fields["status"], "503");
+        assert!(a[1].fields.is_empty());
     }
 
     #[test]

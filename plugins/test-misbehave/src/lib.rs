@@ -5,7 +5,10 @@
 //! Config (all optional): `panic_on`, `spin_on` (loops forever), `hog_on`
 //! (allocates until memory runs out), `fail_on` (returns an error),
 //! `refuse_init` (init fails with this message), `probe_file` (tries to
-//! read a host file, reports the outcome in `fs_probe`). Other batches pass
+//! read a host file, reports the outcome in `fs_probe`), `bad_column_on`
+//! (calls a host kernel with a column whose ends are out of order),
+//! `regexes_on` (compiles host regexes until the host refuses one and
+//! returns its message as the error). Other batches pass
 //! unchanged with a field `seen_by = misbehave`.
 
 use gleaner_sdk::{Batch, Processor};
@@ -21,6 +24,8 @@ struct Config {
     /// Try to read this host file in every batch and report the outcome in
     /// the field `fs_probe` (the sandbox must deny it).
     probe_file: Option<String>,
+    bad_column_on: Option<String>,
+    regexes_on: Option<String>,
 }
 
 struct Misbehave(Config);
@@ -55,6 +60,16 @@ impl Processor for Misbehave {
             loop {
                 hog.push(vec![1u8; 1 << 20]);
                 std::hint::black_box(&hog);
+            }
+        }
+        if has(&input, &self.0.bad_column_on) {
+            let re = gleaner_sdk::kernels::Regex::new("x")?;
+            re.find_all_column(b"abc", &[2, 1]);
+        }
+        if has(&input, &self.0.regexes_on) {
+            let mut held = Vec::new();
+            loop {
+                held.push(gleaner_sdk::kernels::Regex::new("x")?);
             }
         }
         if has(&input, &self.0.fail_on) {

@@ -1,25 +1,45 @@
-//! The one place that runs `bindgen!` over `wit/plugin.wit`. Generated types
-//! do not leave `plugin/`: `convert.rs` maps them to and from `event::Batch`.
+//! The one place that runs `bindgen!` over `wit/`. Generated types do not
+//! leave `plugin/`: `convert.rs` maps them to and from `event::Batch`.
+//!
+//! The current package (`wit/plugin.wit`) gives the worlds the host
+//! instantiates. Each frozen earlier version (`wit/deps/plugin-X.Y.Z`)
+//! gets bindings only for its imports, so that plugins built against it
+//! still link: their exports have the same shape (component types are
+//! structural), and `compat.rs` maps their imports onto the current ones.
 
 /// Bindings of the `processor` world.
 pub mod processor {
     wasmtime::component::bindgen!({
-        world: "processor",
+        world: "gleaner:plugin/processor@0.2.0",
         path: "../wit",
+        imports: { "gleaner:plugin/kernels@0.2.0": trappable },
+        with: {
+            "gleaner:plugin/kernels.regex": gleaner_kernels::CompiledRegex,
+        },
     });
 }
 
 /// Bindings of the `flusher` world; shares the interfaces of `processor`.
 pub mod flusher {
     wasmtime::component::bindgen!({
-        world: "flusher",
+        world: "gleaner:plugin/flusher@0.2.0",
         path: "../wit",
         with: {
-            "gleaner:plugin/types": super::processor::gleaner::plugin::types,
-            "gleaner:plugin/host": super::processor::gleaner::plugin::host,
+            "gleaner:plugin/types@0.2.0": super::processor::gleaner::plugin0_2_0::types,
+            "gleaner:plugin/host@0.2.0": super::processor::gleaner::plugin0_2_0::host,
+            "gleaner:plugin/kernels@0.2.0": super::processor::gleaner::plugin0_2_0::kernels,
         },
     });
 }
 
-pub use processor::gleaner::plugin::host as wit_host;
-pub use processor::gleaner::plugin::types as wit;
+/// Imports of `gleaner:plugin@0.1.0` (both worlds import the same).
+pub mod v0_1 {
+    wasmtime::component::bindgen!({
+        world: "gleaner:plugin/processor@0.1.0",
+        path: "../wit",
+    });
+}
+
+pub use processor::gleaner::plugin0_2_0::host as wit_host;
+pub use processor::gleaner::plugin0_2_0::kernels;
+pub use processor::gleaner::plugin0_2_0::types as wit;

@@ -14,8 +14,10 @@
 mod bindings;
 pub mod builtin;
 mod cache;
+mod compat;
 mod convert;
 mod host;
+pub mod kernels;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -193,10 +195,12 @@ impl Runtime {
         let mut processor_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut processor_linker)?;
         processor::Processor::add_to_linker::<_, HasSelf<_>>(&mut processor_linker, |s| s)?;
+        bindings::v0_1::Processor::add_to_linker::<_, HasSelf<_>>(&mut processor_linker, |s| s)?;
         let mut flusher_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut flusher_linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut flusher_linker)?;
         flusher::Flusher::add_to_linker::<_, HasSelf<_>>(&mut flusher_linker, |s| s)?;
+        bindings::v0_1::Processor::add_to_linker::<_, HasSelf<_>>(&mut flusher_linker, |s| s)?;
         if epoch {
             let weak = engine.weak();
             std::thread::Builder::new()

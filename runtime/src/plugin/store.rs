@@ -150,7 +150,9 @@ pub struct StoreState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: GrantHooks,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
+    /// Live `kernels.regex` resources (at most `kernels::MAX_REGEXES`).
+    pub(super) regexes: usize,
 }
 
 impl StoreState {
@@ -205,6 +207,7 @@ impl StoreState {
                 timeout: limits.call_timeout,
             },
             table: ResourceTable::new(),
+            regexes: 0,
         })
     }
 }

@@ -110,6 +110,25 @@ fn a_plugin_that_eats_memory_hits_its_cap() {
 }
 
 #[test]
+fn a_kernel_called_with_a_bad_column_traps_with_the_reason() {
+    let env = Env::new();
+    let config = two_pipelines(&env, "bad_column_on", "", "dead_letter");
+    run_once(&config);
+    check(
+        &env,
+        "kernels.find-all: body-ends[1] = 1 is out of order or beyond the 3 bytes of bodies",
+    );
+}
+
+#[test]
+fn a_plugin_may_hold_at_most_256_host_regexes() {
+    let env = Env::new();
+    let config = two_pipelines(&env, "regexes_on", "", "dead_letter");
+    run_once(&config);
+    check(&env, "too many regexes: a plugin may hold 256 at once");
+}
+
+#[test]
 fn skip_policy_passes_a_failed_batch_on_unprocessed() {
     let env = Env::new();
     let config = two_pipelines(&env, "fail_on", "", "skip");

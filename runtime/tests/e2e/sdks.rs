@@ -403,3 +403,68 @@ fn mask_throughput(env: &Env, components: &[(&'static str, PathBuf)]) {
         );
     }
 }
+
+/// A plugin built against the frozen `gleaner:plugin@0.1.0`
+/// (`wit/deps/plugin-0.1.0`, fixture `plugins/test-wit-0-1-0`) still
+/// loads and runs: in `gleaner plugin test` (its 0.1.0 counter and log
+/// imports reach the host) and in a real pipeline after a current plugin.
+#[test]
+fn a_plugin_built_against_wit_0_1_0_still_runs() {
+    let fixture = plugin_wasm("test-wit-0-1-0");
+    // It really is a 0.1.0 component: it imports the 0.1.0 host interface.
+    let wasm = std::fs::read(&fixture).unwrap();
+    let has = |s: &str| wasm.windows(s.len()).any(|w| w == s.as_bytes());
+    assert!(has("gleaner:plugin/host@0.1.0"));
+    assert!(!has("gleaner:plugin/host@0.2.0"));
+
+    let env = Env::new();
+    let lines: Vec<String> = (0..300)
+        .map(|i| format!("line {i} status={}", 200 + i % 5))
+        .collect();
+    let input = env.write("in.log", &(lines.join("\n") + "\n"));
+    let out = gleaner()
+        .args(["plugin", "test"])
+        .arg(&fixture)
+        .arg("--input")
+        .arg(&input)
+        .args(["--batch", "64"])
+        .env("GLEANER_LOG", "debug")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(r#"counters {"events": 300}"#), "{stderr}");
+    assert_eq!(stderr.matches("0.1.0 fixture: ").count(), 5, "{stderr}");
+    let events = json_lines(&out.stdout);
+    assert_eq!(events.len(), 300);
+    for (e, line) in events.iter().zip(&lines) {
+        assert_eq!(e["message"], line.as_str());
+        assert_eq!(e["wit"], "0.1.0");
+    }
+
+    // In a pipeline, between 0.2.0 plugins: fields from before are kept.
+    let sink = env.path("out");
+    std::fs::create_dir_all(&sink).unwrap();
+    let config = env.config(&format!(
+        r#"
+  - name: p
+    inputs: [{{ type: file, paths: ["{log}"], start_at: beginning }}]
+    processors:
+      - plugin: builtin:parse-regex
+        config: {{ pattern: 'status=(?P<status>\d+)' }}
+      - plugin: {fixture}
+    flushers: [{{ plugin: builtin:file, config: {{ path: "{sink}/events.ndjson" }}, grants: {{ dirs: ["{sink}"] }} }}]
+"#,
+        log = input.display(),
+        fixture = fixture.display(),
+        sink = sink.display()
+    ));
+    run_once(&config);
+    let events = lines_in(&sink.join("events.ndjson"));
+    assert_eq!(events.len(), 300);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["message"], lines[i].as_str());
+        assert_eq!(e["status"], (200 + i % 5).to_string());
+        assert_eq!(e["wit"], "0.1.0");
+    }
+}

@@ -63,6 +63,12 @@ impl Batch {
         self.raw.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// The body column as the wire carries it: all bodies concatenated,
+    /// and each event's end offset. What the [`crate::kernels`] take.
+    pub fn body_column(&self) -> (&[u8], &[u32]) {
+        (&self.raw.bodies, &self.raw.body_ends)
+    }
+
     /// The field names interned in this batch (fields refer to them by index).
     pub(crate) fn keys(&self) -> &[String] {
         &self.raw.keys

@@ -45,6 +45,7 @@ pub mod batch;
 pub mod bindings;
 pub mod host;
 pub mod json;
+pub mod kernels;
 pub mod testing;
 
 pub use batch::{Batch, BatchBuilder, Event, EventBuilder, Key};

@@ -2,6 +2,7 @@
 //! emails and card numbers are replaced, and a `redactions` field is
 //! added. The same algorithm as the C and Python versions, byte for byte.
 
+use gleaner_sdk::kernels::Regex;
 use gleaner_sdk::{Batch, Processor};
 
 /// Config: the replacement texts.
@@ -25,7 +26,16 @@ fn default_card() -> String {
 /// The processor.
 pub struct Mask {
     config: Config,
+    /// Every email has a local-part character right before its `@`, and
+    /// every card number 13 digits in a row with at most one space or `-`
+    /// between two: a body with neither cannot change. The host finds the
+    /// bodies that might, natively, in one call per batch.
+    candidates: Regex,
 }
+
+/// The candidate pattern (see [`Mask::candidates`]); the C and Python
+/// versions use the same.
+const CANDIDATES: &str = "[A-Za-z0-9._%+-]@|[0-9](?:[ -]?[0-9]){12}";
 
 fn is_local(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-')
@@ -152,6 +162,7 @@ impl Processor for Mask {
     fn init(config: &str) -> Result<Self, String> {
         Ok(Mask {
             config: gleaner_sdk::parse_config(config)?,
+            candidates: Regex::new(CANDIDATES)?,
         })
     }
 
@@ -159,8 +170,14 @@ impl Processor for Mask {
         let mut out = input.builder();
         let redactions = out.key("redactions");
         let (mut emails, mut cards) = (Vec::new(), Vec::new());
+        let maybe = self.candidates.matching(&input);
+        let mut maybe = maybe.iter().peekable();
         for event in input.events() {
-            // Most lines have nothing to mask: then nothing is copied twice.
+            if maybe.next_if(|&&i| i as usize == event.index()).is_none() {
+                // Nothing to mask: the event passes as it is.
+                out.push_copy(&event).field_by_key(redactions, "0");
+                continue;
+            }
             let mut body = event.body();
             let e = self.mask_emails(body, &mut emails);
             if e > 0 {

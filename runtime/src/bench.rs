@@ -170,13 +170,17 @@ pub fn native(mode: NativeMode, input: &Path, output: &Path) -> anyhow::Result<u
 
 /// Resource use of one child process.
 #[derive(Debug, Clone, Copy)]
-struct Usage {
-    wall: f64,
-    cpu: f64,
-    max_rss_kib: i64,
+pub struct Usage {
+    /// Wall time, seconds.
+    pub wall: f64,
+    /// User + system CPU time, seconds.
+    pub cpu: f64,
+    /// Peak resident set size, KiB.
+    pub max_rss_kib: i64,
 }
 
-fn run_measured(cmd: &mut Command) -> anyhow::Result<Usage> {
+/// Runs `cmd` to completion (it must succeed) and measures it.
+pub fn run_measured(cmd: &mut Command) -> anyhow::Result<Usage> {
     let started = Instant::now();
     let child = cmd.spawn().context("cannot start the benchmark child")?;
     let pid = child.id() as libc::pid_t;
@@ -200,7 +204,8 @@ fn run_measured(cmd: &mut Command) -> anyhow::Result<Usage> {
     })
 }
 
-fn count_lines(path: &Path) -> anyhow::Result<u64> {
+/// Lines in a file.
+pub fn count_lines(path: &Path) -> anyhow::Result<u64> {
     let mut f = File::open(path)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;

@@ -75,6 +75,16 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Run a command and print its wall time, CPU time and peak RSS as
+    /// JSON (as `bench` measures its children). Measuring through this
+    /// small process keeps a large parent's memory out of the child's peak
+    /// RSS, which Linux carries across fork and exec.
+    #[command(hide = true)]
+    Measure {
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -277,6 +287,17 @@ fn main() -> ExitCode {
             input,
             output,
         } => gleaner::bench::native(mode, &input, &output).map(|_| ()),
+        Command::Measure { command } => {
+            // The child's stdout goes to stderr: stdout carries the figures.
+            let mut child = std::process::Command::new(&command[0]);
+            child.args(&command[1..]).stdout(std::io::stderr());
+            gleaner::bench::run_measured(&mut child).map(|u| {
+                println!(
+                    r#"{{"wall":{},"cpu":{},"max_rss_kib":{}}}"#,
+                    u.wall, u.cpu, u.max_rss_kib
+                )
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -253,6 +253,12 @@ bool gl_regex_compile(gl_regex *re, const char *pattern, char *why, size_t cap) 
 
 void gl_regex_free(gl_regex *re) { GL_P(kernels_regex_drop_own)(re->handle); }
 
+gl_names gl_regex_group_names(const gl_regex *re) {
+    gl_names out;
+    GL_P(kernels_method_regex_group_names)(GL_BORROW(re), &out);
+    return out;
+}
+
 gl_events gl_regex_matching(const gl_regex *re, const gl_batch *in) {
     gl_events out;
     GL_P(kernels_method_regex_matching)(GL_BORROW(re), GL_BODIES(in), GL_ENDS(in), &out);
@@ -281,6 +287,7 @@ gl_json_members gl_json_extract(const gl_batch *in, const char *const *paths, si
     return out;
 }
 
+void gl_names_free(gl_names *l) { GL_W(list_string_free)(l); }
 void gl_events_free(gl_events *l) { GL_W(list_u32_free)(l); }
 void gl_spans_free(gl_spans *l) { GL_P(kernels_list_span_free)(l); }
 void gl_captures_free(gl_captures *l) { GL_P(kernels_list_capture_free)(l); }

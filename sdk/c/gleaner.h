@@ -142,6 +142,9 @@ typedef struct {
  * `why` (NUL-terminated, cut to `cap` bytes). */
 bool gl_regex_compile(gl_regex *re, const char *pattern, char *why, size_t cap);
 void gl_regex_free(gl_regex *re);
+/* Capture group names, group 0 first ({ptr, len} strings; "" for unnamed). */
+typedef GL_W(list_string_t) gl_names;
+gl_names gl_regex_group_names(const gl_regex *re);
 /* Events of `in` whose body has a match, ascending. */
 gl_events gl_regex_matching(const gl_regex *re, const gl_batch *in);
 /* Every non-overlapping match, by event, then by position. */
@@ -151,6 +154,7 @@ gl_captures gl_regex_captures(const gl_regex *re, const gl_batch *in);
 /* Members of each JSON-object body named by paths[0..n) (`.` descends
  * into nested objects: "http.status"). */
 gl_json_members gl_json_extract(const gl_batch *in, const char *const *paths, size_t n);
+void gl_names_free(gl_names *l);
 void gl_events_free(gl_events *l);
 void gl_spans_free(gl_spans *l);
 void gl_captures_free(gl_captures *l);

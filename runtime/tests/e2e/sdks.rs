@@ -172,13 +172,14 @@ fn the_masking_example_is_identical_in_rust_c_and_python() {
     assert!(masked > 1000 && text.contains("[email]") && text.contains("[card]"));
     assert!(text.contains("4111111111111112") && text.contains("x@localhost"));
 
-    // And in real pipelines, one per language, over the same file.
+    // And in real pipelines, one per language, over the same file, after
+    // a processor that adds a field (which the mask must keep).
     let out = env.path("out");
     let pipelines: String = components
         .iter()
         .map(|(lang, c)| {
             format!(
-                "  - name: {lang}\n    inputs: [{{ type: file, paths: [\"{input}\"], start_at: beginning }}]\n    processors: [{{ plugin: \"{c}\" }}]\n    flushers: [{{ plugin: builtin:file, config: {{ path: \"{out}/{lang}.ndjson\" }}, grants: {{ dirs: [\"{out}\"] }} }}]\n",
+                "  - name: {lang}\n    inputs: [{{ type: file, paths: [\"{input}\"], start_at: beginning }}]\n    processors: [{{ plugin: builtin:parse-regex, config: {{ pattern: '^(?P<first>\\S+)' }} }}, {{ plugin: \"{c}\" }}]\n    flushers: [{{ plugin: builtin:file, config: {{ path: \"{out}/{lang}.ndjson\" }}, grants: {{ dirs: [\"{out}\"] }} }}]\n",
                 input = input.display(),
                 c = c.display(),
                 out = out.display(),
@@ -188,15 +189,39 @@ fn the_masking_example_is_identical_in_rust_c_and_python() {
     run_once(&env.config(&pipelines));
     let strip = |e: &serde_json::Value| (e["message"].clone(), e["redactions"].clone());
     let want: Vec<_> = events.iter().map(strip).collect();
+    // What `^(?P<first>\S+)` captures of each original line.
+    let text = std::fs::read_to_string(&input).unwrap();
+    let firsts: Vec<Option<&str>> = text
+        .lines()
+        .map(|l| {
+            let first = l.split(char::is_whitespace).next();
+            first.filter(|f| !f.is_empty())
+        })
+        .collect();
+    let mut whole = Vec::new();
     for (lang, _) in &components {
-        let got: Vec<_> = lines_in(&out.join(format!("{lang}.ndjson")))
-            .iter()
-            .map(strip)
-            .collect();
+        let got = lines_in(&out.join(format!("{lang}.ndjson")));
+        let stripped: Vec<_> = got.iter().map(strip).collect();
         assert!(
-            got == want,
+            stripped == want,
             "{lang}: {} events differ from plugin test",
             got.len()
+        );
+        for (e, first) in got.iter().zip(&firsts) {
+            assert_eq!(e["first"].as_str(), *first, "{lang}: {e}");
+        }
+        // Everything but the read time (each pipeline reads on its own).
+        whole.push(got.into_iter().map(|mut e| {
+            e.as_object_mut().unwrap().remove("timestamp");
+            e
+        }));
+    }
+    let whole: Vec<Vec<serde_json::Value>> = whole.into_iter().map(Iterator::collect).collect();
+    for (lang, events) in [("c", &whole[1]), ("python", &whole[2])] {
+        let first_diff = whole[0].iter().zip(events).position(|(a, b)| a != b);
+        assert_eq!(
+            first_diff, None,
+            "rust vs {lang}: the first event that differs"
         );
     }
     mask_throughput(&env, &components);
@@ -402,6 +427,86 @@ fn mask_throughput(env: &Env, components: &[(&'static str, PathBuf)]) {
             lines.len() as f64 / (ms / 1e3) / 1e3
         );
     }
+    pipeline_throughput(env, &input, lines.len() as u64, components);
+}
+
+/// The same input end to end, as `gleaner bench` measures it: file → mask
+/// processor → file flusher per language (wall time, CPU, peak RSS of the
+/// agent), next to the native read-and-write baseline (`bench-native
+/// --mode raw`, no masking). Every run must write one event per line.
+fn pipeline_throughput(env: &Env, input: &Path, lines: u64, components: &[(&str, PathBuf)]) {
+    let bytes = std::fs::metadata(input).unwrap().len() as f64;
+    let out = env.path("bench-out");
+    std::fs::create_dir_all(&out).unwrap();
+    // Measured by `gleaner measure`: this test process is large, and its
+    // memory would show in a direct child's peak RSS.
+    let report = |name: &str, args: &[&std::ffi::OsStr], output: &Path| {
+        let mut measure = gleaner();
+        measure
+            .args(["measure", env!("CARGO_BIN_EXE_gleaner")])
+            .args(args)
+            .env("GLEANER_LOG", "warn");
+        let u: serde_json::Value = serde_json::from_str(&check(&mut measure)).unwrap();
+        let (wall, cpu) = (u["wall"].as_f64().unwrap(), u["cpu"].as_f64().unwrap());
+        let rss_mib = u["max_rss_kib"].as_f64().unwrap() / 1024.0;
+        let written = std::fs::read(output).unwrap();
+        assert_eq!(
+            written.iter().filter(|&&b| b == b'\n').count() as u64,
+            lines,
+            "{name}"
+        );
+        std::fs::remove_file(output).unwrap();
+        eprintln!(
+            "  {name:>17}: {:.0} MB/s, {:.0} k events/s, {:.1} CPU s/GB, peak RSS {rss_mib:.0} MiB",
+            bytes / 1e6 / wall,
+            lines as f64 / wall / 1e3,
+            cpu / (bytes / 1e9),
+        );
+    };
+    eprintln!("end to end (file -> processor -> file):");
+    let raw = out.join("native.ndjson");
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    report(
+        "native read+write",
+        &[
+            os("bench-native"),
+            os("--mode"),
+            os("raw"),
+            os("--input"),
+            input.as_os_str(),
+            os("--output"),
+            raw.as_os_str(),
+        ],
+        &raw,
+    );
+    for (lang, component) in components {
+        let output = out.join(format!("{lang}.ndjson"));
+        let config = env.config(&format!(
+            r#"
+  - name: mask-{lang}
+    inputs: [{{ type: file, paths: ["{input}"], start_at: beginning }}]
+    processors: [{{ plugin: "{component}" }}]
+    flushers: [{{ plugin: builtin:file, config: {{ path: "{output}", max_bytes: 100000000000 }}, grants: {{ dirs: ["{out}"] }} }}]
+"#,
+            input = input.display(),
+            component = component.display(),
+            output = output.display(),
+            out = out.display()
+        ));
+        // Compiled once, outside the measurement (the cache is on disk).
+        check(gleaner().args(["validate", "--config"]).arg(&config));
+        let _ = std::fs::remove_dir_all(env.path("state"));
+        report(
+            &format!("{lang} mask"),
+            &[
+                os("run"),
+                os("--exit-on-eof"),
+                os("--config"),
+                config.as_os_str(),
+            ],
+            &output,
+        );
+    }
 }
 
 /// A plugin built against the frozen `gleaner:plugin@0.1.0`
@@ -466,5 +571,65 @@ fn a_plugin_built_against_wit_0_1_0_still_runs() {
         assert_eq!(e["message"], lines[i].as_str());
         assert_eq!(e["status"], (200 + i % 5).to_string());
         assert_eq!(e["wit"], "0.1.0");
+    }
+}
+
+/// Every host kernel through the C and the Python SDK
+/// (`tests/e2e/kernels_probe`): both plugins turn the results into
+/// fields, which must be exactly the host's answers, the same in both.
+#[test]
+fn kernels_from_c_and_python_give_the_host_answers() {
+    let env = Env::new();
+    let probe = workspace().join("runtime/tests/e2e/kernels_probe");
+    let c = env.path("probe-c.wasm");
+    check(
+        with_tools(Command::new("make"))
+            .arg("-C")
+            .arg(&probe)
+            .arg(format!("BUILD={}", env.path("c-build").display()))
+            .arg(format!("OUT={}", c.display())),
+    );
+    let py = env.path("probe-python.wasm");
+    check(
+        Command::new(tools().join("py/bin/componentize-py"))
+            .current_dir(env.dir.path())
+            .arg("-d")
+            .arg(workspace().join("wit"))
+            .args(["-w", "processor", "componentize", "app", "-p"])
+            .arg(&probe)
+            .arg("-p")
+            .arg(workspace().join("sdk/python"))
+            .arg("-o")
+            .arg(&py),
+    );
+    let input = env.write(
+        "in.log",
+        concat!(
+            "a=1 b=22\n",
+            "{\"level\":\"warn\",\"http\":{\"status\":503},\"msg\":\"x=\\\"q\\\"\"}\n",
+            "none\n",
+            "x=5 {\"a\":1}\n",
+            "{\"level\":\"a \\u00e9 \\\"b\\\"\"}\n",
+        ),
+    );
+    let expected = [
+        r#"{"matching":"yes","find_all":"a=1,b=22","captures":"0:a=1,k:a,v:1","invalid":"yes"}"#,
+        r#"{"json":"level=warn,http.status=503"}"#,
+        r#"{"invalid":"yes"}"#,
+        r#"{"matching":"yes","find_all":"x=5","captures":"0:x=5,k:x,v:5","invalid":"yes"}"#,
+        r#"{"json":"level=a é \"b\""}"#,
+    ];
+    for component in [&c, &py] {
+        let events = json_lines(plugin_test(component, &input).as_bytes());
+        assert_eq!(events.len(), expected.len());
+        for (e, want) in events.iter().zip(expected) {
+            let mut got = e.as_object().unwrap().clone();
+            for k in ["message", "timestamp", "source.path"] {
+                got.remove(k);
+            }
+            let want: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(want).unwrap();
+            assert_eq!(got, want, "{}: {}", component.display(), e["message"]);
+        }
     }
 }

@@ -1,0 +1,34 @@
+"""Test fixture: every host kernel called through the Python SDK; the
+results become fields (see sdks.rs, kernels_from_c_and_python_...)."""
+
+import gleaner_sdk as gl
+
+PATHS = ["level", "http.status"]
+
+
+class Probe(gl.Processor):
+    def __init__(self, config):
+        self.kv = gl.Regex(r"(?P<k>[a-z]+)=(?P<v>\d+)")
+        self.names = self.kv.group_names()
+
+    def process(self, batch):
+        bodies = batch.bodies
+        text = lambda start, n: bodies[start : start + n].decode()
+        found, caps, members = {}, {}, {}
+        for s in self.kv.find_all(batch):
+            found.setdefault(s.event, []).append(text(s.start, s.len))
+        for c in self.kv.captures(batch):
+            caps.setdefault(c.event, []).append(f"{self.names[c.group] or c.group}:{text(c.start, c.len)}")
+        j = gl.json_extract(batch, PATHS)
+        for f in j.fields:
+            members.setdefault(f.event, []).append(f"{PATHS[f.key]}={j.values[f.start : f.start + f.len].decode()}")
+        out = batch.rewrite()
+        out.add_field("matching", {i: "yes" for i in self.kv.matching(batch)})
+        out.add_field("find_all", {i: ",".join(v) for i, v in found.items()})
+        out.add_field("captures", {i: ",".join(v) for i, v in caps.items()})
+        out.add_field("json", {i: ",".join(v) for i, v in members.items()})
+        out.add_field("invalid", {i: "yes" for i in j.invalid})
+        return out
+
+
+WitWorld = gl.export_processor(Probe)

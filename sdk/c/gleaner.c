@@ -280,8 +280,11 @@ gl_captures gl_regex_captures(const gl_regex *re, const gl_batch *in) {
 gl_json_members gl_json_extract(const gl_batch *in, const char *const *paths, size_t n) {
     gl_json_members out;
     gl_wstring *list = n ? malloc(n * sizeof *list) : NULL;
-    for (size_t i = 0; list && i < n; i++) list[i] = (gl_wstring){(uint8_t *)paths[i], strlen(paths[i])};
-    GL_W(list_string_t) l = {list, list ? n : 0};
+    /* Out of memory: a trap (the host rebuilds the instance), never a
+     * silently empty answer. */
+    if (n && !list) __builtin_trap();
+    for (size_t i = 0; i < n; i++) list[i] = (gl_wstring){(uint8_t *)paths[i], strlen(paths[i])};
+    GL_W(list_string_t) l = {list, n};
     GL_P(kernels_json_extract)(GL_BODIES(in), GL_ENDS(in), &l, &out);
     free(list);
     return out;

@@ -216,8 +216,12 @@ class Rewrite:
     def add_field(self, name, values, default=None):
         """Adds field `name` to events: `values` maps an event index to its
         value (a dict), and `default` (if not None) goes to the others."""
-        k = len(self._keys)
-        self._keys.append(name)
+        # Keys are listed once per batch: reuse the input's index.
+        if name in self._keys:
+            k = self._keys.index(name)
+        else:
+            k = len(self._keys)
+            self._keys.append(name)
         self._extra.append((k, values, default))
 
     def build(self):

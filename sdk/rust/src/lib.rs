@@ -35,8 +35,9 @@
 //! crate); test the logic natively with [`testing`].
 //!
 //! Map: [`batch`] (reading and building batches), [`host`] (log, counters,
-//! compression), [`json`] (the JSON lines encoding the first-party flushers
-//! share), [`testing`] (native helpers).
+//! compression), [`kernels`] (regexes and JSON members run natively by the
+//! host over a whole batch), [`json`] (the JSON lines encoding the
+//! first-party flushers share), [`testing`] (native helpers).
 
 extern crate self as gleaner_sdk;
 

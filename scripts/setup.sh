@@ -41,6 +41,9 @@ if $sdks; then
   fi
   # Python plugins: componentize-py from PyPI, in a venv of its own.
   if [ "$("$tools/py/bin/componentize-py" --version 2>/dev/null)" != "componentize-py 0.25.1" ]; then
+    # A bare Debian has python3 without its venv module.
+    command -v python3 >/dev/null 2>&1 || apt_install python3
+    python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
     python3 -m venv "$tools/py"
     "$tools/py/bin/pip" install --quiet --disable-pip-version-check componentize-py==0.25.1
   fi

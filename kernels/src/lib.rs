@@ -74,6 +74,20 @@ impl CompiledRegex {
     }
 }
 
+/// Checks a column's end offsets (the WIT batch invariant: non-decreasing,
+/// none past the bytes). On error: the index of the first bad entry. The
+/// host's own batch layout check uses it too.
+pub fn check_ends(bytes: usize, ends: &[u32]) -> Result<(), usize> {
+    let mut prev = 0u32;
+    for (i, &end) in ends.iter().enumerate() {
+        if end < prev || end as usize > bytes {
+            return Err(i);
+        }
+        prev = end;
+    }
+    Ok(())
+}
+
 /// The events of a column: (index, start offset, body). A column the
 /// plugin built wrong is an error that names the entry.
 fn column<'a>(
@@ -83,16 +97,13 @@ fn column<'a>(
     if bodies.len() > u32::MAX as usize || ends.len() > u32::MAX as usize {
         return Err("the column is larger than 4 GiB".into());
     }
-    let mut prev = 0u32;
-    for (i, &end) in ends.iter().enumerate() {
-        if end < prev || end as usize > bodies.len() {
-            return Err(format!(
-                "body-ends[{i}] = {end} is out of order or beyond the {} bytes of bodies",
-                bodies.len()
-            ));
-        }
-        prev = end;
-    }
+    check_ends(bodies.len(), ends).map_err(|i| {
+        format!(
+            "body-ends[{i}] = {} is out of order or beyond the {} bytes of bodies",
+            ends[i],
+            bodies.len()
+        )
+    })?;
     Ok(ends.iter().enumerate().scan(0u32, move |start, (i, &end)| {
         let s = *start;
         *start = end;

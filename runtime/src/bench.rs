@@ -264,21 +264,21 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         input.display()
     );
     let regex_json = serde_json::to_string(NGINX_REGEX)?;
-    // `engine: host` (the default) matches bodies with the host's regex
-    // kernel; `engine: wasm` runs the regex inside the plugin.
+    // `engine: wasm` (the default) runs the regex inside the plugin;
+    // `engine: host` matches bodies with the host's regex kernel.
     let parse_with = |epoch: bool, engine: &str| {
         format!(
             "[ {{ plugin: builtin:parse-regex, config: {{ pattern: {regex_json}, engine: {engine} }}, limits: {{ epoch_deadline: {epoch} }} }} ]"
         )
     };
-    let parse = |epoch: bool| parse_with(epoch, "host");
+    let parse = |epoch: bool| parse_with(epoch, "wasm");
     let scenarios: Vec<(&str, Option<NativeMode>, String)> = vec![
         ("native-raw", Some(NativeMode::Raw), String::new()),
         ("wasm-raw", None, "[]".into()),
         ("native-regex", Some(NativeMode::Regex), String::new()),
         ("wasm-regex", None, parse(true)),
         ("wasm-regex-no-epoch", None, parse(false)),
-        ("wasm-regex-in-plugin", None, parse_with(true, "wasm")),
+        ("wasm-regex-host-kernel", None, parse_with(true, "host")),
     ];
     // Compile the plugins once, outside the measurements.
     let warm = pipeline_config(

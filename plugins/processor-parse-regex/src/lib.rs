@@ -5,9 +5,10 @@
 //!   `^(?P<ip>\S+) \S+ \S+ \[(?P<time>[^\]]+)\]`;
 //! - `field`: parse this field instead of the body;
 //! - `on_no_match`: `keep` (default: the event passes unchanged) or `drop`;
-//! - `engine`: `host` (default: the body column is matched natively by the
-//!   host's regex kernel, one call per batch) or `wasm` (matched inside the
-//!   plugin; `field` always is). Both give the same fields.
+//! - `engine`: `wasm` (default: matched inside the plugin) or `host` (the
+//!   body column is matched by the host's regex kernel, one call per batch;
+//!   `field` is always matched inside). Both give the same fields and,
+//!   measured on nginx lines, the same CPU per GB (docs/benchmarks.md).
 //!
 //! Counters: `matched`, `unmatched`.
 
@@ -29,8 +30,8 @@ struct Config {
 #[derive(Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Engine {
-    #[default]
     Host,
+    #[default]
     Wasm,
 }
 
@@ -42,98 +43,101 @@ enum OnNoMatch {
     Drop,
 }
 
+/// Where the pattern runs.
+enum Matcher {
+    /// Compiled by the host: the body column is matched in one call.
+    Host(gleaner_sdk::kernels::Regex),
+    /// Compiled in the plugin: each subject (body or field) in turn.
+    Wasm(Regex),
+}
+
+/// One batch's matches: the host's captures, or the plugin's regex.
+enum Source<'a> {
+    Host(std::iter::Peekable<std::slice::Iter<'a, gleaner_sdk::kernels::Capture>>),
+    Wasm(&'a Regex, regex::bytes::CaptureLocations),
+}
+
 /// The processor.
 pub struct ParseRegex {
-    re: Regex,
-    names: Vec<(usize, String)>,
+    matcher: Matcher,
+    /// Each capture group's name, group 0 first (`None`: unnamed).
+    names: Vec<Option<String>>,
     field: Option<String>,
     drop_unmatched: bool,
-    /// The same pattern compiled by the host, for bodies (`engine: host`).
-    kernel: Option<gleaner_sdk::kernels::Regex>,
 }
 
 impl Processor for ParseRegex {
     fn init(config: &str) -> Result<Self, String> {
         let c: Config = gleaner_sdk::parse_config(config)?;
-        let re = Regex::new(&c.pattern).map_err(|e| format!("pattern: invalid regex: {e}"))?;
-        let names: Vec<(usize, String)> = re
-            .capture_names()
-            .enumerate()
-            .filter_map(|(i, n)| n.map(|n| (i, n.to_owned())))
-            .collect();
-        if names.is_empty() {
+        let invalid = |e: &dyn std::fmt::Display| format!("pattern: invalid regex: {e}");
+        // Bodies go to the host unless asked otherwise; fields stay here.
+        let (matcher, names): (Matcher, Vec<Option<String>>) = match (&c.field, c.engine) {
+            (None, Engine::Host) => {
+                let re = gleaner_sdk::kernels::Regex::new(&c.pattern).map_err(|e| invalid(&e))?;
+                let names = re.group_names().into_iter();
+                let names = names.map(|n| Some(n).filter(|n| !n.is_empty())).collect();
+                (Matcher::Host(re), names)
+            }
+            _ => {
+                let re = Regex::new(&c.pattern).map_err(|e| invalid(&e))?;
+                let names = re.capture_names().map(|n| n.map(str::to_owned)).collect();
+                (Matcher::Wasm(re), names)
+            }
+        };
+        if names.iter().all(Option::is_none) {
             return Err("pattern: has no named capture group such as (?P<status>\\d+)".into());
         }
-        let kernel = match (&c.field, c.engine) {
-            (None, Engine::Host) => Some(
-                gleaner_sdk::kernels::Regex::new(&c.pattern)
-                    .map_err(|e| format!("pattern: invalid regex: {e}"))?,
-            ),
-            _ => None,
-        };
         Ok(ParseRegex {
-            re,
+            matcher,
             names,
             field: c.field,
             drop_unmatched: c.on_no_match == OnNoMatch::Drop,
-            kernel,
         })
     }
 
     fn process(&mut self, input: Batch) -> Result<Batch, String> {
-        if let Some(kernel) = &self.kernel {
-            return Ok(self.process_in_host(kernel, &input));
-        }
         let mut out = input.builder();
-        let keys: Vec<(usize, Key)> = self.names.iter().map(|(i, n)| (*i, out.key(n))).collect();
-        let mut locs = self.re.capture_locations();
+        let keys: Vec<Option<Key>> = self
+            .names
+            .iter()
+            .map(|n| n.as_ref().map(|n| out.key(n)))
+            .collect();
+        // The host's answer for the whole batch, or the plugin's matcher.
+        let captures = match &self.matcher {
+            Matcher::Host(re) => re.captures(&input),
+            Matcher::Wasm(_) => Vec::new(),
+        };
+        let mut source = match &self.matcher {
+            Matcher::Host(_) => Source::Host(captures.iter().peekable()),
+            Matcher::Wasm(re) => Source::Wasm(re, re.capture_locations()),
+        };
+        let (bodies, _) = input.body_column();
+        let mut groups: Vec<(usize, &[u8])> = Vec::with_capacity(keys.len());
         let (mut matched, mut unmatched) = (0u64, 0u64);
         for event in input.events() {
-            let subject = match &self.field {
-                Some(f) => event.field(f).map(str::as_bytes),
-                None => Some(event.body()),
-            };
-            let hit = subject.and_then(|s| self.re.captures_read(&mut locs, s).map(|_| s));
-            match hit {
-                Some(s) => {
-                    matched += 1;
-                    let mut e = out.push_copy(&event);
-                    for (group, key) in &keys {
-                        if let Some((a, b)) = locs.get(*group) {
-                            e.field_by_key(*key, &String::from_utf8_lossy(&s[a..b]));
-                        }
+            groups.clear();
+            match &mut source {
+                Source::Host(captures) => {
+                    let index = event.index() as u32;
+                    while let Some(c) = captures.next_if(|c| c.event == index) {
+                        let at = c.start as usize;
+                        groups.push((c.group as usize, &bodies[at..at + c.len as usize]));
                     }
                 }
-                None => {
-                    unmatched += 1;
-                    if !self.drop_unmatched {
-                        out.push_copy(&event);
+                Source::Wasm(re, locs) => {
+                    let subject = match &self.field {
+                        Some(f) => event.field(f).map(str::as_bytes),
+                        None => Some(event.body()),
+                    };
+                    if let Some(s) = subject.filter(|s| re.captures_read(locs, s).is_some()) {
+                        let spans =
+                            (0..locs.len()).filter_map(|g| locs.get(g).map(|(a, b)| (g, &s[a..b])));
+                        groups.extend(spans);
                     }
                 }
             }
-        }
-        gleaner_sdk::host::counter_add("matched", matched);
-        gleaner_sdk::host::counter_add("unmatched", unmatched);
-        Ok(out.finish())
-    }
-}
-
-impl ParseRegex {
-    /// Bodies matched by the host in one call; the plugin only builds the
-    /// output from the capture spans.
-    fn process_in_host(&self, kernel: &gleaner_sdk::kernels::Regex, input: &Batch) -> Batch {
-        let mut out = input.builder();
-        let mut group_keys = vec![None; self.re.captures_len()];
-        for (i, n) in &self.names {
-            group_keys[*i] = Some(out.key(n));
-        }
-        let captures = kernel.captures(input);
-        let (bodies, _) = input.body_column();
-        let mut next = captures.iter().peekable();
-        let (mut matched, mut unmatched) = (0u64, 0u64);
-        for event in input.events() {
-            let index = event.index() as u32;
-            if next.peek().is_none_or(|c| c.event != index) {
+            // A match always has group 0.
+            if groups.is_empty() {
                 unmatched += 1;
                 if !self.drop_unmatched {
                     out.push_copy(&event);
@@ -142,16 +146,15 @@ impl ParseRegex {
             }
             matched += 1;
             let mut e = out.push_copy(&event);
-            while let Some(c) = next.next_if(|c| c.event == index) {
-                if let Some(Some(key)) = group_keys.get(c.group as usize) {
-                    let value = &bodies[c.start as usize..(c.start + c.len) as usize];
+            for (group, value) in &groups {
+                if let Some(Some(key)) = keys.get(*group) {
                     e.field_by_key(*key, &String::from_utf8_lossy(value));
                 }
             }
         }
         gleaner_sdk::host::counter_add("matched", matched);
         gleaner_sdk::host::counter_add("unmatched", unmatched);
-        out.finish()
+        Ok(out.finish())
     }
 }
 
@@ -198,9 +201,10 @@ mod tests {
             "no match",
             r#"10.0.0.1 - - [21/Nov/2026:17:47:42 +0000] "POST /b HTTP/2.0" 503 0 "https://x/" "Mozilla/5.0 (X11)""#,
         ];
-        let mut host = init(NGINX, "");
-        let mut wasm = init(NGINX, r#","engine":"wasm""#);
-        assert!(host.kernel.is_some() && wasm.kernel.is_none());
+        let mut host = init(NGINX, r#","engine":"host""#);
+        let mut wasm = init(NGINX, "");
+        assert!(matches!(host.matcher, Matcher::Host(_)));
+        assert!(matches!(wasm.matcher, Matcher::Wasm(_)));
         let a = records(&host.process(batch_of_lines(&lines)).unwrap());
         let b = records(&wasm.process(batch_of_lines(&lines)).unwrap());
         assert_eq!(a, b);

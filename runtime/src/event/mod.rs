@@ -137,15 +137,12 @@ impl Batch {
                 self.body_ends.len()
             ));
         }
-        let mut prev = 0u32;
-        for (i, &end) in self.body_ends.iter().enumerate() {
-            if end < prev || end as usize > self.bodies.len() {
-                return err(format!(
-                    "body end {end} of event {i} is out of order or past {} bytes",
-                    self.bodies.len()
-                ));
-            }
-            prev = end;
+        if let Err(i) = gleaner_kernels::check_ends(self.bodies.len(), &self.body_ends) {
+            return err(format!(
+                "body end {} of event {i} is out of order or past {} bytes",
+                self.body_ends[i],
+                self.bodies.len()
+            ));
         }
         for f in &self.fields {
             if f.event as usize >= self.len()

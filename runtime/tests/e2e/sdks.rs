@@ -34,30 +34,45 @@ fn check(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Builds the C plugin in `src` (its Makefile includes `sdk/c/plugin.mk`)
+/// into `out`, with intermediate files in `build`.
+fn build_c(src: &Path, build: &Path, out: &Path) {
+    let mut make = with_tools(Command::new("make"));
+    make.arg("-C")
+        .arg(src)
+        .arg(format!("BUILD={}", build.display()))
+        .arg(format!("OUT={}", out.display()));
+    check(&mut make);
+}
+
+/// Builds the Python plugin `app.py` in `src`, with the SDK, into `out`.
+fn build_python(src: &Path, out: &Path) {
+    let work = out.parent().unwrap();
+    check(
+        Command::new(tools().join("py/bin/componentize-py"))
+            .current_dir(work)
+            .arg("-d")
+            .arg(workspace().join("wit"))
+            .args(["-w", "processor", "componentize", "app", "-p"])
+            .arg(src)
+            .arg("-p")
+            .arg(workspace().join("sdk/python"))
+            .arg("-o")
+            .arg(out),
+    );
+}
+
 /// Builds the C and Python mask examples into `dir`; the Rust one is built
 /// with the first-party plugins.
 fn mask_components(dir: &Path) -> [(&'static str, PathBuf); 3] {
     let c = dir.join("mask-c.wasm");
-    let mut make = with_tools(Command::new("make"));
-    make.arg("-C")
-        .arg(workspace().join("examples/mask/c"))
-        .arg(format!("BUILD={}", dir.join("c-build").display()))
-        .arg(format!("OUT={}", c.display()))
-        .arg(format!("GLEANER={}", env!("CARGO_BIN_EXE_gleaner")));
-    check(&mut make);
+    build_c(
+        &workspace().join("examples/mask/c"),
+        &dir.join("c-build"),
+        &c,
+    );
     let py = dir.join("mask-python.wasm");
-    let mut componentize = Command::new(tools().join("py/bin/componentize-py"));
-    componentize
-        .current_dir(dir)
-        .arg("-d")
-        .arg(workspace().join("wit"))
-        .args(["-w", "processor", "componentize", "app", "-p"])
-        .arg(workspace().join("examples/mask/python"))
-        .arg("-p")
-        .arg(workspace().join("sdk/python"))
-        .arg("-o")
-        .arg(&py);
-    check(&mut componentize);
+    build_python(&workspace().join("examples/mask/python"), &py);
     [
         ("rust", plugin_wasm("example-mask")),
         ("c", c),
@@ -582,26 +597,9 @@ fn kernels_from_c_and_python_give_the_host_answers() {
     let env = Env::new();
     let probe = workspace().join("runtime/tests/e2e/kernels_probe");
     let c = env.path("probe-c.wasm");
-    check(
-        with_tools(Command::new("make"))
-            .arg("-C")
-            .arg(&probe)
-            .arg(format!("BUILD={}", env.path("c-build").display()))
-            .arg(format!("OUT={}", c.display())),
-    );
+    build_c(&probe, &env.path("c-build"), &c);
     let py = env.path("probe-python.wasm");
-    check(
-        Command::new(tools().join("py/bin/componentize-py"))
-            .current_dir(env.dir.path())
-            .arg("-d")
-            .arg(workspace().join("wit"))
-            .args(["-w", "processor", "componentize", "app", "-p"])
-            .arg(&probe)
-            .arg("-p")
-            .arg(workspace().join("sdk/python"))
-            .arg("-o")
-            .arg(&py),
-    );
+    build_python(&probe, &py);
     let input = env.write(
         "in.log",
         concat!(

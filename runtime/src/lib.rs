@@ -35,6 +35,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod progress;
 pub mod reload;
+pub mod shutdown;
 pub mod supervisor;
 pub mod tail;
 pub mod telemetry;

@@ -439,12 +439,49 @@ struct Prepared {
     store: Arc<CheckpointStore>,
     pipelines: Vec<PreparedPipeline>,
     host: Arc<PluginHost>,
+    /// `run` only: the lock on `data_dir`, held until the process ends.
+    _lock: Option<gleaner::checkpoint::DataDirLock>,
 }
 
 /// Loads the config, the checkpoints, and prepares every pipeline; nothing
-/// runs yet.
-fn prepare_all(path: &Path) -> anyhow::Result<Prepared> {
+/// runs yet. For `run` (`lock`), also takes the lock on `data_dir` and
+/// checks that state can be written there. A refused config leaves
+/// nothing behind: the directories this attempt created are removed.
+fn prepare_all(path: &Path, lock: bool) -> anyhow::Result<Prepared> {
     let config = config::load(path)?;
+    let created = gleaner::checkpoint::Created::before(&state_paths(&config));
+    let result = prepare_checked(path, config, lock);
+    if result.is_err() {
+        created.undo();
+    }
+    result
+}
+
+/// Directories a start may create: `data_dir`, the plugin cache, each
+/// flusher's granted directories and disk buffer.
+fn state_paths(config: &Config) -> Vec<PathBuf> {
+    let mut paths = vec![
+        config.data_dir.clone(),
+        config.plugin_cache_dir.clone(),
+        config.data_dir.join("buffer"),
+    ];
+    for p in &config.pipelines {
+        paths.push(config.data_dir.join("buffer").join(&p.name));
+        for (i, f) in p.flushers.iter().enumerate() {
+            paths.push(
+                config
+                    .data_dir
+                    .join("buffer")
+                    .join(&p.name)
+                    .join(i.to_string()),
+            );
+            paths.extend(f.spec.grants.dirs.iter().cloned());
+        }
+    }
+    paths
+}
+
+fn prepare_checked(path: &Path, config: Config, lock: bool) -> anyhow::Result<Prepared> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "{}: data_dir: cannot create {}",
@@ -452,7 +489,26 @@ fn prepare_all(path: &Path) -> anyhow::Result<Prepared> {
             config.data_dir.display()
         )
     })?;
+    let lock = if lock {
+        Some(
+            gleaner::checkpoint::DataDirLock::acquire(&config.data_dir)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        )
+    } else {
+        None
+    };
     let store = CheckpointStore::open(&config.data_dir, config.checkpoint_stale_after)?;
+    if lock.is_some() {
+        // Without writable state every later start would look like a first
+        // one (and `start_at: end` skip what was written meanwhile).
+        store.probe_write().map_err(|e| {
+            anyhow::anyhow!(
+                "{}: data_dir: cannot write state in {}: {e}; free space or fix permissions, then start again",
+                path.display(),
+                config.data_dir.display()
+            )
+        })?;
+    }
     let host = Arc::new(
         PluginHost::new(&config.plugin_cache_dir)
             .context("cannot set up the WebAssembly engine")?,
@@ -468,6 +524,7 @@ fn prepare_all(path: &Path) -> anyhow::Result<Prepared> {
         store,
         pipelines: prepared,
         host,
+        _lock: lock,
     })
 }
 
@@ -493,7 +550,7 @@ fn bench(mib: usize, dir: Option<PathBuf>, filter: Option<String>) -> anyhow::Re
 }
 
 fn validate(path: &Path) -> anyhow::Result<()> {
-    let Prepared { config, .. } = prepare_all(path)?;
+    let Prepared { config, .. } = prepare_all(path, false)?;
     println!(
         "{}: OK ({} pipelines)",
         path.display(),
@@ -508,7 +565,9 @@ fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
         store,
         pipelines: prepared,
         host,
-    } = prepare_all(path)?;
+        _lock,
+    } = prepare_all(path, true)?;
+    raise_fd_limit();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -567,6 +626,8 @@ fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
     if let Some(addr) = config.api {
         let ctx = gleaner::api::ApiContext {
             supervisor: supervisor.clone(),
+            store: store.clone(),
+            token: config.api_token.clone(),
             health: health.clone(),
             reloader: reloader.clone(),
             progress,
@@ -601,15 +662,23 @@ fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
                     while writing.load(Ordering::Relaxed) && std::time::Instant::now() < next {
                         std::thread::sleep(std::time::Duration::from_millis(20).min(every));
                     }
-                    if let Err(e) = store.write() {
-                        tracing::error!(error = %e, "Cannot write checkpoints; will retry.");
+                    let was_writable = store.writable();
+                    match store.write() {
+                        // Said once when it starts failing, then once a minute.
+                        Err(e) if was_writable || store.write_errors.get() % 60 == 0 => {
+                            tracing::error!(error = %e, failures = store.write_errors.get(), "Cannot write checkpoints; not ready until a write succeeds (the previous checkpoint file stays in place).");
+                        }
+                        Ok(()) if !was_writable => {
+                            tracing::info!("Checkpoints are written again.");
+                        }
+                        _ => {}
                     }
                 }
             })?
     };
-    supervisor.wait();
+    let drained = wait_within_deadline(&supervisor);
     resources_stop.store(true, Ordering::Relaxed);
-    if let Some(r) = resources {
+    if drained && let Some(r) = resources {
         let _ = r.join();
     }
     writing.store(false, Ordering::Relaxed);
@@ -618,4 +687,70 @@ fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
     store.write()?;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// Raises the soft limit of open files to the hard one: a node agent holds
+/// a descriptor per tailed file, and the API's connections are capped
+/// well below what remains.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                tracing::debug!(
+                    from = lim.rlim_cur,
+                    to = lim.rlim_max,
+                    "Raised the open-file limit."
+                );
+            }
+        }
+    }
+}
+
+/// How long after the drain deadline the agent still waits for its
+/// pipelines (buffering what is left to disk) before exiting anyway.
+const EXIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Waits until every pipeline has drained; false if, after a stop, that
+/// took longer than `shutdown_timeout` plus [`EXIT_MARGIN`] (a plugin call
+/// or destination that does not return): then the agent exits with what
+/// is committed, and the rest is read again on the next start.
+fn wait_within_deadline(supervisor: &Arc<Supervisor>) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sup = supervisor.clone();
+    if let Err(e) = std::thread::Builder::new()
+        .name("gleaner-drain".into())
+        .spawn(move || {
+            sup.wait();
+            let _ = tx.send(());
+        })
+    {
+        tracing::warn!(error = %e, "Cannot spawn the drain waiter; waiting without a deadline.");
+        supervisor.wait();
+        return true;
+    }
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return true,
+        }
+        if supervisor
+            .stop_deadline()
+            .is_some_and(|d| std::time::Instant::now() >= d + EXIT_MARGIN)
+        {
+            tracing::error!(
+                margin_ms = EXIT_MARGIN.as_millis() as u64,
+                "Pipelines did not finish within shutdown_timeout; exiting with what is committed (what was not delivered is read again on the next start)."
+            );
+            return false;
+        }
+    }
 }

@@ -120,7 +120,21 @@ impl Flusher for FileFlusher {
             size: 0,
             buf: Vec::new(),
         };
-        f.open().map_err(|e| {
+        // Check the file can be reached, but create nothing yet: a config
+        // refused for another reason must leave no file behind. An existing
+        // file is opened now; a new one on the first batch.
+        let reachable = if f.config.path.exists() {
+            f.open()
+        } else {
+            let dir = f
+                .config
+                .path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            std::fs::read_dir(dir).map(drop)
+        };
+        reachable.map_err(|e| {
             format!(
                 "path: cannot open {} ({e}); is its directory listed in grants.dirs?",
                 f.config.path.display()
@@ -179,6 +193,26 @@ mod tests {
                 .unwrap()
                 .contains("line 2")
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn init_creates_nothing_and_the_first_batch_creates_the_file() {
+        let dir = std::env::temp_dir().join(format!("gleaner-file-init-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.ndjson");
+        let cfg = format!(r#"{{"path":{:?}}}"#, path.display().to_string());
+        let mut f = FileFlusher::init(&cfg).unwrap();
+        assert!(!path.exists(), "init must not create the file");
+        f.flush(batch_of_lines(&["one"])).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+        let missing = format!(
+            r#"{{"path":{:?}}}"#,
+            dir.join("no/such/out").display().to_string()
+        );
+        let err = FileFlusher::init(&missing).err().unwrap();
+        assert!(err.contains("grants.dirs"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -8,7 +8,8 @@
 //! read a host file, reports the outcome in `fs_probe`), `bad_column_on`
 //! (calls a host kernel with a column whose ends are out of order),
 //! `regexes_on` (compiles host regexes until the host refuses one and
-//! returns its message as the error). Other batches pass
+//! returns its message as the error), `stderr_on` (writes `stderr_lines`
+//! forged agent log lines to its stderr, then goes on). Other batches pass
 //! unchanged with a field `seen_by = misbehave`.
 
 use gleaner_sdk::{Batch, Processor};
@@ -26,6 +27,9 @@ struct Config {
     probe_file: Option<String>,
     bad_column_on: Option<String>,
     regexes_on: Option<String>,
+    stderr_on: Option<String>,
+    #[serde(default)]
+    stderr_lines: u32,
 }
 
 struct Misbehave(Config);
@@ -70,6 +74,17 @@ impl Processor for Misbehave {
             let mut held = Vec::new();
             loop {
                 held.push(gleaner_sdk::kernels::Regex::new("x")?);
+            }
+        }
+        if has(&input, &self.0.stderr_on) {
+            use std::io::Write;
+            let mut err = std::io::stderr();
+            for i in 0..self.0.stderr_lines {
+                // A forged agent log line, with a terminal escape.
+                let _ = writeln!(
+                    err,
+                    "2026-01-01T00:00:00Z ERROR gleaner::pipeline: \x1b[31mforged {i}\x1b[0m pipeline=B"
+                );
             }
         }
         if has(&input, &self.0.fail_on) {

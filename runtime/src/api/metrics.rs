@@ -121,6 +121,16 @@ pub fn pipelines(e: &mut Exposition, views: &[PipelineView], progress: &Progress
                     &input.lines_malformed,
                 ),
                 (
+                    "input_bytes_skipped_total",
+                    "Bytes of lines beyond max_line_bytes, not delivered.",
+                    &input.bytes_skipped,
+                ),
+                (
+                    "input_files_skipped_total",
+                    "Matching paths skipped because they are not regular files (FIFO, socket, device).",
+                    &input.files_skipped,
+                ),
+                (
                     "input_files_opened_total",
                     "Files opened.",
                     &input.files_opened,
@@ -190,8 +200,13 @@ pub fn pipelines(e: &mut Exposition, views: &[PipelineView], progress: &Progress
                 }
             }
         }
-        for (plugin, ps) in &v.plugins {
-            let l = [("pipeline", name.as_str()), ("plugin", plugin.as_str())];
+        for series in &v.plugins {
+            let ps = &series.stats;
+            let l = [
+                ("pipeline", name.as_str()),
+                ("stage", series.stage.as_str()),
+                ("plugin", series.plugin.as_str()),
+            ];
             for (metric, help, v) in [
                 (
                     "plugin_calls_total",
@@ -238,6 +253,16 @@ pub fn pipelines(e: &mut Exposition, views: &[PipelineView], progress: &Progress
                     "Bytes the plugin returned or delivered.",
                     ps.bytes_out.get() as f64,
                 ),
+                (
+                    "plugin_output_bytes_total",
+                    "Bytes the plugin wrote to its stdout/stderr (into the agent's log).",
+                    ps.output_bytes.get() as f64,
+                ),
+                (
+                    "plugin_output_lines_dropped_total",
+                    "Lines of plugin output over the rate limit: counted, not logged.",
+                    ps.output_lines_dropped.get() as f64,
+                ),
             ] {
                 e.counter(metric, help, &l, v);
             }
@@ -247,6 +272,48 @@ pub fn pipelines(e: &mut Exposition, views: &[PipelineView], progress: &Progress
                 &l,
                 &ps.latency,
             );
+            for (counter, n) in ps.counters_snapshot() {
+                let mut cl = l.to_vec();
+                cl.push(("counter", counter.as_str()));
+                e.counter(
+                    "plugin_counter_total",
+                    "Counters the plugin reports through host.counter-add, by name.",
+                    &cl,
+                    n as f64,
+                );
+            }
         }
     }
+}
+
+/// The agent's own state: checkpoint writes and the API's connections.
+pub fn agent(
+    e: &mut Exposition,
+    store: &crate::checkpoint::CheckpointStore,
+    health: &super::Health,
+) {
+    e.counter(
+        "checkpoint_write_errors_total",
+        "Failed writes of the checkpoint file (the previous one stays in place).",
+        &[],
+        store.write_errors.get() as f64,
+    );
+    e.gauge(
+        "checkpoint_writable",
+        "1 while the last checkpoint write succeeded (else /readyz answers 503).",
+        &[],
+        if store.writable() { 1.0 } else { 0.0 },
+    );
+    e.counter(
+        "api_connections_evicted_total",
+        "API connections closed because newer ones came while the connection cap was reached.",
+        &[],
+        health.connections_evicted.get() as f64,
+    );
+    e.counter(
+        "api_accept_errors_total",
+        "API accepts that failed (e.g. out of file descriptors).",
+        &[],
+        health.accept_errors.get() as f64,
+    );
 }

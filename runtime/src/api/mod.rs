@@ -16,6 +16,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -33,12 +34,20 @@ use crate::supervisor::{PipelineView, Supervisor};
 pub struct Health {
     /// Set once every pipeline source has applied its first set.
     pub ready: AtomicBool,
+    /// Connections closed because [`MAX_CONNECTIONS`] newer ones came.
+    pub connections_evicted: crate::telemetry::Counter,
+    /// Failed accepts (e.g. out of descriptors).
+    pub accept_errors: crate::telemetry::Counter,
 }
 
 /// What the API reads.
 pub struct ApiContext {
     /// The running pipelines.
     pub supervisor: Arc<Supervisor>,
+    /// Checkpoints: not ready while they cannot be written.
+    pub store: Arc<crate::checkpoint::CheckpointStore>,
+    /// What `POST` endpoints require as `Authorization: Bearer TOKEN`.
+    pub token: Option<crate::config::Secret>,
     /// Readiness.
     pub health: Arc<Health>,
     /// Config reloads (`None` for one-off runs).
@@ -51,9 +60,22 @@ pub struct ApiContext {
     pub file_metrics: bool,
 }
 
+/// Connections open at once. A new connection past it closes the oldest
+/// one, so idle clients can neither take the descriptors the data path
+/// needs nor lock out a probe that arrives after them.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Time a client has to send a request's headers (also how long a
+/// kept-alive connection may sit idle between requests).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest life of one connection (keep-alive included).
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Binds `addr` now (so a taken port is a startup error) and serves on a
 /// thread of its own until the process ends.
 pub fn serve(addr: SocketAddr, ctx: ApiContext) -> std::io::Result<SocketAddr> {
+    if !addr.ip().is_loopback() && ctx.token.is_none() {
+        tracing::warn!(address = %addr, "The API listens beyond loopback without api.token: anyone who can reach it can reload the config.");
+    }
     let ctx = Arc::new(ctx);
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
@@ -71,48 +93,121 @@ pub fn serve(addr: SocketAddr, ctx: ApiContext) -> std::io::Result<SocketAddr> {
                     return;
                 }
             };
-            rt.block_on(async move {
-                let listener = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!(error = %e, "Cannot serve the API.");
-                        return;
-                    }
-                };
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let ctx = ctx.clone();
-                    tokio::spawn(async move {
-                        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let ctx = ctx.clone();
-                            async move {
-                                if req.method() == Method::POST
-                                    && req.uri().path() == "/api/v1/reload"
-                                {
-                                    // A reload compiles plugins: off this thread.
-                                    let reloader = ctx.reloader.clone();
-                                    let outcome = tokio::task::spawn_blocking(move || {
-                                        reloader.and_then(|r| r.reload_now("api"))
-                                    })
-                                    .await
-                                    .ok()
-                                    .flatten();
-                                    return Ok::<_, Infallible>(reload_reply(outcome));
-                                }
-                                Ok::<_, Infallible>(route(&req, &ctx))
-                            }
-                        });
-                        let _ = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
+            rt.block_on(accept_loop(listener, ctx));
         })?;
     tracing::info!(address = %bound, "Serving the API (/healthz, /readyz, /metrics, /api/v1/pipelines, /api/v1/plugins, /api/v1/reload).");
     Ok(bound)
+}
+
+/// Accepts connections, at most [`MAX_CONNECTIONS`] open at once (the
+/// oldest closed for a new one), each with header and lifetime timeouts;
+/// backs off when accepting fails (e.g. out of descriptors) instead of
+/// spinning.
+async fn accept_loop(listener: std::net::TcpListener, ctx: Arc<ApiContext>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot serve the API.");
+            return;
+        }
+    };
+    let open: Arc<std::sync::Mutex<OpenConnections>> = Arc::default();
+    let mut next_id = 0u64;
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff = Duration::from_millis(10);
+                stream
+            }
+            Err(e) => {
+                ctx.health.accept_errors.inc();
+                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "API cannot accept a connection; backing off.");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let id = next_id;
+        next_id += 1;
+        let close = Arc::new(tokio::sync::Notify::new());
+        {
+            let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
+            while open.len() >= MAX_CONNECTIONS {
+                if let Some((_, oldest)) = open.pop_front() {
+                    oldest.notify_one();
+                    ctx.health.connections_evicted.inc();
+                }
+            }
+            open.push_back((id, close.clone()));
+        }
+        let (ctx, open) = (ctx.clone(), open.clone());
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let ctx = ctx.clone();
+                async move { Ok::<_, Infallible>(handle(req, ctx).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn) => {}
+                _ = close.notified() => {}
+            }
+            open.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(i, _)| *i != id);
+        });
+    }
+}
+
+/// Open connections, oldest first: (id, how to close it).
+type OpenConnections = std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>;
+
+async fn handle(
+    req: Request<hyper::body::Incoming>,
+    ctx: Arc<ApiContext>,
+) -> Response<Full<Bytes>> {
+    if req.method() == Method::POST && req.uri().path() == "/api/v1/reload" {
+        if !authorized(&req, ctx.token.as_ref()) {
+            let mut r = reply(
+                StatusCode::UNAUTHORIZED,
+                "text/plain; charset=utf-8",
+                "this endpoint needs `Authorization: Bearer <api.token>`\n".into(),
+            );
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Bearer"),
+            );
+            return r;
+        }
+        // A reload compiles plugins: off this thread.
+        let reloader = ctx.reloader.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || reloader.and_then(|r| r.reload_now("api")))
+                .await
+                .ok()
+                .flatten();
+        return reload_reply(outcome);
+    }
+    route(&req, &ctx)
+}
+
+/// True if no token is set, or the request carries it.
+fn authorized<B>(req: &Request<B>, token: Option<&crate::config::Secret>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compared in time independent of where they differ.
+    let (a, b) = (given.as_bytes(), token.0.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -158,6 +253,12 @@ fn route<B>(req: &Request<B>, ctx: &ApiContext) -> Response<Full<Bytes>> {
         "/readyz" => {
             if sup.stopping() {
                 reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, "stopping\n".into())
+            } else if !ctx.store.writable() {
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    TEXT,
+                    "checkpoints cannot be written (see the agent's log)\n".into(),
+                )
             } else if health.ready.load(Ordering::Relaxed) {
                 reply(StatusCode::OK, TEXT, "ready\n".into())
             } else {
@@ -177,6 +278,7 @@ fn route<B>(req: &Request<B>, ctx: &ApiContext) -> Response<Full<Bytes>> {
                     );
                 }
             }
+            metrics::agent(&mut e, &ctx.store, health);
             reply(StatusCode::OK, "text/plain; version=0.0.4", e.render())
         }
         "/api/v1/pipelines" => {

@@ -25,6 +25,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::ack::{FileIdentity, FileTracker};
 use crate::tail::Target;
+use crate::telemetry::Counter;
+
+mod created;
+mod lock;
+pub use created::Created;
+pub use lock::{DataDirLock, LOCK_FILE, LockError};
 
 /// The format version this build writes and reads.
 pub const VERSION: u32 = 1;
@@ -151,6 +157,10 @@ pub struct CheckpointStore {
     scans: Mutex<HashMap<String, u64>>,
     /// Targets by (input, target id).
     targets: Mutex<std::collections::BTreeMap<(String, String), Target>>,
+    /// Failed writes of the file.
+    pub write_errors: Counter,
+    /// False while the last write failed (the agent is then not ready).
+    writable: std::sync::atomic::AtomicBool,
 }
 
 impl CheckpointStore {
@@ -199,6 +209,8 @@ impl CheckpointStore {
             writing: Mutex::new(()),
             scans: Mutex::new(HashMap::new()),
             targets: Mutex::new(targets),
+            write_errors: Counter::default(),
+            writable: std::sync::atomic::AtomicBool::new(true),
         }))
     }
 
@@ -350,7 +362,9 @@ impl CheckpointStore {
         }
     }
 
-    /// Writes the checkpoint file atomically.
+    /// Writes the checkpoint file atomically. A failed write leaves the
+    /// previous file in place (so a restart still resumes from it), is
+    /// counted, and marks the store not writable until a write succeeds.
     pub fn write(&self) -> Result<(), CheckpointError> {
         let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let file = self.snapshot();
@@ -358,8 +372,39 @@ impl CheckpointStore {
             path: self.path.clone(),
             source,
         };
-        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| io(std::io::Error::other(e)))?;
-        write_atomically(&self.path, &bytes).map_err(io)
+        let result = serde_json::to_vec_pretty(&file)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| write_atomically(&self.path, &bytes))
+            .map_err(io);
+        let ok = result.is_ok();
+        if !ok {
+            self.write_errors.inc();
+        }
+        self.writable
+            .store(ok, std::sync::atomic::Ordering::Relaxed);
+        result
+    }
+
+    /// Checks that a checkpoint file can be written now, without replacing
+    /// the one there: writes what would be written to a probe file beside
+    /// it (synced), then removes it.
+    pub fn probe_write(&self) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(&self.snapshot()).map_err(std::io::Error::other)?;
+        let probe = self.path.with_extension("probe");
+        let result = (|| {
+            let mut f = std::fs::File::create(&probe)?;
+            f.write_all(&bytes)?;
+            // Room for the file to grow a little before the next start.
+            f.write_all(&[b' '; 4096])?;
+            f.sync_all()
+        })();
+        let _ = std::fs::remove_file(&probe);
+        result
+    }
+
+    /// False while the last write of the checkpoint file failed.
+    pub fn writable(&self) -> bool {
+        self.writable.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

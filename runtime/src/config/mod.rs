@@ -59,6 +59,19 @@ pub struct Config {
     pub progress_interval: std::time::Duration,
     /// Per-file gauges on `/metrics`.
     pub file_metrics: bool,
+    /// The bearer token the API's mutating endpoints require, if set.
+    pub api_token: Option<Secret>,
+}
+
+/// A credential from the config: compared and sent, never printed (its
+/// `Debug` is redacted).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 /// Checked `pipeline_resources`: the generated `kubernetes` inputs get
@@ -217,6 +230,34 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     .config(raw, plugins_dir)
 }
 
+/// The first `http://` or `https://` URL in a flusher's config whose
+/// `host:port` is not granted: (key path below `config`, URL, host:port).
+/// `validate` refuses what every request would then be denied.
+fn ungranted_url(value: &serde_json::Value, hosts: &[String]) -> Option<(String, String, String)> {
+    match value {
+        serde_json::Value::String(s) => {
+            let uri: http::Uri = s.parse().ok()?;
+            let scheme = uri.scheme_str()?;
+            if scheme != "http" && scheme != "https" {
+                return None;
+            }
+            let auth = uri.authority()?;
+            let port = auth
+                .port_u16()
+                .unwrap_or(if scheme == "https" { 443 } else { 80 });
+            let authority = format!("{}:{port}", auth.host());
+            (!hosts.contains(&authority)).then(|| (String::new(), s.clone(), authority))
+        }
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
+            ungranted_url(v, hosts).map(|(at, u, a)| (format!("[{i}]{at}"), u, a))
+        }),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            ungranted_url(v, hosts).map(|(at, u, a)| (format!(".{k}{at}"), u, a))
+        }),
+        _ => None,
+    }
+}
+
 /// A deserialization error as a [`ConfigError`] naming the key path
 /// (including the path inside an input, see `raw::RawInput`).
 fn path_error<E: std::fmt::Display>(file: &Path, e: serde_path_to_error::Error<E>) -> ConfigError {
@@ -314,6 +355,14 @@ impl Resolver<'_> {
                 "at least one pipeline is needed (or pipeline_resources)",
             );
         }
+        if raw
+            .api
+            .as_ref()
+            .and_then(|a| a.token.as_deref())
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return self.err("api.token", "must not be empty (leave it out for no token)");
+        }
         let api = match &raw.api {
             None => None,
             Some(a) => Some(a.address.parse().or_else(|_| {
@@ -338,6 +387,22 @@ impl Resolver<'_> {
             }
             pipelines.push(self.pipeline(&key, p)?);
         }
+        for p in &pipelines {
+            for f in &p.flushers {
+                for (i, d) in f.spec.grants.dirs.iter().enumerate() {
+                    if data_dir.starts_with(d) || d.starts_with(&data_dir) {
+                        return self.err(
+                            format!("{}.grants.dirs[{i}]", f.key),
+                            format!(
+                                "{} overlaps data_dir ({}): a plugin could rewrite checkpoints and buffers; grant a directory outside it",
+                                d.display(),
+                                data_dir.display()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
         if raw.checkpoint_interval.is_zero() {
             return self.err("checkpoint_interval", "must be above zero");
         }
@@ -357,6 +422,11 @@ impl Resolver<'_> {
             plugins_dir,
             progress_interval: raw.progress_interval,
             file_metrics: raw.api.as_ref().is_some_and(|a| a.file_metrics),
+            api_token: raw
+                .api
+                .as_ref()
+                .and_then(|a| a.token.clone())
+                .map(crate::config::Secret),
         })
     }
 
@@ -855,6 +925,12 @@ impl Resolver<'_> {
         let mut dirs = Vec::new();
         for (i, d) in e.grants.dirs.iter().enumerate() {
             let abs = self.absolute(d);
+            if abs.parent().is_none() {
+                return self.err(
+                    format!("{key}.grants.dirs[{i}]"),
+                    "granting `/` gives the plugin the whole host; grant the directory it writes to",
+                );
+            }
             if abs.exists() && !abs.is_dir() {
                 return self.err(
                     format!("{key}.grants.dirs[{i}]"),
@@ -873,6 +949,17 @@ impl Resolver<'_> {
                     format!("`{h}` is not host:port"),
                 );
             }
+        }
+        if kind == PluginKind::Flusher
+            && let Ok(value) = serde_json::from_str::<serde_json::Value>(&config_json)
+            && let Some((at, url, authority)) = ungranted_url(&value, &e.grants.hosts)
+        {
+            return self.err(
+                format!("{key}.config{at}"),
+                format!(
+                    "`{url}` reaches {authority}, which is not in grants.hosts (add `{authority}` to grants.hosts)"
+                ),
+            );
         }
         if kind == PluginKind::Processor
             && (!e.grants.hosts.is_empty() || !e.grants.dirs.is_empty() || e.grants.stdout)

@@ -66,6 +66,11 @@ pub struct RawApi {
     /// offsets of every open file; one series per file). Default false.
     #[serde(default)]
     pub file_metrics: bool,
+    /// A bearer token that `POST` endpoints (reload) require in
+    /// `Authorization: Bearer TOKEN`. Reads stay open (probes, metrics).
+    /// Default: none (then listening beyond loopback logs a warning).
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 fn default_progress_interval() -> Duration {

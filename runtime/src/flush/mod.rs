@@ -15,7 +15,7 @@
 //! the buffer cannot take it. Knows plugins only through `plugin::Instance`.
 
 use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,44 +29,7 @@ use crate::event::Batch;
 use crate::pipeline::dead_letter::DeadLetter;
 use crate::pipeline::stats::PipelineStats;
 use crate::plugin::{CallError, Instance};
-
-/// The stop signal of a pipeline's flushers, with the drain deadline.
-#[derive(Debug, Default)]
-pub struct Shutdown {
-    deadline: Mutex<Option<Instant>>,
-}
-
-impl Shutdown {
-    /// Starts draining: delivery may go on for `grace`.
-    pub fn begin(&self, grace: Duration) {
-        let mut d = self.deadline.lock().unwrap_or_else(|p| p.into_inner());
-        if d.is_none() {
-            *d = Some(Instant::now() + grace);
-        }
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        *self.deadline.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// True once draining has begun.
-    pub fn stopping(&self) -> bool {
-        self.deadline().is_some()
-    }
-
-    /// True once the drain deadline has passed.
-    pub fn expired(&self) -> bool {
-        self.deadline().is_some_and(|d| Instant::now() >= d)
-    }
-
-    /// Sleeps up to `d`, waking early when the drain deadline passes.
-    fn sleep(&self, d: Duration) {
-        let until = Instant::now() + d;
-        while Instant::now() < until && !self.expired() {
-            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
-        }
-    }
-}
+pub use crate::shutdown::Shutdown;
 
 /// One flusher worker.
 pub struct FlushWorker {
@@ -100,29 +63,50 @@ enum Outcome {
     Done,
     /// The drain deadline passed first.
     Undelivered,
+    /// The output is gone for good (stdout closed by its reader): nothing
+    /// more can be delivered, so the pipeline ends.
+    Closed,
 }
 
 impl FlushWorker {
     /// Replays the buffer, then runs until the queue is closed and drained.
+    /// If its output closes for good, it sets `stop` (the pipeline's
+    /// inputs stop reading) and leaves every batch after that undelivered.
     pub fn spawn(
         mut self,
         name: String,
         queue: Receiver<Envelope>,
+        stop: Arc<AtomicBool>,
     ) -> std::io::Result<JoinHandle<()>> {
         // The previous version of this pipeline (a reload) may have
         // buffered batches since this one was prepared.
         self.buffer.rescan()?;
+        self.instance.abort_on(&self.shutdown);
         std::thread::Builder::new()
             .name(name)
             .spawn(move || match self.spill {
                 Some(spill) => self.run_spilling(&queue, spill),
                 None => {
-                    self.replay();
+                    let mut closed = matches!(self.replay(), Outcome::Closed);
                     for mut envelope in queue {
-                        if self.shutdown.expired()
-                            || matches!(self.deliver(&mut envelope.batch), Outcome::Undelivered)
-                        {
+                        if closed {
+                            // Read again on a later start, by then with
+                            // somewhere to go.
+                            envelope.fail();
+                            continue;
+                        }
+                        if self.shutdown.expired() {
                             self.to_buffer(&envelope);
+                            continue;
+                        }
+                        match self.deliver(&mut envelope.batch) {
+                            Outcome::Done => {}
+                            Outcome::Undelivered => self.to_buffer(&envelope),
+                            Outcome::Closed => {
+                                closed = true;
+                                stop.store(true, Ordering::Relaxed);
+                                envelope.fail();
+                            }
                         }
                     }
                 }
@@ -283,12 +267,12 @@ impl FlushWorker {
     }
 
     /// Delivers what the last graceful stop left in the buffer.
-    fn replay(&mut self) {
+    fn replay(&mut self) -> Outcome {
         let segments = match self.buffer.segments() {
             Ok(s) => s,
             Err(e) => {
                 error!(error = %e, "Cannot list the disk buffer; its batches stay there.");
-                return;
+                return Outcome::Done;
             }
         };
         if !segments.is_empty() {
@@ -313,9 +297,11 @@ impl FlushWorker {
                     }
                 }
                 // Still undeliverable at shutdown: it stays in the buffer.
-                Outcome::Undelivered => return,
+                Outcome::Undelivered => return Outcome::Undelivered,
+                Outcome::Closed => return Outcome::Closed,
             }
         }
+        Outcome::Done
     }
 
     fn to_buffer(&self, envelope: &Envelope) {
@@ -341,6 +327,10 @@ impl FlushWorker {
                 Attempt::Done => return Outcome::Done,
                 Attempt::Later(err) => err,
             };
+            if self.instance.prepared().writes_stdout() && crate::plugin::stdout_closed() {
+                error!(plugin = &*plugin, error = %err, "Stdout is closed: this pipeline can deliver nothing more, so it ends (what it read and did not deliver is read again on the next start).");
+                return Outcome::Closed;
+            }
             if self.shutdown.expired() {
                 return Outcome::Undelivered;
             }

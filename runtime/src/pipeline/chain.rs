@@ -11,6 +11,7 @@ use super::stats::PipelineStats;
 use crate::config::{GiveUp, OnError};
 use crate::event::Batch;
 use crate::plugin::{CallError, Instance};
+use crate::shutdown::Shutdown;
 
 /// One processor in the chain.
 pub struct Stage {
@@ -28,13 +29,28 @@ pub struct Chain {
     pub dead_letter: Arc<DeadLetter>,
     /// Pipeline counters.
     pub stats: Arc<PipelineStats>,
+    /// The pipeline's stop signal: past its deadline, failing batches are
+    /// not retried but left undelivered (read again after the restart).
+    pub shutdown: Arc<Shutdown>,
 }
 
+/// The pipeline is past its shutdown deadline and a stage failed: the
+/// batch is neither processed nor given up, but left undelivered (its
+/// bytes stay uncommitted and are read again after the restart).
+#[derive(Debug)]
+pub struct Abandoned;
+
 impl Chain {
-    /// Runs the batch through every stage. `None` if a stage gave up on it
-    /// (it was dead-lettered or dropped, and counted).
-    pub fn run(&mut self, batch: Batch) -> Option<Batch> {
-        Self::run_stages(&mut self.stages, batch, &self.dead_letter, &self.stats)
+    /// Runs the batch through every stage. `Ok(None)` if a stage gave up
+    /// on it (it was dead-lettered or dropped, and counted).
+    pub fn run(&mut self, batch: Batch) -> Result<Option<Batch>, Abandoned> {
+        Self::run_stages(
+            &mut self.stages,
+            batch,
+            &self.dead_letter,
+            &self.stats,
+            &self.shutdown,
+        )
     }
 
     /// [`Chain::run`] over `stages` (e.g. the previous chain, kept while
@@ -44,14 +60,18 @@ impl Chain {
         mut batch: Batch,
         dead_letter: &DeadLetter,
         stats: &PipelineStats,
-    ) -> Option<Batch> {
+        shutdown: &Shutdown,
+    ) -> Result<Option<Batch>, Abandoned> {
         for stage in stages {
             if batch.is_empty() {
                 break;
             }
-            batch = Self::stage(stage, batch, dead_letter, stats)?;
+            batch = match Self::stage(stage, batch, dead_letter, stats, shutdown)? {
+                Some(b) => b,
+                None => return Ok(None),
+            };
         }
-        Some(batch)
+        Ok(Some(batch))
     }
 
     /// Runs the batch through every stage once, without retries or
@@ -75,25 +95,33 @@ impl Chain {
         mut batch: Batch,
         dead_letter: &DeadLetter,
         stats: &PipelineStats,
-    ) -> Option<Batch> {
+        shutdown: &Shutdown,
+    ) -> Result<Option<Batch>, Abandoned> {
         let mut backoff = stage.on_error.backoff;
         let mut attempt = 0;
         loop {
             let err = match stage.instance.process(&mut batch) {
-                Ok(out) => return Some(out),
+                Ok(out) => return Ok(Some(out)),
                 Err(e) => e,
             };
             let plugin = stage.instance.prepared().ident().plugin.clone();
+            if shutdown.expired() {
+                warn!(plugin = &*plugin, events = batch.len(), error = %err, "Processor failed after the shutdown deadline; leaving the batch undelivered (it is read again after the restart).");
+                return Err(Abandoned);
+            }
             if matches!(err, CallError::Trap(_)) && attempt < stage.on_error.retries {
                 attempt += 1;
                 stats.process_retries.inc();
                 warn!(plugin = &*plugin, attempt, error = %err, "Processor failed; retrying the batch.");
-                std::thread::sleep(backoff);
+                shutdown.sleep(backoff);
+                if shutdown.expired() {
+                    return Err(Abandoned);
+                }
                 backoff = (backoff * 2).min(stage.on_error.max_backoff);
                 continue;
             }
             error!(plugin = &*plugin, attempts = attempt + 1, events = batch.len(), error = %err, policy = ?stage.on_error.then, "Processor gave up on a batch.");
-            return match stage.on_error.then {
+            return Ok(match stage.on_error.then {
                 GiveUp::Skip => {
                     stats.batches_skipped.inc();
                     Some(batch)
@@ -106,7 +134,7 @@ impl Chain {
                     stats.events_dropped.add(batch.len() as u64);
                     None
                 }
-            };
+            });
         }
     }
 }

@@ -64,7 +64,6 @@ pub struct PreparedPipeline {
     dead_letter: Arc<DeadLetter>,
     shutdown: Arc<Shutdown>,
     stats: Arc<PipelineStats>,
-    plugin_stats: Vec<(String, Arc<PluginStats>)>,
 }
 
 /// Compiles, links and initialises every plugin of `config`.
@@ -79,10 +78,7 @@ pub fn prepare(
             .join("dead-letter")
             .join(format!("{}.ndjson", config.name)),
     ));
-    let Processors {
-        stages,
-        mut plugin_stats,
-    } = prepare_processors(config, host)?;
+    let Processors { stages } = prepare_processors(config, host)?;
     let shutdown = Arc::new(Shutdown::default());
     let mut flushers = Vec::new();
     for (i, entry) in config.flushers.iter().enumerate() {
@@ -96,7 +92,7 @@ pub fn prepare(
             source,
         })?;
         flushers.push(FlushWorker {
-            instance: instance(config, host, entry, &mut plugin_stats)?,
+            instance: instance(config, host, entry)?,
             on_error: entry.on_error.clone(),
             dead_letter: dead_letter.clone(),
             buffer: Arc::new(buffer),
@@ -112,7 +108,6 @@ pub fn prepare(
         dead_letter,
         shutdown,
         stats,
-        plugin_stats,
     })
 }
 
@@ -121,7 +116,6 @@ fn instance(
     config: &PipelineConfig,
     host: &PluginHost,
     entry: &crate::config::PluginEntry,
-    plugin_stats: &mut Vec<(String, Arc<PluginStats>)>,
 ) -> Result<Instance, PrepareError> {
     let err = |source| PrepareError::Plugin {
         key: entry.key.clone(),
@@ -133,7 +127,6 @@ fn instance(
         plugin: Arc::from(entry.reference.as_str()),
     };
     let prepared = host.prepare(ident, entry.kind, &entry.spec).map_err(err)?;
-    plugin_stats.push((entry.reference.clone(), prepared.stats().clone()));
     prepared.instance().map_err(err)
 }
 
@@ -141,7 +134,6 @@ fn instance(
 /// to be swapped into a running pipeline.
 pub struct Processors {
     stages: Vec<Stage>,
-    plugin_stats: Vec<(String, Arc<PluginStats>)>,
 }
 
 /// Compiles, links and initialises the processors of `config` only.
@@ -149,18 +141,14 @@ pub fn prepare_processors(
     config: &PipelineConfig,
     host: &PluginHost,
 ) -> Result<Processors, PrepareError> {
-    let mut plugin_stats = Vec::new();
     let mut stages = Vec::new();
     for entry in &config.processors {
         stages.push(Stage {
-            instance: instance(config, host, entry, &mut plugin_stats)?,
+            instance: instance(config, host, entry)?,
             on_error: entry.on_error.clone(),
         });
     }
-    Ok(Processors {
-        stages,
-        plugin_stats,
-    })
+    Ok(Processors { stages })
 }
 
 /// A processor chain handed to the processor thread.
@@ -221,9 +209,45 @@ pub struct RollbackReport {
 
 type SharedSwapStatus = Arc<std::sync::Mutex<SwapStatus>>;
 
-/// Every plugin instance's counters, by plugin reference (processors
-/// swapped in are added).
-type SharedPluginStats = Arc<std::sync::Mutex<Vec<(String, Arc<PluginStats>)>>>;
+/// The counters of one plugin in a pipeline, by its place there.
+#[derive(Debug, Clone)]
+pub struct PluginSeries {
+    /// Its place: `processor0`, `processor1`, …, `flusher0`, ….
+    pub stage: String,
+    /// The plugin reference as configured (e.g. `builtin:parse-regex`).
+    pub plugin: String,
+    /// Its counters.
+    pub stats: Arc<PluginStats>,
+}
+
+/// The counters of the plugins that run now: the processor thread
+/// replaces the processors' on every swap and rollback, so a retired
+/// chain's series go away.
+#[derive(Debug, Default)]
+struct PluginSet {
+    processors: Vec<PluginSeries>,
+    flushers: Vec<PluginSeries>,
+}
+
+type SharedPluginStats = Arc<std::sync::Mutex<PluginSet>>;
+
+fn series(kind: &str, i: usize, instance: &Instance) -> PluginSeries {
+    PluginSeries {
+        stage: format!("{kind}{i}"),
+        plugin: instance.prepared().ident().plugin.to_string(),
+        stats: instance.prepared().stats().clone(),
+    }
+}
+
+/// Publishes the processors of the chain that runs now.
+fn publish(plugins: &SharedPluginStats, stages: &[Stage]) {
+    let list = stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| series("processor", i, &s.instance))
+        .collect();
+    plugins.lock().unwrap_or_else(|e| e.into_inner()).processors = list;
+}
 
 /// A running pipeline.
 pub struct RunningPipeline {
@@ -244,7 +268,6 @@ pub struct RunningPipeline {
 #[derive(Clone)]
 pub struct Swapper {
     swap: Sender<Swap>,
-    plugins: SharedPluginStats,
 }
 
 impl Swapper {
@@ -274,8 +297,6 @@ impl Swapper {
         // processor thread.
         let (held, old) = done_rx.recv().map_err(|_| SwapError)?;
         drop(old);
-        let mut plugins = self.plugins.lock().unwrap_or_else(|e| e.into_inner());
-        plugins.extend(processors.plugin_stats);
         Ok(held)
     }
 }
@@ -308,26 +329,42 @@ impl PreparedPipeline {
         // Receiver clones, only to read queue depths: they do not keep a
         // channel open (its senders do).
         let mut queues = Vec::new();
+        let plugins = SharedPluginStats::default();
+        plugins.lock().unwrap_or_else(|e| e.into_inner()).flushers = self
+            .flushers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| series("flusher", i, &w.instance))
+            .collect();
         for (i, worker) in self.flushers.into_iter().enumerate() {
             let (tx, rx) = bounded(depth);
             flush_queues.push(tx);
             queues.push((format!("flusher{i}"), rx.clone()));
-            threads.push(spawn_or_log(worker.spawn(format!("{name}-flush{i}"), rx)));
+            threads.push(spawn_or_log(worker.spawn(
+                format!("{name}-flush{i}"),
+                rx,
+                stop.clone(),
+            )));
         }
         let (in_tx, in_rx) = bounded::<Envelope>(depth);
         queues.insert(0, ("processors".to_owned(), in_rx.clone()));
-        let chain = Chain {
+        let mut chain = Chain {
             stages: self.stages,
             dead_letter: self.dead_letter.clone(),
             stats: self.stats.clone(),
+            shutdown: self.shutdown.clone(),
         };
+        for stage in &mut chain.stages {
+            stage.instance.abort_on(&self.shutdown);
+        }
+        publish(&plugins, &chain.stages);
         let (swap_tx, swap_rx) = bounded::<Swap>(1);
         let swap_status = SharedSwapStatus::default();
         threads.push(spawn_or_log(spawn_processor(
             format!("{name}-process"),
             chain,
             in_rx,
-            (swap_rx, swap_status.clone()),
+            (swap_rx, swap_status.clone(), plugins.clone()),
             flush_queues,
         )));
         let mut inputs = Vec::new();
@@ -383,7 +420,7 @@ impl PreparedPipeline {
             stats: self.stats,
             inputs,
             discoveries,
-            plugins: Arc::new(std::sync::Mutex::new(self.plugin_stats)),
+            plugins,
             swap: swap_tx,
             swap_status,
             queues,
@@ -415,7 +452,7 @@ fn spawn_processor(
     name: String,
     mut chain: Chain,
     input: Receiver<Envelope>,
-    (swaps, status): (Receiver<Swap>, SharedSwapStatus),
+    (swaps, status, plugins): (Receiver<Swap>, SharedSwapStatus, SharedPluginStats),
     outputs: Vec<Sender<Envelope>>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(name.clone()).spawn(move || {
@@ -426,6 +463,8 @@ fn spawn_processor(
         // on the first batch after it: (held, last batch on the old chain).
         let mut last_took = std::time::Duration::ZERO;
         let mut measuring: Option<(std::time::Duration, std::time::Duration, u64)> = None;
+        // Batches left undelivered after the shutdown deadline.
+        let mut abandoned = 0u64;
         let set_status = |f: &mut dyn FnMut(&mut SwapStatus)| {
             f(&mut status.lock().unwrap_or_else(|e| e.into_inner()));
         };
@@ -434,9 +473,13 @@ fn spawn_processor(
             // hand finished on the old one, the next starts on the new.
             let Envelope { batch, ack } = crossbeam_channel::select! {
                 recv(swaps) -> swap => {
-                    if let Ok(swap) = swap {
+                    if let Ok(mut swap) = swap {
                         let t0 = std::time::Instant::now();
+                        for stage in &mut swap.stages {
+                            stage.instance.abort_on(&chain.shutdown);
+                        }
                         let old = std::mem::replace(&mut chain.stages, swap.stages);
+                        publish(&plugins, &chain.stages);
                         let back = if swap.rollback.batches == 0 {
                             // Any chain still on probation is dropped too.
                             if let Some((stages, _, _)) = fallback.take() {
@@ -475,9 +518,26 @@ fn spawn_processor(
                 }
                 recv(input) -> envelope => match envelope {
                     Ok(e) => e,
-                    Err(_) => break,
+                    Err(_) => {
+                        if abandoned > 0 {
+                            tracing::warn!(pipeline = %name, batches = abandoned, "A processor failed after the shutdown deadline: these batches were left undelivered; they are read again after the restart.");
+                        }
+                        break;
+                    }
                 },
             };
+            if abandoned > 0 {
+                // A processor failed past the shutdown deadline: what is
+                // still queued stays undelivered too (uncommitted, read
+                // again after the restart), behind the batch it failed on.
+                // Until then batches are processed as usual (and buffered
+                // by the flushers if they cannot be delivered).
+                if let Some(a) = &ack {
+                    a.fail();
+                }
+                abandoned += 1;
+                continue;
+            }
             chain.stats.batches_in.inc();
             chain.stats.events_in.add(batch.len() as u64);
             let started = std::time::Instant::now();
@@ -489,10 +549,16 @@ fn spawn_processor(
                     // neither way and processed by exactly one version.
                     let copy = batch.clone();
                     let (out, failure) = match chain.try_run(batch) {
-                        Ok(out) => (Some(out), None),
+                        Ok(out) => (Ok(Some(out)), None),
                         Err((plugin, e)) => {
                             tracing::warn!(pipeline = %name, plugin = &*plugin, error = %e, "New processors failed on a batch during probation; the previous ones processed it.");
-                            let out = Chain::run_stages(old, copy, &chain.dead_letter, &chain.stats);
+                            let out = Chain::run_stages(
+                                old,
+                                copy,
+                                &chain.dead_letter,
+                                &chain.stats,
+                                &chain.shutdown,
+                            );
                             (out, Some(format!("{plugin}: {e}")))
                         }
                     };
@@ -520,6 +586,7 @@ fn spawn_processor(
                             let restored = *prev;
                             if let Some((old, _, _)) = fallback.take() {
                                 retire(std::mem::replace(&mut chain.stages, old));
+                                publish(&plugins, &chain.stages);
                             }
                             let error = failure.unwrap_or_default();
                             tracing::error!(pipeline = %name, generation = p.generation, restored, failed = p.failed, seen = p.seen, error = %error, "New processors failed on too many of their first batches: rolled back to the previous ones.");
@@ -549,8 +616,16 @@ fn spawn_processor(
             }
             // A batch dead-lettered or dropped by a processor is done with:
             // dropping its ack here counts it as delivered.
-            let Some(out) = out else {
-                continue;
+            let out = match out {
+                Ok(Some(out)) => out,
+                Ok(None) => continue,
+                Err(chain::Abandoned) => {
+                    if let Some(a) = &ack {
+                        a.fail();
+                    }
+                    abandoned += 1;
+                    continue;
+                }
             };
             chain.stats.events_processed.add(out.len() as u64);
             if out.is_empty() {
@@ -611,12 +686,15 @@ impl RunningPipeline {
         self.shutdown.begin(grace);
     }
 
-    /// Every plugin instance's counters (processors swapped in included).
-    pub fn plugin_stats(&self) -> Vec<(String, Arc<PluginStats>)> {
-        self.plugins
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// The counters of the plugins running now, processors then flushers,
+    /// each named by its place.
+    pub fn plugin_stats(&self) -> Vec<PluginSeries> {
+        let set = self.plugins.lock().unwrap_or_else(|e| e.into_inner());
+        set.processors
+            .iter()
+            .chain(&set.flushers)
+            .cloned()
+            .collect()
     }
 
     /// Batches waiting in front of each stage (`processors`,
@@ -640,7 +718,6 @@ impl RunningPipeline {
     pub fn swapper(&self) -> Swapper {
         Swapper {
             swap: self.swap.clone(),
-            plugins: self.plugins.clone(),
         }
     }
 
@@ -653,8 +730,8 @@ impl RunningPipeline {
     }
 
     /// Waits until every batch read has been processed and flushed.
-    pub fn join(self) {
-        for t in self.threads {
+    pub fn join(mut self) {
+        for t in std::mem::take(&mut self.threads) {
             let _ = t.join();
         }
         let s = &self.stats;
@@ -691,21 +768,25 @@ impl RunningPipeline {
                 "Discovery summary."
             );
         }
-        let plugins = self
-            .plugins
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for (plugin, p) in &plugins {
+        for PluginSeries {
+            stage,
+            plugin,
+            stats: p,
+        } in self.plugin_stats()
+        {
             let counters = format!("{:?}", p.counters_snapshot());
             tracing::info!(
                 pipeline = %self.name,
+                stage,
                 plugin,
                 calls = p.calls.get(),
                 call_ms = p.call_micros.get() / 1000,
                 traps = p.traps.get(),
                 errors = p.errors.get(),
                 instances = p.instances.get(),
+                output_bytes = p.output_bytes.get(),
+                output_lines = p.output_lines.get(),
+                output_lines_dropped = p.output_lines_dropped.get(),
                 counters = %counters,
                 "Plugin summary."
             );

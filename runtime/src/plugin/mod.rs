@@ -18,6 +18,7 @@ mod compat;
 mod convert;
 mod host;
 pub mod kernels;
+mod stdio;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -25,16 +26,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, UpdateDeadline};
 
 use self::bindings::{flusher, processor, wit};
 pub use self::cache::digest;
+pub use self::stdio::stdout_closed;
 use self::store::{HttpClient, StoreState};
 pub use self::store::{Ident, PluginStats};
 use crate::event::Batch;
+use crate::shutdown::Shutdown;
 
 /// How often the epoch advances; per-call deadlines are counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// A running call is looked at every this many ticks (100 ms): past its
+/// `call_timeout`, or past its pipeline's shutdown deadline, it is
+/// interrupted.
+const SLICE_TICKS: u64 = 20;
 
 /// Which world a plugin implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,21 +353,26 @@ impl Prepared {
         &self.ident
     }
 
+    /// True if the plugin was granted Gleaner's stdout.
+    pub fn writes_stdout(&self) -> bool {
+        self.spec.grants.stdout
+    }
+
     /// A new, initialised instance.
     pub fn instance(self: &Arc<Self>) -> Result<Instance, PluginError> {
-        let live = self.start()?;
+        let live = self.start(None).inspect_err(|e| {
+            if matches!(e, PluginError::Trap(_)) {
+                self.stats.traps.inc();
+            }
+        })?;
         Ok(Instance {
             prepared: self.clone(),
             live: Some(live),
+            abort: None,
         })
     }
 
-    fn deadline_ticks(&self) -> u64 {
-        (self.spec.limits.call_timeout.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64)
-            + 1
-    }
-
-    fn start(&self) -> Result<Live, PluginError> {
+    fn start(&self, abort: Option<&Arc<Shutdown>>) -> Result<Live, PluginError> {
         let state = StoreState::new(
             self.ident.clone(),
             self.stats.clone(),
@@ -368,10 +380,21 @@ impl Prepared {
             self.client.clone(),
         )?;
         let mut store = Store::new(&self.engine, state);
+        store.data_mut().abort = abort.cloned();
         store.limiter(|s| &mut s.limits);
         if self.spec.limits.epoch_deadline {
-            store.epoch_deadline_trap();
-            store.set_epoch_deadline(self.deadline_ticks());
+            let timeout = self.spec.limits.call_timeout;
+            store.epoch_deadline_callback(move |ctx| {
+                let s = ctx.data();
+                let aborted = s.abort.as_ref().is_some_and(|a| a.expired());
+                Ok(if aborted || s.call_started.elapsed() >= timeout {
+                    UpdateDeadline::Interrupt
+                } else {
+                    UpdateDeadline::Continue(SLICE_TICKS)
+                })
+            });
+            store.data_mut().call_started = Instant::now();
+            store.set_epoch_deadline(SLICE_TICKS);
         }
         let trap = |e: wasmtime::Error| PluginError::Trap(format!("{e:#}"));
         let exports = match &self.pre {
@@ -400,6 +423,9 @@ struct Live {
 pub struct Instance {
     prepared: Arc<Prepared>,
     live: Option<Live>,
+    /// The pipeline's stop signal: once its deadline passes, a running
+    /// call is interrupted.
+    abort: Option<Arc<Shutdown>>,
 }
 
 impl Instance {
@@ -408,12 +434,28 @@ impl Instance {
         &self.prepared
     }
 
+    /// Interrupts calls (within about 100 ms) once `shutdown`'s deadline
+    /// has passed, whatever the plugin does.
+    pub fn abort_on(&mut self, shutdown: &Arc<Shutdown>) {
+        self.abort = Some(shutdown.clone());
+        if let Some(live) = self.live.as_mut() {
+            live.store.data_mut().abort = Some(shutdown.clone());
+        }
+    }
+
     fn live(&mut self) -> Result<&mut Live, CallError> {
         if self.live.is_none() {
-            let live = self.prepared.start().map_err(|e| match e {
-                PluginError::Trap(m) => CallError::Trap(m),
-                other => CallError::Failed(other.to_string()),
-            })?;
+            let live = self
+                .prepared
+                .start(self.abort.as_ref())
+                .map_err(|e| match e {
+                    PluginError::Trap(m) => {
+                        // A trap in `init` while rebuilding counts like any trap.
+                        self.prepared.stats.traps.inc();
+                        CallError::Trap(m)
+                    }
+                    other => CallError::Failed(other.to_string()),
+                })?;
             self.live = Some(live);
         }
         self.live
@@ -422,11 +464,11 @@ impl Instance {
     }
 
     fn before_call(&mut self) -> Result<(), CallError> {
-        let ticks = self.prepared.deadline_ticks();
         let epoch = self.prepared.spec.limits.epoch_deadline;
         let live = self.live()?;
         if epoch {
-            live.store.set_epoch_deadline(ticks);
+            live.store.data_mut().call_started = Instant::now();
+            live.store.set_epoch_deadline(SLICE_TICKS);
         }
         Ok(())
     }
@@ -435,6 +477,10 @@ impl Instance {
         self.live = None;
         self.prepared.stats.traps.inc();
         let msg = match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) if self.abort.as_ref().is_some_and(|a| a.expired()) => {
+                "call interrupted: the pipeline is stopping and its shutdown_timeout has passed"
+                    .to_owned()
+            }
             Some(wasmtime::Trap::Interrupt) => {
                 format!(
                     "call exceeded its deadline of {:?}",

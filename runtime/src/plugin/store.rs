@@ -54,6 +54,14 @@ pub struct PluginStats {
     pub bytes_out: Counter,
     /// Counters the plugin reported through `host.counter-add`.
     pub counters: Mutex<HashMap<String, u64>>,
+    /// Bytes it wrote to its stdout/stderr (into the agent's log).
+    pub output_bytes: Counter,
+    /// Lines of that output logged.
+    pub output_lines: Counter,
+    /// Lines of that output over the rate limit (counted, not logged).
+    pub output_lines_dropped: Counter,
+    /// The rate limit of those lines.
+    pub output_budget: Mutex<super::stdio::LineBudget>,
 }
 
 impl PluginStats {
@@ -153,6 +161,10 @@ pub struct StoreState {
     pub(super) table: ResourceTable,
     /// Live `kernels.regex` resources (at most `kernels::MAX_REGEXES`).
     pub(super) regexes: usize,
+    /// When the current call began (for its `call_timeout`).
+    pub(super) call_started: std::time::Instant,
+    /// The pipeline's stop signal: calls are interrupted past its deadline.
+    pub(super) abort: Option<Arc<crate::shutdown::Shutdown>>,
 }
 
 impl StoreState {
@@ -166,12 +178,24 @@ impl StoreState {
         let (limits, grants) = (&spec.limits, &spec.grants);
         let mut wasi = WasiCtxBuilder::new();
         let config_dir = spec.config_dir.to_string_lossy();
-        wasi.inherit_stderr()
-            .allow_blocking_current_thread(true)
-            .env("GLEANER_CONFIG_DIR", &config_dir)
-            .initial_cwd(&config_dir);
+        // A plugin's stderr, and its stdout unless granted, go through the
+        // agent's log (tagged, escaped, rate-limited), never raw.
+        wasi.stderr(super::stdio::LogStream::new(
+            ident.clone(),
+            stats.clone(),
+            "stderr",
+        ))
+        .allow_blocking_current_thread(true)
+        .env("GLEANER_CONFIG_DIR", &config_dir)
+        .initial_cwd(&config_dir);
         if grants.stdout {
-            wasi.inherit_stdout();
+            wasi.stdout(super::stdio::GrantedStdout);
+        } else {
+            wasi.stdout(super::stdio::LogStream::new(
+                ident.clone(),
+                stats.clone(),
+                "stdout",
+            ));
         }
         for dir in &grants.dirs {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -208,6 +232,8 @@ impl StoreState {
             },
             table: ResourceTable::new(),
             regexes: 0,
+            call_started: std::time::Instant::now(),
+            abort: None,
         })
     }
 }
@@ -234,6 +260,40 @@ impl WasiHttpView for StoreState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_to_an_ungranted_destination_is_denied_without_connecting() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let mut hooks = GrantHooks {
+            hosts: vec!["127.0.0.1:1".to_owned()].into(),
+            client: Some(http_client()),
+            timeout: Duration::from_secs(5),
+        };
+        let body = http_body_util::Empty::<bytes::Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let request = http::Request::post(format!("http://{addr}/x"))
+            .body(body)
+            .unwrap();
+        let sent = hooks.send_request(request, None, Box::new(async { Ok(()) }));
+        let result = rt.block_on(Box::into_pin(sent));
+        assert!(matches!(
+            result,
+            Err(ref e) if e.to_string().contains("denied")
+        ));
+        let accepted = listener.accept();
+        assert!(
+            matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "no connection may be made"
+        );
+    }
 
     #[test]
     fn authority_gets_the_default_port_of_its_scheme() {

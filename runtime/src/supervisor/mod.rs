@@ -94,7 +94,7 @@ pub struct PipelineView {
     /// Batches waiting per stage.
     pub queues: Vec<(String, usize)>,
     /// Plugin counters by plugin (every version that ran).
-    pub plugins: Vec<(String, Arc<crate::plugin::PluginStats>)>,
+    pub plugins: Vec<crate::pipeline::PluginSeries>,
 }
 
 /// A pipeline a source wants running.
@@ -223,6 +223,8 @@ impl Entry {
 struct State {
     running: BTreeMap<String, Entry>,
     stopping: bool,
+    /// When [`Supervisor::stop_all`] was called.
+    stopped_at: Option<std::time::Instant>,
     /// Applies in progress (they may hold a stopped pipeline being joined).
     busy: usize,
 }
@@ -466,6 +468,7 @@ impl Supervisor {
     pub fn stop_all(&self) {
         let mut state = self.lock();
         state.stopping = true;
+        state.stopped_at.get_or_insert_with(std::time::Instant::now);
         for e in state.running.values() {
             e.pipeline.stop(self.ctx.grace);
         }
@@ -475,6 +478,12 @@ impl Supervisor {
     /// Whether [`Supervisor::stop_all`] was called.
     pub fn stopping(&self) -> bool {
         self.lock().stopping
+    }
+
+    /// When the drain deadline of [`Supervisor::stop_all`] passes (`None`
+    /// while not stopping).
+    pub fn stop_deadline(&self) -> Option<std::time::Instant> {
+        self.lock().stopped_at.map(|t| t + self.ctx.grace)
     }
 
     /// Every running pipeline as reports see it.

@@ -84,8 +84,22 @@ impl TailedFile {
         checkpoints: &Checkpoints,
         (format, tags): (Format, Tags),
     ) -> io::Result<(Self, bool)> {
-        let mut file = File::open(path)?;
+        // Non-blocking, so that a FIFO put at the path after the caller
+        // checked it cannot block the open; refused below.
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)?
+        };
         let meta = file.metadata()?;
+        if !meta.file_type().is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
         let size = meta.len();
         let (fp, fp_len) = fingerprint(&file, size, FINGERPRINT_BYTES)?;
         let born_ns = meta
@@ -377,6 +391,30 @@ impl TailedFile {
             + self.decoder.held_bytes() as u64
             + self.multiline.as_ref().map_or(0, |m| m.held_bytes() as u64);
         unread + held
+    }
+
+    /// True if the file has no name left (deleted; we hold the last
+    /// reference to its data).
+    pub fn is_deleted(&self) -> bool {
+        self.file.metadata().is_ok_and(|m| m.nlink() == 0)
+    }
+
+    /// True if the file was truncated and refilled since it was read
+    /// (copytruncate): the bytes its fingerprint covers changed, or the
+    /// file is now shorter than them. Costs one read of at most
+    /// [`FINGERPRINT_BYTES`] and a hash.
+    pub fn replaced_in_place(&self) -> bool {
+        let len = self.identity.fingerprint_len;
+        if len == 0 || self.offset == 0 {
+            return false;
+        }
+        let Ok(size) = self.size() else {
+            return false;
+        };
+        if size < u64::from(len) {
+            return true;
+        }
+        fingerprint(&self.file, size, len).is_ok_and(|(fp, _)| fp != self.identity.fingerprint)
     }
 
     /// Records that the file was deleted.

@@ -107,7 +107,9 @@ impl PathMatcher {
         roots
     }
 
-    /// Every regular file that matches now, sorted.
+    /// Every matching path that is not a directory, sorted: regular files,
+    /// and also FIFOs, sockets and devices, which the tailer skips with a
+    /// warning and a count (rather than never saying it saw them).
     pub fn scan(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();
         for (root, depth) in &self.roots {
@@ -116,7 +118,7 @@ impl PathMatcher {
                 walk = walk.max_depth(*d);
             }
             for entry in walk.into_iter().filter_map(Result::ok) {
-                if entry.file_type().is_file() && self.matches(entry.path()) {
+                if !entry.file_type().is_dir() && self.matches(entry.path()) {
                     found.push(entry.into_path());
                 }
             }

@@ -93,6 +93,9 @@ pub struct InputStats {
     pub bytes_given_up: Counter,
     /// Lines that did not decode in the input's format, kept as raw text.
     pub lines_malformed: Counter,
+    /// Matching paths skipped because they are not regular files (FIFOs,
+    /// sockets, devices).
+    pub files_skipped: Counter,
     /// Targets added (by discovery).
     pub targets_added: Counter,
     /// Targets removed (drained and released).

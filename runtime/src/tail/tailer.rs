@@ -40,12 +40,27 @@ const COALESCE: Duration = Duration::from_millis(5);
 /// How long `exit_on_eof` waits for discovery's first complete list.
 const FIRST_SYNC_WAIT: Duration = Duration::from_secs(30);
 
+/// A file that left its path (renamed away or deleted), still read to its
+/// end: its descriptor is held, so a rename or delete loses nothing.
+struct Draining {
+    file: TailedFile,
+    /// The target it was read for.
+    owner: Arc<str>,
+    /// When it left its path.
+    since: Instant,
+}
+
 /// One target and its compiled patterns.
 struct TargetState {
     target: Target,
     matcher: PathMatcher,
     /// When discovery removed it; its files are then drained and closed.
     removed_at: Option<Instant>,
+}
+
+/// True if `path` leads to a regular file (opening a FIFO would block).
+fn is_regular(path: &std::path::Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_file())
 }
 
 fn key_of(path: &std::path::Path) -> Option<Key> {
@@ -71,8 +86,12 @@ pub struct Tailer {
     by_root: HashMap<PathBuf, Vec<usize>>,
     /// Open files by (device, inode): a path is only where a file was seen.
     files: HashMap<Key, TailedFile>,
-    /// Deleted files still being read, and when they were seen deleted.
-    deleted: Vec<(TailedFile, Instant)>,
+    /// Files no longer at the path they were read at (rotated away or
+    /// deleted), read on to their end.
+    draining: Vec<Draining>,
+    /// Paths of non-regular files (FIFOs, sockets, devices) already
+    /// warned about: they are skipped, never opened.
+    skipped: HashSet<PathBuf>,
     /// Every matching path seen, and the file it led to.
     by_path: HashMap<PathBuf, Key>,
     dirty: HashSet<Key>,
@@ -81,6 +100,9 @@ pub struct Tailer {
     watched: HashSet<PathBuf>,
     stats: Arc<InputStats>,
     checkpoints: Checkpoints,
+    /// How long a file renamed away stays open at its end
+    /// ([`REMOVED_QUIET`]; none in a one-off run).
+    rotate_wait: Duration,
     /// Set when the input must stop reading (after the current chunk).
     stop: Arc<AtomicBool>,
     buf: Vec<u8>,
@@ -154,7 +176,8 @@ impl Tailer {
             owner: HashMap::new(),
             by_root: HashMap::new(),
             files: HashMap::new(),
-            deleted: Vec::new(),
+            draining: Vec::new(),
+            skipped: HashSet::new(),
             by_path: HashMap::new(),
             dirty: HashSet::new(),
             notifications: rx,
@@ -162,6 +185,7 @@ impl Tailer {
             watched: HashSet::new(),
             stats,
             checkpoints,
+            rotate_wait: REMOVED_QUIET,
             stop: Arc::new(AtomicBool::new(false)),
             buf: vec![0; READ_BUF],
         }
@@ -464,18 +488,36 @@ impl Tailer {
             self.by_path.insert(path, key);
             return;
         }
-        // A new file at the path of one we still read there (rotation): the
-        // next poll reads the old one to its end first, then opens this one,
-        // so the old file's last lines come before the new file's first.
+        // Rotated away earlier and now found under a name we also read
+        // (`app.log*`): follow it there, never read it twice.
+        if let Some(i) = self.draining.iter().position(|d| d.file.dev_ino() == key) {
+            let Draining {
+                mut file, owner, ..
+            } = self.draining.swap_remove(i);
+            info!(from = %file.path().display(), to = %path.display(), "File was renamed; still reading it.");
+            file.set_path(&path);
+            self.files.insert(key, file);
+            self.owner.insert(key, owner);
+            self.by_path.insert(path, key);
+            self.dirty.insert(key);
+            return;
+        }
+        // A new file at the path of one we read there (rotation): the old
+        // one left the path; it is read on to its end from the descriptor
+        // we hold (first, on every turn), and the new one is opened now,
+        // before it too can be rotated away unseen.
         if let Some(&mapped) = self.by_path.get(&path)
             && self.files.get(&mapped).is_some_and(|f| f.path() == path)
         {
-            self.dirty.insert(mapped);
-            return;
+            self.detach(mapped, "File was rotated; reading the old file to its end.");
         }
         let Some(t) = self.target_of(&path).map(|i| &self.targets[i].target) else {
             return;
         };
+        if !is_regular(&path) {
+            self.skip(&path);
+            return;
+        }
         let (id, format, tags) = (t.id.clone(), t.format, t.tags.clone());
         let start = self.start_for(&path, initial);
         match TailedFile::open(&path, start, &self.opts, &self.checkpoints, (format, tags)) {
@@ -489,10 +531,42 @@ impl Tailer {
                 self.owner.insert(key, id);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Swapped for a FIFO or the like between the check and the open.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => self.skip(&path),
             Err(e) => {
                 warn!(path = %path.display(), error = %e, "Cannot open file; will retry at next scan.")
             }
         }
+    }
+
+    /// Counts a non-regular file at a matching path, and warns once per path.
+    fn skip(&mut self, path: &std::path::Path) {
+        if self.skipped.insert(path.to_path_buf()) {
+            self.stats.files_skipped.inc();
+            warn!(path = %path.display(), "Skipping a path that is not a regular file (FIFO, socket or device): it is never opened.");
+        }
+    }
+
+    /// Moves the open file `key` off its path into the draining list: it
+    /// is read on from its descriptor until its end.
+    fn detach(&mut self, key: Key, why: &'static str) {
+        let Some(file) = self.files.remove(&key) else {
+            return;
+        };
+        let owner = self.owner.remove(&key).unwrap_or_else(|| Arc::from(""));
+        self.by_path.retain(|_, k| *k != key);
+        self.dirty.remove(&key);
+        if file.is_deleted() {
+            file.mark_deleted();
+            info!(path = %file.path().display(), "File was deleted; reading it to its end.");
+        } else {
+            info!(path = %file.path().display(), "{why}");
+        }
+        self.draining.push(Draining {
+            file,
+            owner,
+            since: Instant::now(),
+        });
     }
 
     fn on_notification(&mut self, ev: notify::Event) {
@@ -529,7 +603,7 @@ impl Tailer {
     /// (then: grown, or truncated?), renamed to another matching path
     /// (keep reading it there), or gone (rotated away or deleted: read it to
     /// its end and close it). A new file at an old path is opened.
-    fn check_rotation(&mut self, sink: &mut dyn EventSink) {
+    fn check_rotation(&mut self) {
         let mut rescanned = false;
         let keys: Vec<Key> = self.files.keys().copied().collect();
         for key in keys {
@@ -546,8 +620,8 @@ impl Tailer {
                 let Some(file) = self.files.get_mut(&key) else {
                     continue;
                 };
-                if len < file.offset() {
-                    info!(path = %path.display(), offset = file.offset(), len, "File was truncated; reading from the start.");
+                if len < file.offset() || file.replaced_in_place() {
+                    info!(path = %path.display(), offset = file.offset(), len, "File was truncated (or its first bytes replaced); reading from the start.");
                     if let Err(e) = file.restart_after_truncation(&self.stats) {
                         warn!(path = %path.display(), error = %e, "Cannot rewind truncated file.");
                     }
@@ -568,59 +642,61 @@ impl Tailer {
                 self.dirty.insert(key);
                 continue;
             }
-            let Some(mut old) = self.files.remove(&key) else {
-                continue;
-            };
-            self.owner.remove(&key);
-            self.by_path.retain(|_, k| *k != key);
-            if now_at_path.is_none() {
-                // Deleted: read on in turns until its end, but give the
-                // handle (and the disk space) back after release_deleted_after.
-                old.mark_deleted();
-                info!(path = %path.display(), "File was deleted; reading it to its end.");
-                self.deleted.push((old, Instant::now()));
-                continue;
+            // Gone from its path (deleted, or renamed to a name we do not
+            // read): read on from the descriptor; open what is there now.
+            self.detach(key, "File was rotated; reading the old file to its end.");
+            if now_at_path.is_some() {
+                self.open_if_new(path, false);
             }
-            self.drain(&mut old, sink);
-            old.flush_held(Instant::now(), true, sink, &self.stats);
-            self.stats.files_closed.inc();
-            info!(path = %path.display(), "File was rotated; read the old file to its end.");
-            self.open_if_new(path, false);
         }
     }
 
-    /// Reads deleted files on; closes each at its end, or releases it
-    /// after `release_deleted_after` even if not drained (counting the bytes
+    /// Reads files that left their path on, first on every turn (so an old
+    /// generation's last lines tend to come before the new one's); closes
+    /// each at its end. A deleted one is released after
+    /// `release_deleted_after` even if not drained (counting the bytes
     /// given up), so a blocked output cannot hold the node's disk space.
-    fn read_deleted(&mut self, sink: &mut dyn EventSink) {
+    /// Returns true if any of them gave data (read again soon).
+    fn read_draining(&mut self, sink: &mut dyn EventSink) -> bool {
+        let mut busy = false;
         let mut i = 0;
-        while i < self.deleted.len() {
-            let (file, since) = &mut self.deleted[i];
+        while i < self.draining.len() {
+            let d = &mut self.draining[i];
             let mut at_end = false;
             if sink.ready() {
-                match file.read(&mut self.buf, READ_BUDGET, sink, &self.stats, &self.stop) {
-                    Ok(0) => at_end = !file.has_more(),
-                    Ok(_) => {}
+                match d
+                    .file
+                    .read(&mut self.buf, READ_BUDGET, sink, &self.stats, &self.stop)
+                {
+                    // A writer may still finish its last lines into a file
+                    // renamed away (before it reopens its log): wait a
+                    // moment at its end before closing it.
+                    Ok(0) => {
+                        at_end = !d.file.has_more()
+                            && (d.file.is_deleted() || d.since.elapsed() >= self.rotate_wait)
+                    }
+                    Ok(_) => busy = true,
                     Err(e) => {
-                        warn!(path = %file.path().display(), error = %e, "Read of a deleted file failed.")
+                        warn!(path = %d.file.path().display(), error = %e, "Read of a rotated or deleted file failed.")
                     }
                 }
             }
             if at_end {
-                file.flush_held(Instant::now(), true, sink, &self.stats);
-                info!(path = %file.path().display(), "Read a deleted file to its end; closed it.");
-            } else if since.elapsed() >= self.opts.release_deleted_after {
-                let left = file.bytes_not_sent();
+                d.file.flush_held(Instant::now(), true, sink, &self.stats);
+                info!(path = %d.file.path().display(), "Read a rotated or deleted file to its end; closed it.");
+            } else if d.since.elapsed() >= self.opts.release_deleted_after && d.file.is_deleted() {
+                let left = d.file.bytes_not_sent();
                 self.stats.files_released.inc();
                 self.stats.bytes_given_up.add(left);
-                warn!(path = %file.path().display(), bytes_given_up = left, "Released a deleted file before its end: its output is too slow.");
+                warn!(path = %d.file.path().display(), bytes_given_up = left, "Released a deleted file before its end: its output is too slow.");
             } else {
                 i += 1;
                 continue;
             }
             self.stats.files_closed.inc();
-            self.deleted.swap_remove(i);
+            self.draining.swap_remove(i);
         }
+        busy
     }
 
     /// Closes the files of removed targets once they are read to their end
@@ -709,24 +785,6 @@ impl Tailer {
         }
     }
 
-    fn drain(&mut self, file: &mut TailedFile, sink: &mut dyn EventSink) {
-        while !self.stop.load(Ordering::Relaxed) {
-            if !sink.ready() {
-                sink.tick(Instant::now());
-                std::thread::sleep(Duration::from_millis(2));
-                continue;
-            }
-            match file.read(&mut self.buf, READ_BUDGET, sink, &self.stats, &self.stop) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    warn!(path = %file.path().display(), error = %e, "Read failed.");
-                    break;
-                }
-            }
-        }
-    }
-
     /// Reads every dirty file once, up to the per-file budget, while the
     /// sink has room; a file stays dirty until a read finds its end.
     fn read_dirty(&mut self, sink: &mut dyn EventSink) {
@@ -740,6 +798,14 @@ impl Tailer {
             let Some(file) = self.files.get_mut(&key) else {
                 continue;
             };
+            // Truncated and refilled past our offset since the last read
+            // (copytruncate): its first bytes tell.
+            if file.replaced_in_place() {
+                info!(path = %file.path().display(), offset = file.offset(), "File was truncated and refilled (its first bytes changed); reading from the start.");
+                if let Err(e) = file.restart_after_truncation(&self.stats) {
+                    warn!(path = %file.path().display(), error = %e, "Cannot rewind truncated file.");
+                }
+            }
             match file.read(&mut self.buf, READ_BUDGET, sink, &self.stats, &self.stop) {
                 // It gave data: read it again until a read finds its end
                 // (the budget or a full pipeline may have cut this turn short).
@@ -784,15 +850,17 @@ impl Tailer {
             warn!(error = %e, "Cannot write checkpoints.");
         }
         if exit_on_eof {
+            self.rotate_wait = Duration::ZERO;
             self.wait_first_sync(&stop);
             loop {
                 self.apply_pending();
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                if self.dirty.is_empty() {
+                if self.dirty.is_empty() && self.draining.is_empty() {
                     break;
                 }
+                self.read_draining(sink);
                 self.read_dirty(sink);
                 if !sink.ready() {
                     sink.tick(Instant::now());
@@ -811,14 +879,22 @@ impl Tailer {
         let mut next_rescan = Instant::now() + self.opts.rescan_interval;
         let mut next_poll = Instant::now() + self.opts.poll_interval;
         while !stop.load(Ordering::Relaxed) {
+            let draining = self.read_draining(sink);
             self.read_dirty(sink);
             let now = Instant::now();
             for f in self.files.values_mut() {
                 f.flush_held(now, false, sink, &self.stats);
             }
             sink.tick(now);
-            if !self.dirty.is_empty() && sink.ready() {
+            if (!self.dirty.is_empty() || draining) && sink.ready() {
+                // Catching up: still take new files and renames as they
+                // come, so a file rotated away meanwhile is opened first.
                 self.apply_pending();
+                while let Ok(ev) = notes.try_recv() {
+                    if let Ok(ev) = ev {
+                        self.on_notification(ev);
+                    }
+                }
                 continue;
             }
             let wake = self.next_wake(sink, next_poll.min(next_rescan));
@@ -870,8 +946,7 @@ impl Tailer {
             }
             let now = Instant::now();
             if now >= next_poll {
-                self.check_rotation(sink);
-                self.read_deleted(sink);
+                self.check_rotation();
                 self.close_removed(sink);
                 next_poll = now + self.opts.poll_interval;
             }

@@ -65,6 +65,39 @@ impl Env {
         p
     }
 
+    /// Like [`Env::config`], with more top-level keys (YAML lines) before
+    /// `pipelines:`.
+    pub fn config_with(&self, top: &str, pipelines: &str) -> PathBuf {
+        let text = format!(
+            "data_dir: {}\nplugin_cache_dir: {}\n{top}\npipelines:\n{pipelines}",
+            self.path("state").display(),
+            shared_cache().display()
+        );
+        let p = self.path("gleaner.yaml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// A config (with `top` keys) of one pipeline `files` that reads
+    /// `paths` (a YAML list's items, quoted) with more input options
+    /// `input` (`, key: value, …`) into `out/events.ndjson` with the file
+    /// flusher.
+    pub fn files_pipeline(&self, top: &str, paths: &str, input: &str) -> PathBuf {
+        let out = self.path("out");
+        std::fs::create_dir_all(&out).unwrap();
+        self.config_with(
+            top,
+            &format!(
+                r#"
+  - name: files
+    inputs: [{{ type: file, paths: [{paths}] {input} }}]
+    flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/events.ndjson" }}, grants: {{ dirs: ["{out}"] }} }}]
+"#,
+                out = out.display()
+            ),
+        )
+    }
+
     pub fn write(&self, rel: &str, text: &str) -> PathBuf {
         let p = self.path(rel);
         if let Some(d) = p.parent() {
@@ -108,6 +141,19 @@ pub fn run_once(config: &Path) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Runs `gleaner run` (not one-off), which must refuse to start with exit
+/// code 2; returns its stderr.
+pub fn run_refused(config: &Path) -> String {
+    let out = gleaner()
+        .args(["run", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
 }
 
 /// Starts `gleaner run` in the background; its log goes to `agent.log`
@@ -206,4 +252,55 @@ pub fn starts(log: &str, name: &str) -> usize {
     log.lines()
         .filter(|l| l.contains("Started pipeline.") && l.contains(&tag))
         .count()
+}
+
+/// Kills a child that is still running when dropped (a test that failed
+/// half-way leaves no agent behind).
+pub struct Reaper(pub Option<Child>);
+
+impl Reaper {
+    /// The child, taken out (it is no longer killed on drop).
+    pub fn take(&mut self) -> Child {
+        self.0.take().unwrap()
+    }
+
+    pub fn child(&self) -> &Child {
+        self.0.as_ref().unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the exit: its status and how long
+    /// it took.
+    pub fn sigterm_and_wait(&mut self) -> (std::process::ExitStatus, Duration) {
+        let mut child = self.take();
+        signal(&child, libc::SIGTERM);
+        wait_exit(&mut child)
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits for `child` to exit; its exit status and how long that took.
+pub fn wait_exit(child: &mut Child) -> (std::process::ExitStatus, Duration) {
+    let t0 = Instant::now();
+    let mut status = None;
+    wait_until("the agent to exit", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    (status.unwrap(), t0.elapsed())
+}
+
+/// The value of the Prometheus sample `series` (name and labels, exactly
+/// as exposed) in `metrics`, if present.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

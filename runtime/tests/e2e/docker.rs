@@ -835,7 +835,7 @@ fn json_file_rotation_by_the_engine_loses_and_duplicates_nothing() {
     assert!(got.values().all(|n| *n == 1), "no duplicates");
     assert!(
         env.log()
-            .contains("File was rotated; read the old file to its end.")
+            .contains("File was rotated; reading the old file to its end.")
     );
     stop(agent);
 }

@@ -14,6 +14,8 @@ mod deploy;
 mod docker;
 mod faults;
 mod flushers;
+mod hardening_agent;
+mod hardening_files;
 mod http_sink;
 mod k8s_api;
 mod kubernetes;

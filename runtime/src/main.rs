@@ -664,7 +664,7 @@ fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
                     }
                     let was_writable = store.writable();
                     match store.write() {
-                        // Said once when it starts failing, then once a minute.
+                        // Said when it starts failing, then every 60th failure.
                         Err(e) if was_writable || store.write_errors.get() % 60 == 0 => {
                             tracing::error!(error = %e, failures = store.write_errors.get(), "Cannot write checkpoints; not ready until a write succeeds (the previous checkpoint file stays in place).");
                         }

@@ -777,8 +777,8 @@ impl RunningPipeline {
             let counters = format!("{:?}", p.counters_snapshot());
             tracing::info!(
                 pipeline = %self.name,
-                stage,
-                plugin,
+                stage = %stage,
+                plugin = %plugin,
                 calls = p.calls.get(),
                 call_ms = p.call_micros.get() / 1000,
                 traps = p.traps.get(),

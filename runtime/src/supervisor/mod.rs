@@ -225,6 +225,9 @@ struct State {
     stopping: bool,
     /// When [`Supervisor::stop_all`] was called.
     stopped_at: Option<std::time::Instant>,
+    /// Pipelines [`Supervisor::wait`] took out to join: a stop still
+    /// reaches them (a one-off run joins at once).
+    joining: Vec<crate::pipeline::Stopper>,
     /// Applies in progress (they may hold a stopped pipeline being joined).
     busy: usize,
 }
@@ -472,6 +475,9 @@ impl Supervisor {
         for e in state.running.values() {
             e.pipeline.stop(self.ctx.grace);
         }
+        for s in &state.joining {
+            s.stop(self.ctx.grace);
+        }
         self.changed.notify_all();
     }
 
@@ -536,6 +542,13 @@ impl Supervisor {
             if all.is_empty() {
                 return;
             }
+            let stoppers: Vec<_> = all.values().map(|e| e.pipeline.stopper()).collect();
+            if state.stopping {
+                for s in &stoppers {
+                    s.stop(self.ctx.grace);
+                }
+            }
+            state.joining.extend(stoppers);
             drop(state);
             for e in all.into_values() {
                 e.pipeline.join();

@@ -620,7 +620,9 @@ impl Tailer {
                 let Some(file) = self.files.get_mut(&key) else {
                     continue;
                 };
-                if len < file.offset() || file.replaced_in_place() {
+                // (An idle file is not hashed: only one with new bytes can
+                // have been refilled.)
+                if len < file.offset() || (len > file.offset() && file.replaced_in_place()) {
                     info!(path = %path.display(), offset = file.offset(), len, "File was truncated (or its first bytes replaced); reading from the start.");
                     if let Err(e) = file.restart_after_truncation(&self.stats) {
                         warn!(path = %path.display(), error = %e, "Cannot rewind truncated file.");

@@ -117,8 +117,13 @@ impl Env {
     }
 }
 
+/// The `gleaner` binary under test: this build's, or `GLEANER_TEST_BIN`
+/// (to run the suite against another build, e.g. to see a new test fail
+/// on the previous one).
 pub fn gleaner() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_gleaner"));
+    let bin = std::env::var_os("GLEANER_TEST_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_gleaner").into());
+    let mut c = Command::new(bin);
     // GLEANER_TEST_LOG=debug shows more of the agent when a test is studied.
     c.env(
         "GLEANER_LOG",
@@ -146,13 +151,21 @@ pub fn run_once(config: &Path) -> Output {
 /// Runs `gleaner run` (not one-off), which must refuse to start with exit
 /// code 2; returns its stderr.
 pub fn run_refused(config: &Path) -> String {
-    let out = gleaner()
-        .args(["run", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err_path = config.with_extension("refused.log");
+    let mut child = Reaper(Some(
+        gleaner()
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    // An agent that starts instead runs until the wait's limit: killed.
+    let (status, _) = wait_exit(child.0.as_mut().unwrap());
+    child.0 = None;
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
     err
 }
 

@@ -69,6 +69,10 @@ fn sigterm_holds_shutdown_timeout_while_a_processor_loops() {
         log.contains("the pipeline is stopping and its shutdown_timeout has passed"),
         "{log}"
     );
+    assert!(
+        !log.contains("did not finish within shutdown_timeout"),
+        "{log}"
+    );
     assert!(!env.path("state/dead-letter/loop.ndjson").exists());
     // Nothing was lost: with a processor that does not loop, every line
     // comes, once.
@@ -529,6 +533,12 @@ fn sigterm_ends_a_one_off_run_whose_destination_is_down() {
     println!("--exit-on-eof, destination down: SIGTERM to exit in {took:?} (shutdown_timeout 2s)");
     assert!(status.success());
     assert!(took < Duration::from_secs(8), "took {took:?}");
+    let log = env.log();
+    assert!(log.contains("Buffered an undelivered batch"), "{log}");
+    assert!(
+        !log.contains("did not finish within shutdown_timeout"),
+        "drained by the deadline, not cut off: {log}"
+    );
     // Buffered, then delivered once the destination is back.
     sink.state.lock().unwrap().down = false;
     run_once(&config);

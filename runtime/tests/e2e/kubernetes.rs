@@ -636,6 +636,9 @@ pub fn api_get(port: u16, path: &str) -> (u16, String) {
 pub fn api_call(port: u16, method: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // A generous limit: an API that never answers fails the test, not hangs it.
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"

@@ -1,41 +1,41 @@
 //! # Gleaner: a log collector with WebAssembly processors and flushers
 //!
-//! Data flows through these modules, in this order:
+//! The tree is the floor plan; imports only point down it (no module
+//! imports one on a floor above its own):
 //!
-//! - [`config`] reads the YAML file and resolves it into a checked [`config::Config`];
-//! - [`tail`] finds and reads files, splits lines, groups multiline events;
-//! - [`batch`] groups events per source into [`event::Batch`]es;
-//! - [`pipeline`] wires inputs, the processor chain and the flushers;
-//! - [`plugin`] compiles, sandboxes and calls the Wasm components (the
-//!   only module that names wasmtime types);
-//! - [`flush`] drives one flusher with retries and the give-up policy, and
-//!   the [`buffer`] on disk at shutdown;
-//! - [`ack`] tracks which bytes are delivered, in read order;
-//! - [`checkpoint`] persists the delivered offsets;
-//! - [`telemetry`] keeps the counters.
-//!
-//! The [`bench`] module runs the end-to-end benchmark (`gleaner bench`).
+//! - [`tooling`]: `gleaner bench` ([`tooling::bench`]) and `gleaner plugin
+//!   new/build/test` ([`tooling::devkit`]). Uses everything below.
+//! - [`control`]: the control plane. [`control::supervisor`] keeps the
+//!   running pipelines by name and owner; [`control::reload`] reloads the
+//!   config file; [`control::crd`] runs pipelines from Kubernetes
+//!   resources; [`control::api`] serves probes, metrics and the JSON API;
+//!   [`control::progress`] samples read progress.
+//! - [`config`]: the YAML file resolved into a checked [`config::Config`]
+//!   (every error names file and key).
+//! - [`data`]: the data path, in the order a line travels:
+//!   [`data::discovery`] (what to read: Docker, Kubernetes) →
+//!   [`data::tail`] (how: files, rotation, formats, multiline) →
+//!   [`data::batch`] (batches per source) → [`data::pipeline`] (the
+//!   processor chain, swaps) → [`data::flush`] (one flusher: retries,
+//!   give-up, spill).
+//! - [`state`]: what survives a restart: [`state::checkpoint`] (delivered
+//!   offsets, the `data_dir` lock), [`state::buffer`] (undelivered batches
+//!   on disk), [`state::dead_letter`] (given-up events).
+//! - [`plugin`]: compiles, sandboxes and calls the Wasm components (the
+//!   only module that names wasmtime types); [`plugin::bundle`] is the
+//!   plugins directory.
+//! - [`model`]: the plain data every stage shares: [`model::event`] (the
+//!   batch), [`model::ack`] (ordered acknowledgements),
+//!   [`model::shutdown`] (a pipeline's stop signal and drain deadline).
+//! - [`telemetry`]: counters, histograms and the Prometheus text.
 //!
 //! The binary (`main.rs`) is the edge: CLI, logging setup, signals.
 
-pub mod ack;
-pub mod api;
-pub mod batch;
-pub mod bench;
-pub mod buffer;
-pub mod bundle;
-pub mod checkpoint;
 pub mod config;
-pub mod crd;
-pub mod devkit;
-pub mod discovery;
-pub mod event;
-pub mod flush;
-pub mod pipeline;
+pub mod control;
+pub mod data;
+pub mod model;
 pub mod plugin;
-pub mod progress;
-pub mod reload;
-pub mod shutdown;
-pub mod supervisor;
-pub mod tail;
+pub mod state;
 pub mod telemetry;
+pub mod tooling;

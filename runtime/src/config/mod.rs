@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 use gleaner_sdk::normalize_path as normalize;
 use regex::bytes::Regex;
 
-use crate::batch::BatchLimits;
-use crate::discovery::docker::{self, ContainerFilter, DockerOptions};
-use crate::discovery::kubernetes::{KubernetesOptions, PodFilter};
+use crate::data::batch::BatchLimits;
+pub use crate::data::discovery::DiscoveryConfig;
+use crate::data::discovery::docker::{self, ContainerFilter, DockerOptions};
+use crate::data::discovery::kubernetes::{KubernetesOptions, PodFilter};
+pub use crate::data::flush::policy::{GiveUp, OnError, Spill};
+pub use crate::data::pipeline::{InputConfig, Rollback};
+use crate::data::tail::{FileInputOptions, Format, MultilineRules, PathMatcher, StartAt};
 use crate::plugin::{Grants, Limits, PluginKind, PluginSource, PluginSpec};
-use crate::tail::{FileInputOptions, Format, MultilineRules, PathMatcher, StartAt};
-pub use raw::GiveUp;
 
 /// A config problem: where and what.
 #[derive(Debug, thiserror::Error)]
@@ -121,34 +123,6 @@ pub struct PipelineConfig {
     pub rollback: Rollback,
 }
 
-/// Checked `rollback`: new processors are on probation for their first
-/// `batches`; more than `max_failures` failed batches roll them back.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rollback {
-    /// Probation length in batches (0: none).
-    pub batches: u32,
-    /// Failed batches tolerated during probation.
-    pub max_failures: u32,
-}
-
-/// One checked input.
-#[derive(Debug, Clone)]
-pub struct InputConfig {
-    /// How files are read (and, for a `file` input, which).
-    pub read: FileInputOptions,
-    /// For `docker` and `kubernetes` inputs: where their targets come from.
-    pub discovery: Option<DiscoveryConfig>,
-}
-
-/// Where an input's targets come from, besides fixed paths.
-#[derive(Debug, Clone)]
-pub enum DiscoveryConfig {
-    /// A Docker engine.
-    Docker(DockerOptions),
-    /// The pods of this Kubernetes node.
-    Kubernetes(KubernetesOptions),
-}
-
 /// One checked plugin entry.
 #[derive(Debug, Clone)]
 pub struct PluginEntry {
@@ -164,28 +138,6 @@ pub struct PluginEntry {
     pub on_error: OnError,
     /// Flushers: spill to the disk buffer while the destination fails.
     pub spill: Option<Spill>,
-}
-
-/// Checked spill settings.
-#[derive(Debug, Clone, Copy)]
-pub struct Spill {
-    /// Largest buffer size in bytes.
-    pub max_bytes: u64,
-    /// When full: drop the oldest segments (else block).
-    pub drop_oldest: bool,
-}
-
-/// Checked failure policy.
-#[derive(Debug, Clone)]
-pub struct OnError {
-    /// Retries after the first attempt.
-    pub retries: u32,
-    /// First backoff.
-    pub backoff: std::time::Duration,
-    /// Longest backoff.
-    pub max_backoff: std::time::Duration,
-    /// What to do after the retries.
-    pub then: GiveUp,
 }
 
 /// Reads and checks the config file at `path`.
@@ -216,11 +168,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let plugins_dir = raw.plugins_dir.as_deref().map(|d| normalize(&base.join(d)));
     let bundles = match &plugins_dir {
         None => None,
-        Some(d) => Some(crate::bundle::Registry::scan(d).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            key: "plugins_dir".into(),
-            message: format!("cannot read {}: {e}", d.display()),
-        })?),
+        Some(d) => Some(
+            crate::plugin::bundle::Registry::scan(d).map_err(|e| ConfigError {
+                file: path.to_path_buf(),
+                key: "plugins_dir".into(),
+                message: format!("cannot read {}: {e}", d.display()),
+            })?,
+        ),
     };
     Resolver {
         file: path,
@@ -297,7 +251,7 @@ fn path_error<E: std::fmt::Display>(file: &Path, e: serde_path_to_error::Error<E
 pub fn pipeline_from_json(
     origin: &Path,
     base: &Path,
-    bundles: Option<&crate::bundle::Registry>,
+    bundles: Option<&crate::plugin::bundle::Registry>,
     key: &str,
     value: serde_json::Value,
 ) -> Result<PipelineConfig, ConfigError> {
@@ -322,7 +276,7 @@ struct Resolver<'a> {
     file: &'a Path,
     base: &'a Path,
     /// The scanned `plugins_dir`, if one is set.
-    bundles: Option<&'a crate::bundle::Registry>,
+    bundles: Option<&'a crate::plugin::bundle::Registry>,
 }
 
 impl Resolver<'_> {
@@ -700,7 +654,7 @@ impl Resolver<'_> {
             );
         }
         if let Some(sel) = &k.selector
-            && let Err(e) = crate::discovery::kubernetes::check_selector(sel)
+            && let Err(e) = crate::data::discovery::kubernetes::check_selector(sel)
         {
             return self.err(format!("{key}.selector"), e);
         }
@@ -1025,7 +979,7 @@ impl Resolver<'_> {
     fn bundle_grants(
         &self,
         key: &str,
-        b: &crate::bundle::Bundle,
+        b: &crate::plugin::bundle::Bundle,
         given: &raw::RawGrants,
     ) -> Result<(), ConfigError> {
         let missing: Vec<String> = b

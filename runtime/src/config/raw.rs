@@ -731,15 +731,4 @@ fn default_max_backoff() -> Duration {
     Duration::from_secs(10)
 }
 
-/// What to do with a batch once retries are exhausted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GiveUp {
-    /// Write it to the pipeline's dead-letter file.
-    #[default]
-    DeadLetter,
-    /// Discard it (counted).
-    Drop,
-    /// Processors only: pass the batch on as it came in.
-    Skip,
-}
+pub use crate::data::flush::policy::GiveUp;

@@ -259,7 +259,7 @@ fn bundles_resolve_merge_their_config_and_need_their_grants() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("plugin.wasm"), b"component").unwrap();
     std::fs::write(
-        dir.join(crate::bundle::MANIFEST),
+        dir.join(crate::plugin::bundle::MANIFEST),
         format!(
             "name: out\nversion: 1.0.0\nkind: flusher\nsha256: {}\nconfig: {{ path: a, level: 1 }}\ngrants: {{ hosts: [\"logs:443\"] }}\n",
             crate::plugin::digest(b"component")

@@ -2,7 +2,7 @@
 //! Buffers are moved, not copied; only the small field records are mapped.
 
 use super::bindings::wit;
-use crate::event::{Batch, Field};
+use crate::model::event::{Batch, Field};
 
 /// Moves the buffers of `batch` into a WIT record (leaving `batch` empty).
 pub fn take_into_wit(batch: &mut Batch) -> wit::Batch {

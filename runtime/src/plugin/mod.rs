@@ -13,6 +13,7 @@
 
 mod bindings;
 pub mod builtin;
+pub mod bundle;
 mod cache;
 mod compat;
 mod convert;
@@ -33,8 +34,8 @@ pub use self::cache::digest;
 pub use self::stdio::stdout_closed;
 use self::store::{HttpClient, StoreState};
 pub use self::store::{Ident, PluginStats};
-use crate::event::Batch;
-use crate::shutdown::Shutdown;
+use crate::model::event::Batch;
+use crate::model::shutdown::Shutdown;
 
 /// How often the epoch advances; per-call deadlines are counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);

@@ -164,7 +164,7 @@ pub struct StoreState {
     /// When the current call began (for its `call_timeout`).
     pub(super) call_started: std::time::Instant,
     /// The pipeline's stop signal: calls are interrupted past its deadline.
-    pub(super) abort: Option<Arc<crate::shutdown::Shutdown>>,
+    pub(super) abort: Option<Arc<crate::model::shutdown::Shutdown>>,
 }
 
 impl StoreState {

@@ -387,21 +387,21 @@ fn sidecar_and_resource_examples_check() {
     for doc in &m.pipelines {
         let name = doc["metadata"]["name"].as_str().unwrap().to_owned();
         let checked = if doc["kind"] == "GleanerPipeline" {
-            let r: gleaner::crd::types::GleanerPipeline =
+            let r: gleaner::control::crd::types::GleanerPipeline =
                 serde_json::from_value(doc.clone()).unwrap();
-            let id = gleaner::crd::ResourceId {
+            let id = gleaner::control::crd::ResourceId {
                 namespace: r.metadata.namespace.clone(),
                 name,
             };
-            gleaner::crd::to_pipeline(&id, &r.spec, &[], &node)
+            gleaner::control::crd::to_pipeline(&id, &r.spec, &[], &node)
         } else {
-            let r: gleaner::crd::types::ClusterGleanerPipeline =
+            let r: gleaner::control::crd::types::ClusterGleanerPipeline =
                 serde_json::from_value(doc.clone()).unwrap();
-            let id = gleaner::crd::ResourceId {
+            let id = gleaner::control::crd::ResourceId {
                 namespace: None,
                 name,
             };
-            gleaner::crd::to_pipeline(&id, &r.spec.pipeline, &r.spec.namespaces, &node)
+            gleaner::control::crd::to_pipeline(&id, &r.spec.pipeline, &r.spec.namespaces, &node)
         };
         if let Err(e) = checked {
             panic!("{e}");

@@ -1,0 +1,348 @@
+//! Drives one flusher of a pipeline on its own thread.
+//!
+//! - At start, replays the flusher's disk buffer (batches left undelivered
+//!   by the last graceful stop), oldest first, before anything new.
+//! - A `retryable` error is retried with exponential backoff until the
+//!   batch is delivered (an output that is down slows its own pipeline; the
+//!   bounded queues stop reading upstream). A trap is retried `retries`
+//!   times; a `rejected` batch is not retried. Given-up batches go to the
+//!   dead-letter file (or are dropped, by policy), counted either way.
+//! - When the pipeline stops, delivery goes on until the drain deadline;
+//!   after it, every batch still undelivered is written to the disk buffer.
+//!
+//! A batch's acknowledgement is released (delivered) once it is delivered,
+//! dead-lettered, dropped by policy or buffered, and marked failed if even
+//! the buffer cannot take it. Knows plugins only through `plugin::Instance`.
+
+pub mod policy;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use tracing::{error, info, warn};
+
+use self::policy::{GiveUp, OnError, Spill};
+use crate::data::batch::Envelope;
+use crate::model::event::Batch;
+pub use crate::model::shutdown::Shutdown;
+use crate::plugin::{CallError, Instance};
+use crate::state::buffer::DiskBuffer;
+use crate::state::dead_letter::DeadLetter;
+use crate::telemetry::stats::PipelineStats;
+
+/// One flusher worker.
+pub struct FlushWorker {
+    /// The flusher instance.
+    pub instance: Instance,
+    /// Failure policy.
+    pub on_error: OnError,
+    /// Where given-up batches go.
+    pub dead_letter: Arc<DeadLetter>,
+    /// Where undelivered batches go at shutdown.
+    pub buffer: Arc<DiskBuffer>,
+    /// The pipeline's stop signal.
+    pub shutdown: Arc<Shutdown>,
+    /// Spill to the disk buffer while the destination fails (else wait).
+    pub spill: Option<Spill>,
+    /// Pipeline counters.
+    pub stats: Arc<PipelineStats>,
+}
+
+/// The result of one delivery attempt in spill mode.
+enum Attempt {
+    /// Delivered, dead-lettered or dropped by policy.
+    Done,
+    /// The destination is failing: keep the batch for later.
+    Later(CallError),
+}
+
+/// How one delivery attempt sequence ended.
+enum Outcome {
+    /// Delivered, dead-lettered or dropped by policy: done with it.
+    Done,
+    /// The drain deadline passed first.
+    Undelivered,
+    /// The output is gone for good (stdout closed by its reader): nothing
+    /// more can be delivered, so the pipeline ends.
+    Closed,
+}
+
+impl FlushWorker {
+    /// Replays the buffer, then runs until the queue is closed and drained.
+    /// If its output closes for good, it sets `stop` (the pipeline's
+    /// inputs stop reading) and leaves every batch after that undelivered.
+    pub fn spawn(
+        mut self,
+        name: String,
+        queue: Receiver<Envelope>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<JoinHandle<()>> {
+        // The previous version of this pipeline (a reload) may have
+        // buffered batches since this one was prepared.
+        self.buffer.rescan()?;
+        self.instance.abort_on(&self.shutdown);
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || match self.spill {
+                Some(spill) => self.run_spilling(&queue, spill),
+                None => {
+                    let mut closed = matches!(self.replay(), Outcome::Closed);
+                    for mut envelope in queue {
+                        if closed {
+                            // Read again on a later start, by then with
+                            // somewhere to go.
+                            envelope.fail();
+                            continue;
+                        }
+                        if self.shutdown.expired() {
+                            self.to_buffer(&envelope);
+                            continue;
+                        }
+                        match self.deliver(&mut envelope.batch) {
+                            Outcome::Done => {}
+                            Outcome::Undelivered => self.to_buffer(&envelope),
+                            Outcome::Closed => {
+                                closed = true;
+                                stop.store(true, Ordering::Relaxed);
+                                envelope.fail();
+                            }
+                        }
+                    }
+                }
+            })
+    }
+
+    /// Spill mode: while the destination fails, batches go to the disk
+    /// buffer (and count as delivered: reading goes on); the buffer is
+    /// delivered oldest first whenever the destination answers again, and
+    /// new batches queue behind it on disk so the order is kept.
+    fn run_spilling(&mut self, queue: &Receiver<Envelope>, spill: Spill) {
+        let mut backoff = self.on_error.backoff;
+        let mut retry_at = Instant::now();
+        loop {
+            // Buffered batches first, when it is time to try again.
+            while !self.shutdown.expired() && Instant::now() >= retry_at {
+                let Some(seg) = self.buffer.oldest() else {
+                    break;
+                };
+                match DiskBuffer::read(&seg) {
+                    Err(e) => {
+                        error!(error = %e, "Setting aside an unreadable buffer segment.");
+                        let _ = self.buffer.set_aside(&seg);
+                    }
+                    Ok(mut batch) => match self.attempt(&mut batch) {
+                        Attempt::Done => {
+                            self.stats.events_replayed.add(batch.len() as u64);
+                            backoff = self.on_error.backoff;
+                            if let Err(e) = self.buffer.remove(&seg) {
+                                warn!(error = %e, "Cannot remove a delivered buffer segment: it will be sent again.");
+                            }
+                        }
+                        Attempt::Later(err) => {
+                            warn!(error = %err, backoff_ms = backoff.as_millis() as u64, "Destination still failing; keeping the disk buffer.");
+                            retry_at = Instant::now() + backoff;
+                            backoff = (backoff * 2).min(self.on_error.max_backoff);
+                        }
+                    },
+                }
+            }
+            let buffered = self.buffer.oldest().is_some();
+            let wait = if buffered {
+                retry_at
+                    .saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_millis(1), Duration::from_millis(100))
+            } else {
+                Duration::from_millis(100)
+            };
+            let mut envelope = match queue.recv_timeout(wait) {
+                Ok(e) => e,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            };
+            if self.shutdown.expired() {
+                self.to_buffer(&envelope);
+                continue;
+            }
+            if !buffered {
+                match self.attempt(&mut envelope.batch) {
+                    Attempt::Done => continue,
+                    Attempt::Later(err) => {
+                        warn!(error = %err, "Flush failed; spilling to the disk buffer.");
+                        retry_at = Instant::now() + backoff;
+                    }
+                }
+            }
+            self.spill(&envelope, spill, &mut retry_at, &mut backoff);
+        }
+    }
+
+    /// Writes a batch behind the buffered ones, making room per policy.
+    fn spill(
+        &mut self,
+        envelope: &Envelope,
+        spill: Spill,
+        retry_at: &mut Instant,
+        backoff: &mut Duration,
+    ) {
+        if spill.drop_oldest {
+            while self.buffer.size() >= spill.max_bytes {
+                let Some(seg) = self.buffer.oldest() else {
+                    break;
+                };
+                let events = DiskBuffer::read(&seg).map(|b| b.len() as u64).unwrap_or(0);
+                if self.buffer.remove(&seg).is_err() {
+                    break;
+                }
+                self.stats.events_dropped.add(events);
+                warn!(events, "Disk buffer full: dropped its oldest batch.");
+            }
+        } else {
+            // Block: deliver the oldest buffered batches until there is room.
+            while self.buffer.size() >= spill.max_bytes && !self.shutdown.expired() {
+                let Some(seg) = self.buffer.oldest() else {
+                    break;
+                };
+                let Ok(mut batch) = DiskBuffer::read(&seg) else {
+                    let _ = self.buffer.set_aside(&seg);
+                    continue;
+                };
+                match self.attempt(&mut batch) {
+                    Attempt::Done => {
+                        self.stats.events_replayed.add(batch.len() as u64);
+                        let _ = self.buffer.remove(&seg);
+                        *backoff = self.on_error.backoff;
+                    }
+                    Attempt::Later(_) => {
+                        self.shutdown.sleep(*backoff);
+                        *backoff = (*backoff * 2).min(self.on_error.max_backoff);
+                    }
+                }
+            }
+            *retry_at = (*retry_at).min(Instant::now() + *backoff);
+        }
+        match self.buffer.write(&envelope.batch) {
+            Ok(_) => self.stats.events_buffered.add(envelope.batch.len() as u64),
+            Err(e) => {
+                envelope.fail();
+                error!(error = %e, "Cannot spill to the disk buffer; the batch will be read again after restart.");
+            }
+        }
+    }
+
+    /// One delivery attempt: traps are retried per policy, a `retryable`
+    /// error is handed back, a rejection is dead-lettered.
+    fn attempt(&mut self, batch: &mut Batch) -> Attempt {
+        let mut traps = 0;
+        let plugin = self.instance.prepared().ident().plugin.clone();
+        loop {
+            let err = match self.instance.flush(batch) {
+                Ok(()) => {
+                    self.stats.events_delivered.add(batch.len() as u64);
+                    return Attempt::Done;
+                }
+                Err(e) => e,
+            };
+            match &err {
+                CallError::Retryable(_) => return Attempt::Later(err),
+                CallError::Trap(_) if traps < self.on_error.retries => {
+                    traps += 1;
+                    self.stats.flush_retries.inc();
+                    warn!(plugin = &*plugin, attempt = traps, error = %err, "Flusher trapped; retrying the batch.");
+                    self.shutdown.sleep(self.on_error.backoff);
+                    continue;
+                }
+                _ => {}
+            }
+            error!(plugin = &*plugin, events = batch.len(), error = %err, "Giving up on a batch.");
+            match self.on_error.then {
+                GiveUp::DeadLetter | GiveUp::Skip => {
+                    self.dead_letter
+                        .write(&plugin, &err.to_string(), batch, &self.stats)
+                }
+                GiveUp::Drop => self.stats.events_dropped.add(batch.len() as u64),
+            }
+            return Attempt::Done;
+        }
+    }
+
+    /// Delivers what the last graceful stop left in the buffer.
+    fn replay(&mut self) -> Outcome {
+        let segments = match self.buffer.segments() {
+            Ok(s) => s,
+            Err(e) => {
+                error!(error = %e, "Cannot list the disk buffer; its batches stay there.");
+                return Outcome::Done;
+            }
+        };
+        if !segments.is_empty() {
+            info!(
+                segments = segments.len(),
+                "Replaying the disk buffer before new input."
+            );
+        }
+        for seg in segments {
+            let mut batch = match DiskBuffer::read(&seg) {
+                Ok(b) => b,
+                Err(e) => {
+                    error!(error = %e, "Skipping an unreadable buffer segment (left in place).");
+                    continue;
+                }
+            };
+            match self.deliver(&mut batch) {
+                Outcome::Done => {
+                    self.stats.events_replayed.add(batch.len() as u64);
+                    if let Err(e) = std::fs::remove_file(&seg) {
+                        warn!(path = %seg.display(), error = %e, "Cannot remove a delivered buffer segment: it will be sent again.");
+                    }
+                }
+                // Still undeliverable at shutdown: it stays in the buffer.
+                Outcome::Undelivered => return Outcome::Undelivered,
+                Outcome::Closed => return Outcome::Closed,
+            }
+        }
+        Outcome::Done
+    }
+
+    fn to_buffer(&self, envelope: &Envelope) {
+        match self.buffer.write(&envelope.batch) {
+            Ok(path) => {
+                self.stats.events_buffered.add(envelope.batch.len() as u64);
+                info!(path = %path.display(), events = envelope.batch.len(), "Buffered an undelivered batch for the next start.");
+            }
+            Err(e) => {
+                envelope.fail();
+                error!(error = %e, events = envelope.batch.len(), "Cannot write the disk buffer; the batch will be read again after restart.");
+            }
+        }
+    }
+
+    /// Delivers a batch, retrying `retryable` errors with backoff until it
+    /// is delivered or the drain deadline passes.
+    fn deliver(&mut self, batch: &mut Batch) -> Outcome {
+        let mut backoff = self.on_error.backoff;
+        let plugin = self.instance.prepared().ident().plugin.clone();
+        loop {
+            let err = match self.attempt(batch) {
+                Attempt::Done => return Outcome::Done,
+                Attempt::Later(err) => err,
+            };
+            if self.instance.prepared().writes_stdout() && crate::plugin::stdout_closed() {
+                error!(plugin = &*plugin, error = %err, "Stdout is closed: this pipeline can deliver nothing more, so it ends (what it read and did not deliver is read again on the next start).");
+                return Outcome::Closed;
+            }
+            if self.shutdown.expired() {
+                return Outcome::Undelivered;
+            }
+            self.stats.flush_retries.inc();
+            warn!(plugin = &*plugin, error = %err, backoff_ms = backoff.as_millis() as u64, "Flush failed; retrying.");
+            self.shutdown.sleep(backoff);
+            if self.shutdown.expired() {
+                return Outcome::Undelivered;
+            }
+            backoff = (backoff * 2).min(self.on_error.max_backoff);
+        }
+    }
+}

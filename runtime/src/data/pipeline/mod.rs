@@ -1,0 +1,399 @@
+//! A pipeline: inputs → batcher → processor chain → every flusher, each
+//! stage on its own thread(s), joined by bounded channels so a slow flusher
+//! slows only its own pipeline.
+//!
+//! The control plane assembles a [`PreparedPipeline`] from a config (every
+//! plugin compiled and initialised first, so a bad plugin or plugin config
+//! is reported before anything starts); [`PreparedPipeline::start`] spawns
+//! the threads; [`RunningPipeline::stop`]
+//! stops reading, and [`RunningPipeline::join`] waits for the queues to
+//! drain. This module wires stages; it does not read files or call wasmtime.
+
+mod chain;
+mod processor;
+mod swap;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use self::chain::{Chain, Stage};
+pub use self::processor::PluginSeries;
+use self::processor::{SharedPluginStats, publish, series, spawn_processor};
+pub use self::swap::{Probation, Rollback, RollbackReport, SwapError, SwapStatus, Swapper};
+use self::swap::{SharedSwapStatus, Swap};
+use crate::data::batch::{Batcher, Envelope};
+use crate::data::discovery::DiscoveryConfig;
+use crate::data::discovery::DiscoveryStats;
+use crate::data::flush::policy::OnError;
+use crate::data::flush::{FlushWorker, Shutdown};
+use crate::data::tail::FileInputOptions;
+use crate::data::tail::{Checkpoints, InputStats, PatternError, Tailer};
+use crate::plugin::Instance;
+use crate::state::checkpoint::CheckpointStore;
+use crate::state::dead_letter::DeadLetter;
+use crate::telemetry::stats::PipelineStats;
+
+/// What a pipeline reads and how it batches and queues: the part of its
+/// config the data path needs (the control plane resolves the rest).
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    /// Unique name.
+    pub name: String,
+    /// Inputs.
+    pub inputs: Vec<InputConfig>,
+    /// Batch bounds.
+    pub batch: crate::data::batch::BatchLimits,
+    /// Queue depth between stages, in batches.
+    pub queue_batches: usize,
+}
+
+/// A pipeline whose plugins are compiled and initialised, not yet running.
+pub struct PreparedPipeline {
+    spec: PipelineSpec,
+    stages: Vec<Stage>,
+    flushers: Vec<FlushWorker>,
+    dead_letter: Arc<DeadLetter>,
+    shutdown: Arc<Shutdown>,
+    stats: Arc<PipelineStats>,
+}
+
+impl PreparedPipeline {
+    /// A pipeline of `spec` with its processor chain and flushers (their
+    /// instances initialised), its dead letters, stop signal and counters.
+    pub fn new(
+        spec: PipelineSpec,
+        processors: Processors,
+        flushers: Vec<FlushWorker>,
+        dead_letter: Arc<DeadLetter>,
+        (shutdown, stats): (Arc<Shutdown>, Arc<PipelineStats>),
+    ) -> Self {
+        PreparedPipeline {
+            spec,
+            stages: processors.stages,
+            flushers,
+            dead_letter,
+            shutdown,
+            stats,
+        }
+    }
+}
+
+/// A pipeline's processor chain, compiled and initialised, ready to run or
+/// to be swapped into a running pipeline.
+pub struct Processors {
+    stages: Vec<Stage>,
+}
+
+impl Processors {
+    /// A chain of `(instance, failure policy)` in order.
+    pub fn new(stages: Vec<(Instance, OnError)>) -> Self {
+        Processors {
+            stages: stages
+                .into_iter()
+                .map(|(instance, on_error)| Stage { instance, on_error })
+                .collect(),
+        }
+    }
+}
+
+/// One checked input.
+#[derive(Debug, Clone)]
+pub struct InputConfig {
+    /// How files are read (and, for a `file` input, which).
+    pub read: FileInputOptions,
+    /// For `docker` and `kubernetes` inputs: where their targets come from.
+    pub discovery: Option<DiscoveryConfig>,
+}
+
+/// A running pipeline.
+pub struct RunningPipeline {
+    name: String,
+    stop: Arc<AtomicBool>,
+    shutdown: Arc<Shutdown>,
+    threads: Vec<JoinHandle<()>>,
+    stats: Arc<PipelineStats>,
+    inputs: Vec<Arc<InputStats>>,
+    discoveries: Vec<Arc<DiscoveryStats>>,
+    plugins: SharedPluginStats,
+    swap: Sender<Swap>,
+    swap_status: SharedSwapStatus,
+    queues: Vec<(String, Receiver<Envelope>)>,
+}
+
+impl PreparedPipeline {
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Spawns the threads. With `exit_on_eof` the inputs stop by themselves
+    /// once the files present at start are read to their end. Inputs whose
+    /// patterns do not compile are reported (config checking makes that
+    /// unreachable in practice).
+    pub fn start(
+        self,
+        exit_on_eof: bool,
+        store: &Arc<CheckpointStore>,
+    ) -> Result<RunningPipeline, PatternError> {
+        let name = self.spec.name.clone();
+        let depth = self.spec.queue_batches;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let mut flush_queues: Vec<Sender<Envelope>> = Vec::new();
+        // Receiver clones, only to read queue depths: they do not keep a
+        // channel open (its senders do).
+        let mut queues = Vec::new();
+        let plugins = SharedPluginStats::default();
+        plugins.lock().unwrap_or_else(|e| e.into_inner()).flushers = self
+            .flushers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| series("flusher", i, &w.instance))
+            .collect();
+        for (i, worker) in self.flushers.into_iter().enumerate() {
+            let (tx, rx) = bounded(depth);
+            flush_queues.push(tx);
+            queues.push((format!("flusher{i}"), rx.clone()));
+            threads.push(spawn_or_log(worker.spawn(
+                format!("{name}-flush{i}"),
+                rx,
+                stop.clone(),
+            )));
+        }
+        let (in_tx, in_rx) = bounded::<Envelope>(depth);
+        queues.insert(0, ("processors".to_owned(), in_rx.clone()));
+        let mut chain = Chain {
+            stages: self.stages,
+            dead_letter: self.dead_letter.clone(),
+            stats: self.stats.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        for stage in &mut chain.stages {
+            stage.instance.abort_on(&self.shutdown);
+        }
+        publish(&plugins, &chain.stages);
+        let (swap_tx, swap_rx) = bounded::<Swap>(1);
+        let swap_status = SharedSwapStatus::default();
+        threads.push(spawn_or_log(spawn_processor(
+            format!("{name}-process"),
+            chain,
+            in_rx,
+            (swap_rx, swap_status.clone(), plugins.clone()),
+            flush_queues,
+        )));
+        let mut inputs = Vec::new();
+        let mut discoveries = Vec::new();
+        for (i, input) in self.spec.inputs.iter().enumerate() {
+            let input_stats = Arc::new(InputStats::default());
+            let checkpoints = Checkpoints {
+                store: store.clone(),
+                input: Arc::from(format!("{name}/{i}")),
+            };
+            let opts = input.read.clone();
+            let tailer = match &input.discovery {
+                None => Tailer::new(opts, input_stats.clone(), checkpoints)?,
+                Some(discovery) => {
+                    let (tx, rx) = crossbeam_channel::unbounded();
+                    let stats = Arc::new(DiscoveryStats::default());
+                    discoveries.push(stats.clone());
+                    let spawned = match discovery {
+                        DiscoveryConfig::Docker(d) => crate::data::discovery::docker::spawn(
+                            format!("{name}-docker{i}"),
+                            d.clone(),
+                            tx,
+                            stop.clone(),
+                            stats,
+                        ),
+                        DiscoveryConfig::Kubernetes(k) => {
+                            crate::data::discovery::kubernetes::spawn(
+                                format!("{name}-k8s{i}"),
+                                k.clone(),
+                                tx,
+                                stop.clone(),
+                                stats,
+                            )
+                        }
+                    };
+                    threads.push(spawn_or_log(spawned));
+                    Tailer::with_discovery(opts, input_stats.clone(), checkpoints, rx)
+                }
+            };
+            let mut batcher = Batcher::new(self.spec.batch, in_tx.clone());
+            let stop = stop.clone();
+            inputs.push(input_stats);
+            threads.push(spawn_or_log(
+                std::thread::Builder::new()
+                    .name(format!("{name}-input{i}"))
+                    .spawn(move || tailer.run(&mut batcher, stop, exit_on_eof)),
+            ));
+        }
+        tracing::info!(pipeline = %name, inputs = inputs.len(), "Started pipeline.");
+        Ok(RunningPipeline {
+            name,
+            stop,
+            shutdown: self.shutdown,
+            threads: threads.into_iter().flatten().collect(),
+            stats: self.stats,
+            inputs,
+            discoveries,
+            plugins,
+            swap: swap_tx,
+            swap_status,
+            queues,
+        })
+    }
+}
+
+/// Stops a pipeline from another thread (see [`RunningPipeline::stop`]).
+#[derive(Debug, Clone)]
+pub struct Stopper {
+    stop: Arc<AtomicBool>,
+    shutdown: Arc<Shutdown>,
+}
+
+impl Stopper {
+    /// Same as [`RunningPipeline::stop`].
+    pub fn stop(&self, grace: std::time::Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.shutdown.begin(grace);
+    }
+}
+
+fn spawn_or_log(r: std::io::Result<JoinHandle<()>>) -> Option<JoinHandle<()>> {
+    r.map_err(|e| tracing::error!(error = %e, "Cannot spawn a pipeline thread."))
+        .ok()
+}
+
+impl RunningPipeline {
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Pipeline counters.
+    pub fn stats(&self) -> &Arc<PipelineStats> {
+        &self.stats
+    }
+
+    /// Input counters, one per input.
+    pub fn input_stats(&self) -> &[Arc<InputStats>] {
+        &self.inputs
+    }
+
+    /// Tells the inputs to stop reading and the flushers to deliver what is
+    /// queued within `grace`, then buffer the rest; returns at once.
+    pub fn stop(&self, grace: std::time::Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.shutdown.begin(grace);
+    }
+
+    /// The counters of the plugins running now, processors then flushers,
+    /// each named by its place.
+    pub fn plugin_stats(&self) -> Vec<PluginSeries> {
+        let set = self.plugins.lock().unwrap_or_else(|e| e.into_inner());
+        set.processors
+            .iter()
+            .chain(&set.flushers)
+            .cloned()
+            .collect()
+    }
+
+    /// Batches waiting in front of each stage (`processors`,
+    /// `flusher0`, ...).
+    pub fn queue_depths(&self) -> Vec<(String, usize)> {
+        self.queues
+            .iter()
+            .map(|(n, q)| (n.clone(), q.len()))
+            .collect()
+    }
+
+    /// Swaps and rollbacks so far.
+    pub fn swap_status(&self) -> SwapStatus {
+        self.swap_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A handle that swaps the processors from another thread.
+    pub fn swapper(&self) -> Swapper {
+        Swapper {
+            swap: self.swap.clone(),
+        }
+    }
+
+    /// A handle that can stop the pipeline from another thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            stop: self.stop.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
+    /// Waits until every batch read has been processed and flushed.
+    pub fn join(mut self) {
+        for t in std::mem::take(&mut self.threads) {
+            let _ = t.join();
+        }
+        let s = &self.stats;
+        let lines: u64 = self.inputs.iter().map(|i| i.lines.get()).sum();
+        let truncated: u64 = self.inputs.iter().map(|i| i.lines_truncated.get()).sum();
+        let given_up: u64 = self.inputs.iter().map(|i| i.bytes_given_up.get()).sum();
+        let released: u64 = self.inputs.iter().map(|i| i.files_released.get()).sum();
+        let malformed: u64 = self.inputs.iter().map(|i| i.lines_malformed.get()).sum();
+        tracing::info!(
+            pipeline = %self.name,
+            lines_read = lines,
+            lines_truncated = truncated,
+            lines_malformed = malformed,
+            files_released = released,
+            bytes_given_up = given_up,
+            events_in = s.events_in.get(),
+            events_processed = s.events_processed.get(),
+            events_delivered = s.events_delivered.get(),
+            events_dead_lettered = s.events_dead_lettered.get(),
+            events_dropped = s.events_dropped.get(),
+            events_buffered = s.events_buffered.get(),
+            events_replayed = s.events_replayed.get(),
+            "Pipeline stopped."
+        );
+        for d in &self.discoveries {
+            tracing::info!(
+                pipeline = %self.name,
+                containers_added = d.containers_added.get(),
+                containers_filtered = d.containers_filtered.get(),
+                containers_missed = d.containers_missed.get(),
+                unsupported_drivers = d.unsupported_drivers.get(),
+                engine_errors = d.errors.get(),
+                resyncs = d.resyncs.get(),
+                "Discovery summary."
+            );
+        }
+        for PluginSeries {
+            stage,
+            plugin,
+            stats: p,
+        } in self.plugin_stats()
+        {
+            let counters = format!("{:?}", p.counters_snapshot());
+            tracing::info!(
+                pipeline = %self.name,
+                stage = %stage,
+                plugin = ?plugin,
+                calls = p.calls.get(),
+                call_ms = p.call_micros.get() / 1000,
+                traps = p.traps.get(),
+                errors = p.errors.get(),
+                instances = p.instances.get(),
+                output_bytes = p.output_bytes.get(),
+                output_lines = p.output_lines.get(),
+                output_lines_dropped = p.output_lines_dropped.get(),
+                counters = %counters,
+                "Plugin summary."
+            );
+        }
+    }
+}

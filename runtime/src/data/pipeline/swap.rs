@@ -1,0 +1,121 @@
+//! Swapping a running pipeline's processor chain at a batch boundary, and
+//! what the processor thread reports about it: the chain handed over
+//! ([`Swap`]), probation and rollbacks ([`SwapStatus`]), and the handle
+//! other threads swap through ([`Swapper`]).
+
+use std::sync::Arc;
+
+use crossbeam_channel::{Sender, bounded};
+
+use super::Processors;
+use super::chain::Stage;
+
+/// Checked `rollback`: new processors are on probation for their first
+/// `batches`; more than `max_failures` failed batches roll them back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rollback {
+    /// Probation length in batches (0: none).
+    pub batches: u32,
+    /// Failed batches tolerated during probation.
+    pub max_failures: u32,
+}
+
+/// A processor chain handed to the processor thread.
+pub(super) struct Swap {
+    pub(super) stages: Vec<Stage>,
+    /// Numbers the chain (the supervisor's count of swaps).
+    pub(super) generation: u64,
+    /// Probation of the new chain.
+    pub(super) rollback: Rollback,
+    /// Gets how long the swap held the processor thread, and the old
+    /// chain unless it is kept for probation (dropped by the caller, off
+    /// the data path).
+    pub(super) done: Sender<(std::time::Duration, Option<Vec<Stage>>)>,
+}
+
+/// What the processor thread reports about swaps and rollbacks.
+#[derive(Debug, Clone, Default)]
+pub struct SwapStatus {
+    /// Generation of the chain processing now (0: the one started with).
+    pub active: u64,
+    /// Generation on probation: batches seen and failed so far.
+    pub probation: Option<Probation>,
+    /// Swaps taken.
+    pub swaps: u64,
+    /// Rollbacks done.
+    pub rollbacks: u64,
+    /// The last rollback.
+    pub last_rollback: Option<RollbackReport>,
+}
+
+/// A chain on probation.
+#[derive(Debug, Clone, Copy)]
+pub struct Probation {
+    /// Its generation.
+    pub generation: u64,
+    /// Batches it processed (or failed on).
+    pub seen: u32,
+    /// Batches it failed on (each went through the previous chain).
+    pub failed: u32,
+}
+
+/// A rollback: which chain failed, which took over again, and why.
+#[derive(Debug, Clone)]
+pub struct RollbackReport {
+    /// Generation rolled back.
+    pub generation: u64,
+    /// Generation processing again.
+    pub restored: u64,
+    /// Batches it failed on, of `seen`.
+    pub failed: u32,
+    /// Batches it saw.
+    pub seen: u32,
+    /// The last failure.
+    pub error: String,
+    /// When.
+    pub at: std::time::SystemTime,
+}
+
+pub(super) type SharedSwapStatus = Arc<std::sync::Mutex<SwapStatus>>;
+
+/// Why a processor swap did not happen.
+#[derive(Debug, thiserror::Error)]
+#[error("the pipeline's processor thread has stopped")]
+pub struct SwapError;
+
+/// Swaps a running pipeline's processors from another thread.
+#[derive(Clone)]
+pub struct Swapper {
+    pub(super) swap: Sender<Swap>,
+}
+
+impl Swapper {
+    /// Replaces the processor chain at the next batch boundary (the batch
+    /// being processed finishes on the old chain; batches already handed
+    /// to flushers are not touched). With a `rollback` probation, the old
+    /// chain is kept until the new one has passed its first batches, and
+    /// takes over again if it fails on too many (each failed batch goes
+    /// through the old chain instead). Returns how long the processor
+    /// thread was held for the swap itself.
+    pub fn swap(
+        &self,
+        processors: Processors,
+        generation: u64,
+        rollback: Rollback,
+    ) -> Result<std::time::Duration, SwapError> {
+        let (done_tx, done_rx) = bounded(1);
+        self.swap
+            .send(Swap {
+                stages: processors.stages,
+                generation,
+                rollback,
+                done: done_tx,
+            })
+            .map_err(|_| SwapError)?;
+        // The old chain comes back and is dropped here, not on the
+        // processor thread.
+        let (held, old) = done_rx.recv().map_err(|_| SwapError)?;
+        drop(old);
+        Ok(held)
+    }
+}

@@ -1,0 +1,296 @@
+//! Resolving inputs: `file`, `docker` and `kubernetes` inputs into the
+//! data path's reading options and discovery settings, with their filters,
+//! multiline rules and path patterns checked.
+
+use std::path::{Path, PathBuf};
+
+use regex::bytes::Regex;
+
+use super::{ConfigError, InputConfig, Resolver, raw};
+use crate::data::discovery::DiscoveryConfig;
+use crate::data::discovery::docker::{self, ContainerFilter, DockerOptions};
+use crate::data::discovery::kubernetes::{KubernetesOptions, PodFilter};
+use crate::data::tail::{FileInputOptions, Format, MultilineRules, PathMatcher, StartAt};
+
+impl Resolver<'_> {
+    pub(super) fn input(
+        &self,
+        key: &str,
+        input: raw::RawInput,
+    ) -> Result<InputConfig, ConfigError> {
+        match input {
+            raw::RawInput::File(f) => self.file_input(key, *f),
+            raw::RawInput::Docker(d) => self.docker_input(key, *d),
+            raw::RawInput::Kubernetes(k) => self.kubernetes_input(key, *k),
+        }
+    }
+
+    fn file_input(&self, key: &str, f: raw::RawFileInput) -> Result<InputConfig, ConfigError> {
+        if f.paths.is_empty() {
+            return self.err(
+                format!("{key}.paths"),
+                "at least one path pattern is needed",
+            );
+        }
+        let abs = |pats: &[String]| -> Vec<String> {
+            pats.iter()
+                .map(|p| self.absolute(Path::new(p)).to_string_lossy().into_owned())
+                .collect()
+        };
+        let include = abs(&f.paths);
+        let exclude = abs(&f.exclude);
+        if let Err(e) = PathMatcher::new(&include, &exclude) {
+            return self.err(format!("{key}.paths"), e.to_string());
+        }
+        let mut read = self.read_options(key, f.read_options())?;
+        read.include = include;
+        read.exclude = exclude;
+        read.format = match f.format {
+            raw::LineFormat::Raw => Format::Raw,
+            raw::LineFormat::DockerJson => Format::DockerJson,
+            raw::LineFormat::Cri => Format::Cri,
+        };
+        Ok(InputConfig {
+            read,
+            discovery: None,
+        })
+    }
+
+    fn docker_input(&self, key: &str, d: raw::RawDockerInput) -> Result<InputConfig, ConfigError> {
+        let read = self.read_options(key, d.read_options())?;
+        let endpoint = match d.endpoint {
+            Some(e) => e,
+            None => std::env::var("DOCKER_HOST")
+                .ok()
+                .filter(|h| h.starts_with("unix://"))
+                .unwrap_or_else(|| docker::DEFAULT_ENDPOINT.to_owned()),
+        };
+        if !endpoint.starts_with("unix://") {
+            return self.err(
+                format!("{key}.endpoint"),
+                format!("`{endpoint}` is not supported: use a unix:// socket address"),
+            );
+        }
+        for (i, p) in d.paths.iter().enumerate() {
+            if !p.starts_with('/') {
+                return self.err(
+                    format!("{key}.paths[{i}]"),
+                    format!("`{p}` must be an absolute path as seen inside the container"),
+                );
+            }
+            if let Err(e) = PathMatcher::new(std::slice::from_ref(p), &[]) {
+                return self.err(format!("{key}.paths[{i}]"), e.to_string());
+            }
+        }
+        if !d.stdout && d.paths.is_empty() {
+            return self.err(
+                key,
+                "nothing to collect: set `stdout: true` or name `paths` inside the containers",
+            );
+        }
+        let host_root = PathBuf::from(&d.host_root);
+        if !host_root.is_absolute() {
+            return self.err(format!("{key}.host_root"), "must be an absolute path");
+        }
+        if d.resync_interval.is_zero() {
+            return self.err(format!("{key}.resync_interval"), "must be above zero");
+        }
+        let docker = DockerOptions {
+            endpoint,
+            stdout: d.stdout,
+            paths: d.paths,
+            include: self.container_filter(&format!("{key}.include"), d.include)?,
+            exclude: self.container_filter(&format!("{key}.exclude"), d.exclude)?,
+            env_tags: d.env_tags,
+            label_tags: d.label_tags,
+            host_root,
+            resync_interval: d.resync_interval,
+        };
+        Ok(InputConfig {
+            read,
+            discovery: Some(DiscoveryConfig::Docker(docker)),
+        })
+    }
+
+    fn kubernetes_input(
+        &self,
+        key: &str,
+        k: raw::RawKubernetesInput,
+    ) -> Result<InputConfig, ConfigError> {
+        let read = self.read_options(key, k.read_options())?;
+        let node_name = self.node_name(&format!("{key}.node_name"), k.node_name)?;
+        self.api_server(&format!("{key}.api_server"), k.api_server.as_deref())?;
+        let host_root = PathBuf::from(&k.host_root);
+        if !host_root.is_absolute() || !k.pods_dir.starts_with('/') {
+            return self.err(
+                format!("{key}.pods_dir"),
+                "pods_dir and host_root must be absolute paths",
+            );
+        }
+        let pods_dir = PathBuf::from(format!(
+            "{}{}",
+            k.host_root.trim_end_matches('/'),
+            k.pods_dir
+        ));
+        if !k.kubelet_dir.starts_with('/') {
+            return self.err(format!("{key}.kubelet_dir"), "must be an absolute path");
+        }
+        for (i, p) in k.paths.iter().enumerate() {
+            if !p.starts_with('/') {
+                return self.err(
+                    format!("{key}.paths[{i}]"),
+                    format!("`{p}` must be an absolute path inside the container"),
+                );
+            }
+        }
+        if !k.stdout && k.paths.is_empty() {
+            return self.err(
+                format!("{key}.stdout"),
+                "nothing to read: stdout is false and no paths are given",
+            );
+        }
+        if let Some(sel) = &k.selector
+            && let Err(e) = crate::data::discovery::kubernetes::check_selector(sel)
+        {
+            return self.err(format!("{key}.selector"), e);
+        }
+        let kubelet_dir = PathBuf::from(format!(
+            "{}{}",
+            k.host_root.trim_end_matches('/'),
+            k.kubelet_dir
+        ));
+        let kubernetes = KubernetesOptions {
+            api_server: k.api_server,
+            node_name,
+            pods_dir,
+            kubelet_dir,
+            host_root,
+            stdout: k.stdout,
+            paths: k.paths,
+            selector: k.selector,
+            include: self.pod_filter(&format!("{key}.include"), k.include)?,
+            exclude: self.pod_filter(&format!("{key}.exclude"), k.exclude)?,
+            label_tags: k.label_tags,
+            annotation_tags: k.annotation_tags,
+            namespace_label_tags: k.namespace_label_tags,
+        };
+        Ok(InputConfig {
+            read,
+            discovery: Some(DiscoveryConfig::Kubernetes(kubernetes)),
+        })
+    }
+
+    fn pod_filter(&self, key: &str, f: raw::RawPodFilter) -> Result<PodFilter, ConfigError> {
+        let re = |k: String, p: &str| {
+            docker::whole(p).map_err(|e| ConfigError {
+                file: self.file.to_path_buf(),
+                key: format!("{key}.{k}"),
+                message: format!("invalid regex: {e}"),
+            })
+        };
+        Ok(PodFilter {
+            namespaces: f
+                .namespaces
+                .iter()
+                .enumerate()
+                .map(|(i, n)| re(format!("namespaces[{i}]"), n))
+                .collect::<Result<_, _>>()?,
+            labels: f
+                .labels
+                .into_iter()
+                .map(|(k, v)| Ok((k.clone(), re(format!("labels.{k}"), &v)?)))
+                .collect::<Result<_, ConfigError>>()?,
+            container: f
+                .container
+                .map(|c| re("container".into(), &c))
+                .transpose()?,
+        })
+    }
+
+    fn container_filter(
+        &self,
+        key: &str,
+        f: raw::RawContainerFilter,
+    ) -> Result<ContainerFilter, ConfigError> {
+        let re = |k: String, p: &str| {
+            docker::whole(p).map_err(|e| ConfigError {
+                file: self.file.to_path_buf(),
+                key: format!("{key}.{k}"),
+                message: format!("invalid regex: {e}"),
+            })
+        };
+        let pairs = |what: &str, m: std::collections::BTreeMap<String, String>| {
+            m.into_iter()
+                .map(|(k, v)| Ok((k.clone(), re(format!("{what}.{k}"), &v)?)))
+                .collect::<Result<Vec<_>, ConfigError>>()
+        };
+        Ok(ContainerFilter {
+            labels: pairs("labels", f.labels)?,
+            env: pairs("env", f.env)?,
+            name: f.name.map(|n| re("name".into(), &n)).transpose()?,
+            image: f.image.map(|i| re("image".into(), &i)).transpose()?,
+        })
+    }
+
+    fn read_options(
+        &self,
+        key: &str,
+        f: raw::RawReadOptions,
+    ) -> Result<FileInputOptions, ConfigError> {
+        if f.max_line_bytes == 0 {
+            return self.err(format!("{key}.max_line_bytes"), "must be at least 1");
+        }
+        if f.poll_interval.is_zero() || f.rescan_interval.is_zero() {
+            return self.err(
+                format!("{key}.poll_interval"),
+                "poll_interval and rescan_interval must be above zero",
+            );
+        }
+        let multiline = match f.multiline {
+            None => None,
+            Some(m) => Some(self.multiline(&format!("{key}.multiline"), m)?),
+        };
+        Ok(FileInputOptions {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            start_at: match f.start_at {
+                raw::StartAt::Beginning => StartAt::Beginning,
+                raw::StartAt::End => StartAt::End,
+            },
+            format: Format::Raw,
+            max_line_bytes: f.max_line_bytes,
+            partial_line_timeout: f.partial_line_timeout,
+            rescan_interval: f.rescan_interval,
+            poll_interval: f.poll_interval,
+            multiline,
+            release_deleted_after: f.release_deleted_after,
+        })
+    }
+
+    fn multiline(&self, key: &str, m: raw::RawMultiline) -> Result<MultilineRules, ConfigError> {
+        let re = |name: &str, p: Option<String>| -> Result<Option<Regex>, ConfigError> {
+            match p {
+                None => Ok(None),
+                Some(p) => Regex::new(&p).map(Some).map_err(|e| ConfigError {
+                    file: self.file.to_path_buf(),
+                    key: format!("{key}.{name}"),
+                    message: format!("invalid regex: {e}"),
+                }),
+            }
+        };
+        let rules = MultilineRules {
+            start: re("start", m.start)?,
+            continue_pattern: re("continue", m.continue_pattern)?,
+            end: re("end", m.end)?,
+            max_lines: m.max_lines,
+            flush_timeout: m.flush_timeout,
+        };
+        if rules.start.is_none() && rules.continue_pattern.is_none() && rules.end.is_none() {
+            return self.err(key, "set at least one of start, continue or end");
+        }
+        if rules.max_lines == 0 {
+            return self.err(format!("{key}.max_lines"), "must be at least 1");
+        }
+        Ok(rules)
+    }
+}

@@ -1,4 +1,6 @@
 use super::*;
+use crate::data::tail::{Format, StartAt};
+use crate::plugin::PluginSource;
 
 fn parse_str(text: &str) -> Result<Config, ConfigError> {
     parse(Path::new("/etc/gleaner/test.yaml"), text)

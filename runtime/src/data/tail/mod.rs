@@ -13,8 +13,11 @@ pub mod format;
 mod glob;
 mod lines;
 mod multiline;
+mod open_files;
 mod options;
 mod tailer;
+mod targets;
+mod watches;
 
 #[cfg(test)]
 mod model_test;

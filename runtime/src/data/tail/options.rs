@@ -78,3 +78,42 @@ impl FileInputOptions {
         }
     }
 }
+
+impl FileInputOptions {
+    /// Where a file without a checkpoint starts. Files found later are new:
+    /// from the beginning. At startup `start_at` decides, except that a file
+    /// born after the tailer was made (`created`) is new, and after a restart a file
+    /// written since the previous run's last scan (`previous_write_ms`) is read from the
+    /// beginning (it appeared while Gleaner was down).
+    pub fn start_for(
+        &self,
+        path: &std::path::Path,
+        initial: bool,
+        created: std::time::SystemTime,
+        previous_write_ms: Option<u64>,
+    ) -> StartAt {
+        if !initial || self.start_at == StartAt::Beginning {
+            return StartAt::Beginning;
+        }
+        let meta = std::fs::metadata(path);
+        // Born after the pipeline started (before its first scan got to
+        // it): a new file, read whole. Where the file system records birth.
+        if meta
+            .as_ref()
+            .ok()
+            .and_then(|m| m.created().ok())
+            .is_some_and(|born| born >= created)
+        {
+            return StartAt::Beginning;
+        }
+        let modified_ms = meta
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64);
+        match (previous_write_ms, modified_ms) {
+            (Some(written), Some(modified)) if modified > written => StartAt::Beginning,
+            _ => StartAt::End,
+        }
+    }
+}

@@ -220,40 +220,14 @@ pub fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
         }
     };
     // Checkpoints are written on an interval while running...
-    let writing = Arc::new(AtomicBool::new(true));
-    let writer = {
-        let (store, writing, every) = (store.clone(), writing.clone(), config.checkpoint_interval);
-        std::thread::Builder::new()
-            .name("gleaner-checkpoint".into())
-            .spawn(move || {
-                while writing.load(Ordering::Relaxed) {
-                    let next = std::time::Instant::now() + every;
-                    while writing.load(Ordering::Relaxed) && std::time::Instant::now() < next {
-                        std::thread::sleep(std::time::Duration::from_millis(20).min(every));
-                    }
-                    let was_writable = store.writable();
-                    match store.write() {
-                        // Said when it starts failing, then every 60th failure.
-                        Err(e) if was_writable || store.write_errors.get() % 60 == 0 => {
-                            tracing::error!(error = %e, failures = store.write_errors.get(), "Cannot write checkpoints; not ready until a write succeeds (the previous checkpoint file stays in place).");
-                        }
-                        Ok(()) if !was_writable => {
-                            tracing::info!("Checkpoints are written again.");
-                        }
-                        _ => {}
-                    }
-                }
-            })?
-    };
+    let writer = crate::state::checkpoint::Writer::spawn(store.clone(), config.checkpoint_interval)?;
     let drained = wait_within_deadline(&supervisor);
     resources_stop.store(true, Ordering::Relaxed);
     if drained && let Some(r) = resources {
         let _ = r.join();
     }
-    writing.store(false, Ordering::Relaxed);
-    let _ = writer.join();
     // ...and once more when every batch is delivered, buffered or failed.
-    store.write()?;
+    writer.finish()?;
     tracing::info!("Stopped.");
     Ok(())
 }

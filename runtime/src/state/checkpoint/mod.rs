@@ -29,8 +29,10 @@ use crate::telemetry::Counter;
 
 mod created;
 mod lock;
+mod writer;
 pub use created::Created;
 pub use lock::{DataDirLock, LOCK_FILE, LockError};
+pub use writer::Writer;
 
 /// The format version this build writes and reads.
 pub const VERSION: u32 = 1;

@@ -27,10 +27,13 @@
 //! - [`model`]: the plain data every stage shares: [`model::event`] (the
 //!   batch), [`model::ack`] (ordered acknowledgements),
 //!   [`model::shutdown`] (a pipeline's stop signal and drain deadline).
-//! - [`telemetry`]: counters, histograms and the Prometheus text.
+//! - [`telemetry`]: counters, histograms and the Prometheus text;
+//!   [`background`]: threads with an async runtime, backoff (for the API
+//!   clients).
 //!
 //! The binary (`main.rs`) is the edge: CLI, logging setup, signals.
 
+pub mod background;
 pub mod config;
 pub mod control;
 pub mod data;

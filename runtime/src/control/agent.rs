@@ -220,7 +220,8 @@ pub fn run(path: &Path, exit_on_eof: bool) -> anyhow::Result<()> {
         }
     };
     // Checkpoints are written on an interval while running...
-    let writer = crate::state::checkpoint::Writer::spawn(store.clone(), config.checkpoint_interval)?;
+    let writer =
+        crate::state::checkpoint::Writer::spawn(store.clone(), config.checkpoint_interval)?;
     let drained = wait_within_deadline(&supervisor);
     resources_stop.store(true, Ordering::Relaxed);
     if drained && let Some(r) = resources {

@@ -58,7 +58,7 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
     health: Arc<Health>,
 ) -> std::io::Result<JoinHandle<()>> {
-    crate::data::discovery::spawn_on_runtime(
+    crate::background::spawn_on_runtime(
         "gleaner-resources".into(),
         run(opts, supervisor, stop, health),
     )
@@ -81,7 +81,7 @@ async fn run(
     stop: Arc<AtomicBool>,
     health: Arc<Health>,
 ) {
-    let mut backoff = crate::data::discovery::FIRST_BACKOFF;
+    let mut backoff = crate::background::FIRST_BACKOFF;
     let client = loop {
         match client(&opts).await {
             Ok(c) => break c,
@@ -89,7 +89,7 @@ async fn run(
                 warn!(error = %e, retry_in = ?backoff, "Cannot reach the Kubernetes API for pipeline resources; retrying.")
             }
         }
-        if !crate::data::discovery::back_off(&mut backoff, &stop).await {
+        if !crate::background::back_off(&mut backoff, &stop).await {
             return;
         }
     };
@@ -117,7 +117,7 @@ async fn run(
     let mut check_stop = tokio::time::interval(Duration::from_millis(100));
     loop {
         let changed = tokio::select! {
-            Some(ev) = crate::data::discovery::next_of(&mut ns_events) => match ev {
+            Some(ev) = crate::background::next_of(&mut ns_events) => match ev {
                 Ok(ev) => state.event(0, map_event(ev, |r: GleanerPipeline| {
                     let id = ResourceId { namespace: r.namespace(), name: r.name_any() };
                     (id, Seen {
@@ -129,7 +129,7 @@ async fn run(
                 })),
                 Err(e) => { warn!(error = %e, "GleanerPipeline watch failed; listing again."); false }
             },
-            Some(ev) = crate::data::discovery::next_of(&mut cl_events) => match ev {
+            Some(ev) = crate::background::next_of(&mut cl_events) => match ev {
                 Ok(ev) => state.event(1, map_event(ev, |r: ClusterGleanerPipeline| {
                     let id = ResourceId { namespace: None, name: r.name_any() };
                     (id, Seen {

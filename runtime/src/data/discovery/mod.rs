@@ -9,11 +9,6 @@
 pub mod docker;
 pub mod kubernetes;
 
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
-
 use regex::Regex;
 
 use crate::telemetry::Counter;
@@ -82,50 +77,6 @@ pub fn on_host(host_root: &std::path::Path, path: &str) -> String {
         path
     )
 }
-
-/// Runs `work` on a thread of its own with a current-thread tokio runtime
-/// (the API clients are async; the data path is not).
-pub fn spawn_on_runtime<F>(name: String, work: F) -> std::io::Result<JoinHandle<()>>
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    let thread = name.clone();
-    std::thread::Builder::new().name(thread).spawn(move || {
-        match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt.block_on(work),
-            Err(e) => {
-                tracing::error!(discovery = %name, error = %e, "Cannot start a discovery runtime.")
-            }
-        }
-    })
-}
-
-/// Waits `backoff` (waking early if `stop` is set), then doubles it up to
-/// 30 s. Returns false if stopped.
-pub async fn back_off(backoff: &mut Duration, stop: &AtomicBool) -> bool {
-    let until = tokio::time::Instant::now() + *backoff;
-    while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    *backoff = (*backoff * 2).min(Duration::from_secs(30));
-    !stop.load(Ordering::Relaxed)
-}
-
-/// The next item of an optional stream; never, if there is none (for a
-/// `select!` over watches some configs do not open).
-pub async fn next_of<S: futures_util::Stream + Unpin>(s: &mut Option<S>) -> Option<S::Item> {
-    use futures_util::StreamExt;
-    match s {
-        Some(s) => s.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The first backoff after a failure.
-pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
 /// What one discovery did, for logs and metrics.
 #[derive(Debug, Default)]

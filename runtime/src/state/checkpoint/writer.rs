@@ -56,7 +56,7 @@ impl Writer {
 fn write_and_tell(store: &CheckpointStore) {
     let was_writable = store.writable();
     match store.write() {
-        Err(e) if was_writable || store.write_errors.get() % 60 == 0 => {
+        Err(e) if was_writable || store.write_errors.get().is_multiple_of(60) => {
             tracing::error!(error = %e, failures = store.write_errors.get(), "Cannot write checkpoints; not ready until a write succeeds (the previous checkpoint file stays in place).");
         }
         Ok(()) if !was_writable => tracing::info!("Checkpoints are written again."),

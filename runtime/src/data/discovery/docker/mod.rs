@@ -153,7 +153,7 @@ pub fn spawn(
         sent: HashMap::new(),
         last_contact: None,
     };
-    super::spawn_on_runtime(name, async move { d.run().await })
+    crate::background::spawn_on_runtime(name, async move { d.run().await })
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ impl Discovery {
     }
 
     pub(super) async fn run(&mut self) {
-        let mut backoff = crate::data::discovery::FIRST_BACKOFF;
+        let mut backoff = crate::background::FIRST_BACKOFF;
         while !self.stopped() {
             match self.session(&mut backoff).await {
                 Ok(()) => return,
@@ -65,7 +65,7 @@ impl Discovery {
                     warn!(error = %e, retry_in = ?backoff, "Docker discovery failed; other inputs are unaffected, known containers are still read.");
                 }
             }
-            if !crate::data::discovery::back_off(&mut backoff, &self.stop).await {
+            if !crate::background::back_off(&mut backoff, &self.stop).await {
                 return;
             }
         }
@@ -100,7 +100,7 @@ impl Discovery {
         }));
         self.resync(&docker).await?;
         info!(endpoint = %self.endpoint(), containers = self.sent.len(), "Connected to the Docker engine.");
-        *backoff = crate::data::discovery::FIRST_BACKOFF;
+        *backoff = crate::background::FIRST_BACKOFF;
         let mut resync = tokio::time::interval(self.planner.opts.resync_interval);
         resync.tick().await;
         let mut check_stop = tokio::time::interval(Duration::from_millis(100));

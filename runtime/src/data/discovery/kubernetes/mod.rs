@@ -162,7 +162,7 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
     stats: Arc<DiscoveryStats>,
 ) -> std::io::Result<JoinHandle<()>> {
-    super::spawn_on_runtime(name, run(opts, tx, stop, stats))
+    crate::background::spawn_on_runtime(name, run(opts, tx, stop, stats))
 }
 
 async fn run(
@@ -172,7 +172,7 @@ async fn run(
     stats: Arc<DiscoveryStats>,
 ) {
     let stopped = || stop.load(Ordering::Relaxed);
-    let mut backoff = super::FIRST_BACKOFF;
+    let mut backoff = crate::background::FIRST_BACKOFF;
     let client = loop {
         match client(&opts).await {
             Ok(c) => break c,
@@ -181,7 +181,7 @@ async fn run(
                 warn!(error = %e, retry_in = ?backoff, "Kubernetes discovery cannot start; retrying.");
             }
         }
-        if !super::back_off(&mut backoff, &stop).await {
+        if !crate::background::back_off(&mut backoff, &stop).await {
             return;
         }
     };
@@ -222,7 +222,7 @@ async fn run(
                 }
                 None => return,
             },
-            Some(ev) = super::next_of(&mut ns_events) => match ev {
+            Some(ev) = crate::background::next_of(&mut ns_events) => match ev {
                 Ok(Event::Init) => ns_listing.clear(),
                 Ok(Event::InitApply(ns)) => ns_listing.push(ns),
                 Ok(Event::InitDone) => {

@@ -42,3 +42,6 @@ pub mod plugin;
 pub mod state;
 pub mod telemetry;
 pub mod tooling;
+
+#[cfg(test)]
+mod floor_plan_test;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use tracing::{error, info, warn};
 
-use self::policy::{GiveUp, OnError, Spill};
+use self::policy::{GiveUp, OnError, Spill, Step};
 use crate::data::batch::Envelope;
 use crate::model::event::Batch;
 pub use crate::model::shutdown::Shutdown;
@@ -144,7 +144,7 @@ impl FlushWorker {
                         Attempt::Later(err) => {
                             warn!(error = %err, backoff_ms = backoff.as_millis() as u64, "Destination still failing; keeping the disk buffer.");
                             retry_at = Instant::now() + backoff;
-                            backoff = (backoff * 2).min(self.on_error.max_backoff);
+                            backoff = self.on_error.next_backoff(backoff);
                         }
                     },
                 }
@@ -217,7 +217,7 @@ impl FlushWorker {
                     }
                     Attempt::Later(_) => {
                         self.shutdown.sleep(*backoff);
-                        *backoff = (*backoff * 2).min(self.on_error.max_backoff);
+                        *backoff = self.on_error.next_backoff(*backoff);
                     }
                 }
             }
@@ -245,16 +245,16 @@ impl FlushWorker {
                 }
                 Err(e) => e,
             };
-            match &err {
-                CallError::Retryable(_) => return Attempt::Later(err),
-                CallError::Trap(_) if traps < self.on_error.retries => {
+            match self.on_error.after(&err, traps) {
+                Step::Later => return Attempt::Later(err),
+                Step::Retry => {
                     traps += 1;
                     self.stats.flush_retries.inc();
                     warn!(plugin = &*plugin, attempt = traps, error = %err, "Flusher trapped; retrying the batch.");
                     self.shutdown.sleep(self.on_error.backoff);
                     continue;
                 }
-                _ => {}
+                Step::GiveUp => {}
             }
             error!(plugin = &*plugin, events = batch.len(), error = %err, "Giving up on a batch.");
             match self.on_error.then {
@@ -342,7 +342,7 @@ impl FlushWorker {
             if self.shutdown.expired() {
                 return Outcome::Undelivered;
             }
-            backoff = (backoff * 2).min(self.on_error.max_backoff);
+            backoff = self.on_error.next_backoff(backoff);
         }
     }
 }

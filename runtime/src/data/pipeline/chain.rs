@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tracing::{error, warn};
 
-use crate::data::flush::policy::{GiveUp, OnError};
+use crate::data::flush::policy::{GiveUp, OnError, Step};
 use crate::model::event::Batch;
 use crate::model::shutdown::Shutdown;
 use crate::plugin::{CallError, Instance};
@@ -109,7 +109,7 @@ impl Chain {
                 warn!(plugin = &*plugin, events = batch.len(), error = %err, "Processor failed after the shutdown deadline; leaving the batch undelivered (it is read again after the restart).");
                 return Err(Abandoned);
             }
-            if matches!(err, CallError::Trap(_)) && attempt < stage.on_error.retries {
+            if stage.on_error.after(&err, attempt) == Step::Retry {
                 attempt += 1;
                 stats.process_retries.inc();
                 warn!(plugin = &*plugin, attempt, error = %err, "Processor failed; retrying the batch.");
@@ -117,7 +117,7 @@ impl Chain {
                 if shutdown.expired() {
                     return Err(Abandoned);
                 }
-                backoff = (backoff * 2).min(stage.on_error.max_backoff);
+                backoff = stage.on_error.next_backoff(backoff);
                 continue;
             }
             error!(plugin = &*plugin, attempts = attempt + 1, events = batch.len(), error = %err, policy = ?stage.on_error.then, "Processor gave up on a batch.");

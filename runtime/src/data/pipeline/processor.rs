@@ -9,7 +9,9 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::chain::{self, Chain, Stage};
-use super::swap::{Probation, Rollback, RollbackReport, SharedSwapStatus, Swap, SwapStatus};
+use super::swap::{
+    Probation, Rollback, RollbackReport, SharedSwapStatus, Swap, SwapStatus, Verdict,
+};
 use crate::data::batch::Envelope;
 use crate::plugin::{Instance, PluginStats};
 
@@ -167,27 +169,21 @@ pub(super) fn spawn_processor(
                             (out, Some(format!("{plugin}: {e}")))
                         }
                     };
-                    let mut verdict = None;
+                    let mut verdict = Verdict::Pending;
                     set_status(&mut |s| {
                         if let Some(p) = &mut s.probation {
-                            p.seen += 1;
-                            p.failed += u32::from(failure.is_some());
-                            if p.failed > rollback.max_failures {
-                                verdict = Some(Err(*p));
-                            } else if p.seen >= rollback.batches {
-                                verdict = Some(Ok(()));
-                            }
+                            verdict = p.record(failure.is_some(), *rollback);
                         }
                     });
                     match verdict {
-                        None => {}
-                        Some(Ok(())) => {
+                        Verdict::Pending => {}
+                        Verdict::Passed => {
                             set_status(&mut |s| s.probation = None);
                             if let Some((old, _, _)) = fallback.take() {
                                 retire(old);
                             }
                         }
-                        Some(Err(p)) => {
+                        Verdict::Failed(p) => {
                             let restored = *prev;
                             if let Some((old, _, _)) = fallback.take() {
                                 retire(std::mem::replace(&mut chain.stages, old));

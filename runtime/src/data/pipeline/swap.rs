@@ -49,7 +49,7 @@ pub struct SwapStatus {
 }
 
 /// A chain on probation.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probation {
     /// Its generation.
     pub generation: u64,
@@ -57,6 +57,35 @@ pub struct Probation {
     pub seen: u32,
     /// Batches it failed on (each went through the previous chain).
     pub failed: u32,
+}
+
+/// What probation says after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Still on probation.
+    Pending,
+    /// Passed: the previous chain can go.
+    Passed,
+    /// Failed on more batches than allowed: roll back.
+    Failed(Probation),
+}
+
+impl Probation {
+    /// Counts one batch the new chain processed (`failed`: it failed on it
+    /// and the previous chain processed it instead) and says whether
+    /// probation is over. More than `max_failures` failures fail it at
+    /// once; otherwise it passes after `batches` batches.
+    pub fn record(&mut self, failed: bool, rollback: Rollback) -> Verdict {
+        self.seen += 1;
+        self.failed += u32::from(failed);
+        if self.failed > rollback.max_failures {
+            Verdict::Failed(*self)
+        } else if self.seen >= rollback.batches {
+            Verdict::Passed
+        } else {
+            Verdict::Pending
+        }
+    }
 }
 
 /// A rollback: which chain failed, which took over again, and why.
@@ -117,5 +146,61 @@ impl Swapper {
         let (held, old) = done_rx.recv().map_err(|_| SwapError)?;
         drop(old);
         Ok(held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probation() -> Probation {
+        Probation {
+            generation: 3,
+            seen: 0,
+            failed: 0,
+        }
+    }
+
+    #[test]
+    fn probation_passes_after_its_batches_with_failures_tolerated() {
+        let rule = Rollback {
+            batches: 4,
+            max_failures: 1,
+        };
+        let mut p = probation();
+        assert_eq!(p.record(false, rule), Verdict::Pending);
+        assert_eq!(
+            p.record(true, rule),
+            Verdict::Pending,
+            "one failure tolerated"
+        );
+        assert_eq!(p.record(false, rule), Verdict::Pending);
+        assert_eq!(p.record(false, rule), Verdict::Passed);
+    }
+
+    #[test]
+    fn probation_fails_at_once_past_the_failures_it_tolerates() {
+        let rule = Rollback {
+            batches: 100,
+            max_failures: 1,
+        };
+        let mut p = probation();
+        assert_eq!(p.record(true, rule), Verdict::Pending);
+        let failed = Probation {
+            generation: 3,
+            seen: 2,
+            failed: 2,
+        };
+        assert_eq!(p.record(true, rule), Verdict::Failed(failed));
+    }
+
+    #[test]
+    fn no_failure_allowed_fails_on_the_first() {
+        let rule = Rollback {
+            batches: 5,
+            max_failures: 0,
+        };
+        let mut p = probation();
+        assert!(matches!(p.record(true, rule), Verdict::Failed(_)));
     }
 }

@@ -5,6 +5,78 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub mod stats;
 
+/// One counter of a stats struct, as declared once by [`counters!`]:
+/// `/metrics`, the JSON API and the stop summary are views of it.
+#[derive(Debug, Clone, Copy)]
+pub struct CounterValue {
+    /// The field name: the key in the JSON API and the stop summary.
+    pub name: &'static str,
+    /// The metric name without the `gleaner_` prefix.
+    pub metric: &'static str,
+    /// What it counts (the field's doc comment).
+    pub help: &'static str,
+    /// Its value now.
+    pub value: u64,
+}
+
+/// Declares a struct of [`Counter`]s, each with its metric name and its
+/// doc comment as the help text, plus `each()`, which lists them all with
+/// their values. Other fields (histograms) follow in `extra { … }`.
+macro_rules! counters {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $(
+                #[doc = $help:literal]
+                $field:ident => $metric:literal,
+            )*
+        }
+        $( extra { $( $(#[$xmeta:meta])* $xfield:ident : $xty:ty, )* } )?
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Default)]
+        pub struct $name {
+            $(
+                #[doc = $help]
+                pub $field: $crate::telemetry::Counter,
+            )*
+            $( $( $(#[$xmeta])* pub $xfield: $xty, )* )?
+        }
+
+        impl $name {
+            /// Every counter, in declaration order, with its value now.
+            pub fn each(&self) -> impl Iterator<Item = $crate::telemetry::CounterValue> + '_ {
+                [$(
+                    $crate::telemetry::CounterValue {
+                        name: stringify!($field),
+                        metric: $metric,
+                        help: $help.trim_ascii_start(),
+                        value: self.$field.get(),
+                    },
+                )*]
+                .into_iter()
+            }
+        }
+    };
+}
+pub(crate) use counters;
+
+/// `name=value` pairs, space-separated, of counters summed by name over
+/// several structs of one kind (e.g. a pipeline's inputs): a stop summary.
+pub fn summary<'a>(values: impl Iterator<Item = CounterValue> + 'a) -> String {
+    let mut sums: Vec<(&'static str, u64)> = Vec::new();
+    for v in values {
+        match sums.iter_mut().find(|(n, _)| *n == v.name) {
+            Some((_, total)) => *total += v.value,
+            None => sums.push((v.name, v.value)),
+        }
+    }
+    sums.iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -195,6 +267,37 @@ fn escape_label(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    counters! {
+        /// Test counters.
+        pub struct TwoCounters {
+            /// Things seen.
+            seen => "test_seen_total",
+            /// Things kept.
+            kept => "test_kept_total",
+        }
+    }
+
+    #[test]
+    fn counters_are_declared_once_and_listed_with_name_metric_and_help() {
+        let a = TwoCounters::default();
+        a.seen.add(3);
+        a.kept.inc();
+        let b = TwoCounters::default();
+        b.seen.add(2);
+        let listed: Vec<_> = a
+            .each()
+            .map(|c| (c.name, c.metric, c.help, c.value))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("seen", "test_seen_total", "Things seen.", 3),
+                ("kept", "test_kept_total", "Things kept.", 1)
+            ]
+        );
+        assert_eq!(summary(a.each().chain(b.each())), "seen=5 kept=1");
+    }
 
     #[test]
     fn histograms_are_cumulative_with_sum_and_count() {

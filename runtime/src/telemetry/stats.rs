@@ -1,34 +1,35 @@
-//! Counters of one pipeline.
+//! Counters of one pipeline, declared once with their metric names.
 
-use crate::telemetry::Counter;
-
-/// What a pipeline did.
-#[derive(Debug, Default)]
-pub struct PipelineStats {
-    /// Events that entered the processor chain.
-    pub events_in: Counter,
-    /// Batches that entered the processor chain.
-    pub batches_in: Counter,
-    /// Events that left the processor chain (after drops and splits).
-    pub events_processed: Counter,
-    /// Events each flusher confirmed, summed over flushers.
-    pub events_delivered: Counter,
-    /// Events written to the dead-letter file.
-    pub events_dead_lettered: Counter,
-    /// Events discarded by a `drop` policy.
-    pub events_dropped: Counter,
-    /// Batches a processor failed on and that were passed on unprocessed.
-    pub batches_skipped: Counter,
-    /// Retries of flush calls.
-    pub flush_retries: Counter,
-    /// Retries of process calls.
-    pub process_retries: Counter,
-    /// Events written to the disk buffer at shutdown.
-    pub events_buffered: Counter,
-    /// Events replayed from the disk buffer and delivered.
-    pub events_replayed: Counter,
-    /// Per processor swap: how long it held the processor thread, plus how
-    /// much longer the first batch on the new chain took than the last one
-    /// on the old (a cold instance's warm-up).
-    pub swap_pause: crate::telemetry::Histogram,
+crate::telemetry::counters! {
+    /// What a pipeline did.
+    pub struct PipelineStats {
+        /// Events that entered the processor chain.
+        events_in => "pipeline_events_in_total",
+        /// Batches that entered the processor chain.
+        batches_in => "pipeline_batches_in_total",
+        /// Events that left the processor chain.
+        events_processed => "pipeline_events_processed_total",
+        /// Events every flusher delivered (per flusher).
+        events_delivered => "pipeline_events_delivered_total",
+        /// Events written to the dead-letter file.
+        events_dead_lettered => "pipeline_events_dead_lettered_total",
+        /// Events dropped by policy.
+        events_dropped => "pipeline_events_dropped_total",
+        /// Batches a processor failed on and passed on unprocessed (skip).
+        batches_skipped => "pipeline_batches_skipped_total",
+        /// Flush attempts retried.
+        flush_retries => "pipeline_flush_retries_total",
+        /// Processor calls retried.
+        process_retries => "pipeline_process_retries_total",
+        /// Events written to the disk buffer.
+        events_buffered => "pipeline_events_buffered_total",
+        /// Events replayed from the disk buffer.
+        events_replayed => "pipeline_events_replayed_total",
+    }
+    extra {
+        /// Per processor swap: how long it held the processor thread, plus
+        /// how much longer the first batch on the new chain took than the
+        /// last one on the old (a cold instance's warm-up).
+        swap_pause: crate::telemetry::Histogram,
+    }
 }

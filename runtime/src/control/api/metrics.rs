@@ -20,55 +20,8 @@ pub fn pipelines(e: &mut Exposition, views: &[PipelineView], progress: &Progress
             &[("pipeline", name), ("source", &v.owner)],
             1.0,
         );
-        let s = &v.stats;
-        for (metric, help, c) in [
-            (
-                "pipeline_events_in_total",
-                "Events that entered the processor chain.",
-                &s.events_in,
-            ),
-            (
-                "pipeline_events_processed_total",
-                "Events that left the processor chain.",
-                &s.events_processed,
-            ),
-            (
-                "pipeline_events_delivered_total",
-                "Events every flusher delivered (per flusher).",
-                &s.events_delivered,
-            ),
-            (
-                "pipeline_events_dead_lettered_total",
-                "Events written to the dead-letter file.",
-                &s.events_dead_lettered,
-            ),
-            (
-                "pipeline_events_dropped_total",
-                "Events dropped by policy.",
-                &s.events_dropped,
-            ),
-            (
-                "pipeline_events_buffered_total",
-                "Events written to the disk buffer.",
-                &s.events_buffered,
-            ),
-            (
-                "pipeline_events_replayed_total",
-                "Events replayed from the disk buffer.",
-                &s.events_replayed,
-            ),
-            (
-                "pipeline_flush_retries_total",
-                "Flush attempts retried.",
-                &s.flush_retries,
-            ),
-            (
-                "pipeline_process_retries_total",
-                "Processor calls retried.",
-                &s.process_retries,
-            ),
-        ] {
-            e.counter(metric, help, &l, c.get() as f64);
+        for c in v.stats.each() {
+            e.counter(c.metric, c.help, &l, c.value as f64);
         }
         for (stage, depth) in &v.queues {
             e.gauge(
@@ -107,51 +60,8 @@ pub fn pipelines(e: &mut Exposition, views: &[PipelineView], progress: &Progress
         for (i, input) in v.inputs.iter().enumerate() {
             let i = i.to_string();
             let l = [("pipeline", name.as_str()), ("input", i.as_str())];
-            for (metric, help, c) in [
-                ("input_lines_total", "Lines read.", &input.lines),
-                ("input_bytes_total", "Bytes read.", &input.bytes),
-                (
-                    "input_lines_truncated_total",
-                    "Lines cut at max_line_bytes.",
-                    &input.lines_truncated,
-                ),
-                (
-                    "input_lines_malformed_total",
-                    "Container log lines that did not decode (kept raw).",
-                    &input.lines_malformed,
-                ),
-                (
-                    "input_bytes_skipped_total",
-                    "Bytes of lines beyond max_line_bytes, not delivered.",
-                    &input.bytes_skipped,
-                ),
-                (
-                    "input_files_skipped_total",
-                    "Matching paths skipped because they are not regular files (FIFO, socket, device).",
-                    &input.files_skipped,
-                ),
-                (
-                    "input_files_opened_total",
-                    "Files opened.",
-                    &input.files_opened,
-                ),
-                (
-                    "input_files_closed_total",
-                    "Files closed.",
-                    &input.files_closed,
-                ),
-                (
-                    "input_files_released_total",
-                    "Deleted files released before they were drained.",
-                    &input.files_released,
-                ),
-                (
-                    "input_bytes_given_up_total",
-                    "Bytes of released files never read.",
-                    &input.bytes_given_up,
-                ),
-            ] {
-                e.counter(metric, help, &l, c.get() as f64);
+            for c in input.each() {
+                e.counter(c.metric, c.help, &l, c.value as f64);
             }
             e.gauge(
                 "input_files_open",

@@ -332,7 +332,7 @@ fn pipeline_json(v: &PipelineView, progress: &Progress) -> serde_json::Value {
         .map(|(i, input)| {
             let mut j = json!({
                 "input": i,
-                "lines": input.lines.get(),
+                "lines": input.lines_read.get(),
                 "bytes": input.bytes.get(),
                 "files_open": input.files_opened.get().saturating_sub(input.files_closed.get()),
             });
@@ -351,15 +351,7 @@ fn pipeline_json(v: &PipelineView, progress: &Progress) -> serde_json::Value {
         "generation": v.swap.active,
         "swaps": v.swap.swaps,
         "rollbacks": v.swap.rollbacks,
-        "counters": {
-            "events_in": s.events_in.get(),
-            "events_processed": s.events_processed.get(),
-            "events_delivered": s.events_delivered.get(),
-            "events_dead_lettered": s.events_dead_lettered.get(),
-            "events_dropped": s.events_dropped.get(),
-            "events_buffered": s.events_buffered.get(),
-            "events_replayed": s.events_replayed.get(),
-        },
+        "counters": s.each().map(|c| (c.name.to_owned(), json!(c.value))).collect::<serde_json::Map<_, _>>(),
         "queues": v.queues.iter().map(|(n, d)| (n.clone(), json!(d))).collect::<serde_json::Map<_, _>>(),
         "inputs": inputs,
     });

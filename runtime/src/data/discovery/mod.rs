@@ -11,8 +11,6 @@ pub mod kubernetes;
 
 use regex::Regex;
 
-use crate::telemetry::Counter;
-
 /// Where an input's targets come from, besides fixed paths.
 #[derive(Debug, Clone)]
 pub enum DiscoveryConfig {
@@ -78,20 +76,20 @@ pub fn on_host(host_root: &std::path::Path, path: &str) -> String {
     )
 }
 
-/// What one discovery did, for logs and metrics.
-#[derive(Debug, Default)]
-pub struct DiscoveryStats {
-    /// Containers that became targets.
-    pub containers_added: Counter,
-    /// Containers skipped by the include/exclude filters.
-    pub containers_filtered: Counter,
-    /// Containers gone before they could be inspected (their output could
-    /// not be read at all).
-    pub containers_missed: Counter,
-    /// Containers whose log driver Gleaner cannot read.
-    pub unsupported_drivers: Counter,
-    /// Failed connections or broken event streams.
-    pub errors: Counter,
-    /// Full lists of the containers.
-    pub resyncs: Counter,
+crate::telemetry::counters! {
+    /// What one discovery did, for logs and metrics.
+    pub struct DiscoveryStats {
+        /// Containers or pods that became targets.
+        containers_added => "discovery_containers_added_total",
+        /// Containers skipped by the include/exclude filters.
+        containers_filtered => "discovery_containers_filtered_total",
+        /// Containers gone before they could be inspected (never read).
+        containers_missed => "discovery_containers_missed_total",
+        /// Containers whose log driver Gleaner cannot read.
+        unsupported_drivers => "discovery_unsupported_drivers_total",
+        /// Failed connections or broken event streams.
+        engine_errors => "discovery_engine_errors_total",
+        /// Full lists of the containers or pods.
+        resyncs => "discovery_resyncs_total",
+    }
 }

@@ -338,39 +338,17 @@ impl RunningPipeline {
         for t in std::mem::take(&mut self.threads) {
             let _ = t.join();
         }
-        let s = &self.stats;
-        let lines: u64 = self.inputs.iter().map(|i| i.lines.get()).sum();
-        let truncated: u64 = self.inputs.iter().map(|i| i.lines_truncated.get()).sum();
-        let given_up: u64 = self.inputs.iter().map(|i| i.bytes_given_up.get()).sum();
-        let released: u64 = self.inputs.iter().map(|i| i.files_released.get()).sum();
-        let malformed: u64 = self.inputs.iter().map(|i| i.lines_malformed.get()).sum();
+        // One line: every input counter summed over the inputs, then every
+        // pipeline counter, as declared (`telemetry::counters!`).
+        let inputs = crate::telemetry::summary(self.inputs.iter().flat_map(|i| i.each()));
+        let pipeline = crate::telemetry::summary(self.stats.each());
         tracing::info!(
-            pipeline = %self.name,
-            lines_read = lines,
-            lines_truncated = truncated,
-            lines_malformed = malformed,
-            files_released = released,
-            bytes_given_up = given_up,
-            events_in = s.events_in.get(),
-            events_processed = s.events_processed.get(),
-            events_delivered = s.events_delivered.get(),
-            events_dead_lettered = s.events_dead_lettered.get(),
-            events_dropped = s.events_dropped.get(),
-            events_buffered = s.events_buffered.get(),
-            events_replayed = s.events_replayed.get(),
-            "Pipeline stopped."
+            "Pipeline stopped. pipeline={} {inputs} {pipeline}",
+            self.name
         );
         for d in &self.discoveries {
-            tracing::info!(
-                pipeline = %self.name,
-                containers_added = d.containers_added.get(),
-                containers_filtered = d.containers_filtered.get(),
-                containers_missed = d.containers_missed.get(),
-                unsupported_drivers = d.unsupported_drivers.get(),
-                engine_errors = d.errors.get(),
-                resyncs = d.resyncs.get(),
-                "Discovery summary."
-            );
+            let summary = crate::telemetry::summary(d.each());
+            tracing::info!("Discovery summary. pipeline={} {summary}", self.name);
         }
         for PluginSeries {
             stage,

@@ -308,7 +308,7 @@ impl TailedFile {
                 if flags.truncated {
                     stats.lines_truncated.inc();
                 }
-                stats.lines.inc();
+                stats.lines_read.inc();
                 let end = chunk_start + consumed as u64;
                 let start = std::mem::replace(line_start, end);
                 decoder.push(line, start, end, ts, stats, &mut |body, meta, end| {
@@ -354,7 +354,7 @@ impl TailedFile {
         } = self;
         if force || now.duration_since(*last_data_at) >= *partial_timeout {
             lines.flush_partial(|line, _| {
-                stats.lines.inc();
+                stats.lines_read.inc();
                 stats.lines_partial.inc();
                 let start = std::mem::replace(line_start, offset);
                 decoder.push(line, start, offset, ts, stats, &mut |body, meta, end| {

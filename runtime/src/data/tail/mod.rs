@@ -35,7 +35,6 @@ pub use options::{FileInputOptions, MultilineRules, StartAt};
 pub use tailer::Tailer;
 
 use crate::model::ack::FileTracker;
-use crate::telemetry::Counter;
 
 /// Where events come from: one generation of one file.
 #[derive(Debug)]
@@ -70,36 +69,36 @@ pub trait EventSink {
     fn flush_all(&mut self);
 }
 
-/// What one input did, for logs and metrics.
-#[derive(Debug, Default)]
-pub struct InputStats {
-    /// Lines read (before multiline grouping).
-    pub lines: Counter,
-    /// Bytes read.
-    pub bytes: Counter,
-    /// Lines cut to `max_line_bytes`.
-    pub lines_truncated: Counter,
-    /// Bytes skipped in cut lines.
-    pub bytes_skipped: Counter,
-    /// Unterminated lines sent on timeout.
-    pub lines_partial: Counter,
-    /// Truncations detected.
-    pub truncations: Counter,
-    /// Files opened.
-    pub files_opened: Counter,
-    /// Files closed after rotation or deletion.
-    pub files_closed: Counter,
-    /// Deleted files released before they were read to their end.
-    pub files_released: Counter,
-    /// Bytes of deleted files given up when they were released.
-    pub bytes_given_up: Counter,
-    /// Lines that did not decode in the input's format, kept as raw text.
-    pub lines_malformed: Counter,
-    /// Matching paths skipped because they are not regular files (FIFOs,
-    /// sockets, devices).
-    pub files_skipped: Counter,
-    /// Targets added (by discovery).
-    pub targets_added: Counter,
-    /// Targets removed (drained and released).
-    pub targets_removed: Counter,
+crate::telemetry::counters! {
+    /// What one input did, for logs and metrics.
+    pub struct InputStats {
+        /// Lines read (before multiline grouping).
+        lines_read => "input_lines_total",
+        /// Bytes read.
+        bytes => "input_bytes_total",
+        /// Lines cut at max_line_bytes.
+        lines_truncated => "input_lines_truncated_total",
+        /// Bytes of lines beyond max_line_bytes, not delivered.
+        bytes_skipped => "input_bytes_skipped_total",
+        /// Unterminated lines sent on timeout.
+        lines_partial => "input_lines_partial_total",
+        /// Truncations detected (reading started again at byte 0).
+        truncations => "input_truncations_total",
+        /// Files opened.
+        files_opened => "input_files_opened_total",
+        /// Files closed.
+        files_closed => "input_files_closed_total",
+        /// Deleted files released before they were drained.
+        files_released => "input_files_released_total",
+        /// Bytes of released files never read.
+        bytes_given_up => "input_bytes_given_up_total",
+        /// Container log lines that did not decode (kept raw).
+        lines_malformed => "input_lines_malformed_total",
+        /// Matching paths that are not regular files (FIFO, socket, device).
+        files_skipped => "input_files_skipped_total",
+        /// Targets added (by discovery).
+        targets_added => "input_targets_added_total",
+        /// Targets removed (drained and released).
+        targets_removed => "input_targets_removed_total",
+    }
 }

@@ -61,7 +61,7 @@ impl Discovery {
             match self.session(&mut backoff).await {
                 Ok(()) => return,
                 Err(e) => {
-                    self.planner.stats.errors.inc();
+                    self.planner.stats.engine_errors.inc();
                     warn!(error = %e, retry_in = ?backoff, "Docker discovery failed; other inputs are unaffected, known containers are still read.");
                 }
             }

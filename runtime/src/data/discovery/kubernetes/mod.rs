@@ -177,7 +177,7 @@ async fn run(
         match client(&opts).await {
             Ok(c) => break c,
             Err(e) => {
-                stats.errors.inc();
+                stats.engine_errors.inc();
                 warn!(error = %e, retry_in = ?backoff, "Kubernetes discovery cannot start; retrying.");
             }
         }
@@ -217,7 +217,7 @@ async fn run(
                 Some(Ok(Event::Apply(pod))) => node.apply(&pod),
                 Some(Ok(Event::Delete(pod))) => node.delete(&pod),
                 Some(Err(e)) => {
-                    stats.errors.inc();
+                    stats.engine_errors.inc();
                     warn!(error = %e, "Kubernetes pod watch failed; listing again (known pods are still read).");
                 }
                 None => return,
@@ -241,7 +241,7 @@ async fn run(
                 // A deleted namespace has no pods left to tag.
                 Ok(Event::Delete(_)) => {}
                 Err(e) => {
-                    stats.errors.inc();
+                    stats.engine_errors.inc();
                     warn!(error = %e, "Kubernetes namespace watch failed; listing again.");
                 }
             },

@@ -1,21 +1,38 @@
-//! The stop signal of one pipeline: once begun, its stages may deliver
-//! for a grace period (`shutdown_timeout`); after that deadline, what is
-//! left is buffered on disk or left uncommitted (read again after the
-//! restart), and plugin calls still running are interrupted.
+//! The one stop signal of a pipeline, in two phases. First its inputs stop
+//! reading ([`Shutdown::reading`], the flag the tailers and discovery
+//! threads poll; also raised by a flusher whose output closed for good).
+//! Then its stages may deliver for a grace period (`shutdown_timeout`);
+//! after that deadline, what is left is buffered on disk or left
+//! uncommitted (read again after the restart), and plugin calls still
+//! running are interrupted.
 //!
 //! Plain data below every stage that uses it (flush, the processor chain,
 //! plugin calls); it starts and stops nothing itself.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A pipeline's stop signal, with its drain deadline.
 #[derive(Debug, Default)]
 pub struct Shutdown {
+    reading: Arc<AtomicBool>,
     deadline: Mutex<Option<Instant>>,
 }
 
 impl Shutdown {
+    /// The flag that tells inputs to stop reading (set by [`Shutdown::stop`],
+    /// or by a stage whose output is gone for good).
+    pub fn reading(&self) -> &Arc<AtomicBool> {
+        &self.reading
+    }
+
+    /// Stops reading and starts draining: delivery may go on for `grace`.
+    pub fn stop(&self, grace: Duration) {
+        self.reading.store(true, Ordering::Relaxed);
+        self.begin(grace);
+    }
+
     /// Starts draining: delivery may go on for `grace` (a later call does
     /// not move the deadline).
     pub fn begin(&self, grace: Duration) {

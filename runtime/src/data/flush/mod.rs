@@ -17,7 +17,7 @@
 pub mod policy;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -72,13 +72,12 @@ enum Outcome {
 
 impl FlushWorker {
     /// Replays the buffer, then runs until the queue is closed and drained.
-    /// If its output closes for good, it sets `stop` (the pipeline's
-    /// inputs stop reading) and leaves every batch after that undelivered.
+    /// If its output closes for good, it tells the pipeline's inputs to
+    /// stop reading and leaves every batch after that undelivered.
     pub fn spawn(
         mut self,
         name: String,
         queue: Receiver<Envelope>,
-        stop: Arc<AtomicBool>,
     ) -> std::io::Result<JoinHandle<()>> {
         // The previous version of this pipeline (a reload) may have
         // buffered batches since this one was prepared.
@@ -106,7 +105,7 @@ impl FlushWorker {
                             Outcome::Undelivered => self.to_buffer(&envelope),
                             Outcome::Closed => {
                                 closed = true;
-                                stop.store(true, Ordering::Relaxed);
+                                self.shutdown.reading().store(true, Ordering::Relaxed);
                                 envelope.fail();
                             }
                         }

@@ -14,7 +14,6 @@ mod processor;
 mod swap;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -111,7 +110,6 @@ pub struct InputConfig {
 /// A running pipeline.
 pub struct RunningPipeline {
     name: String,
-    stop: Arc<AtomicBool>,
     shutdown: Arc<Shutdown>,
     threads: Vec<JoinHandle<()>>,
     stats: Arc<PipelineStats>,
@@ -140,7 +138,8 @@ impl PreparedPipeline {
     ) -> Result<RunningPipeline, PatternError> {
         let name = self.spec.name.clone();
         let depth = self.spec.queue_batches;
-        let stop = Arc::new(AtomicBool::new(false));
+        // The inputs' view of the pipeline's one stop signal.
+        let stop = self.shutdown.reading().clone();
         let mut threads = Vec::new();
         let mut flush_queues: Vec<Sender<Envelope>> = Vec::new();
         // Receiver clones, only to read queue depths: they do not keep a
@@ -157,11 +156,7 @@ impl PreparedPipeline {
             let (tx, rx) = bounded(depth);
             flush_queues.push(tx);
             queues.push((format!("flusher{i}"), rx.clone()));
-            threads.push(spawn_or_log(worker.spawn(
-                format!("{name}-flush{i}"),
-                rx,
-                stop.clone(),
-            )));
+            threads.push(spawn_or_log(worker.spawn(format!("{name}-flush{i}"), rx)));
         }
         let (in_tx, in_rx) = bounded::<Envelope>(depth);
         queues.insert(0, ("processors".to_owned(), in_rx.clone()));
@@ -233,7 +228,6 @@ impl PreparedPipeline {
         tracing::info!(pipeline = %name, inputs = inputs.len(), "Started pipeline.");
         Ok(RunningPipeline {
             name,
-            stop,
             shutdown: self.shutdown,
             threads: threads.into_iter().flatten().collect(),
             stats: self.stats,
@@ -250,15 +244,13 @@ impl PreparedPipeline {
 /// Stops a pipeline from another thread (see [`RunningPipeline::stop`]).
 #[derive(Debug, Clone)]
 pub struct Stopper {
-    stop: Arc<AtomicBool>,
     shutdown: Arc<Shutdown>,
 }
 
 impl Stopper {
     /// Same as [`RunningPipeline::stop`].
     pub fn stop(&self, grace: std::time::Duration) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.shutdown.begin(grace);
+        self.shutdown.stop(grace);
     }
 }
 
@@ -286,8 +278,7 @@ impl RunningPipeline {
     /// Tells the inputs to stop reading and the flushers to deliver what is
     /// queued within `grace`, then buffer the rest; returns at once.
     pub fn stop(&self, grace: std::time::Duration) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.shutdown.begin(grace);
+        self.shutdown.stop(grace);
     }
 
     /// The counters of the plugins running now, processors then flushers,
@@ -328,7 +319,6 @@ impl RunningPipeline {
     /// A handle that can stop the pipeline from another thread.
     pub fn stopper(&self) -> Stopper {
         Stopper {
-            stop: self.stop.clone(),
             shutdown: self.shutdown.clone(),
         }
     }

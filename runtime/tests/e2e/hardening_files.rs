@@ -81,14 +81,21 @@ fn fast_rotation_with_an_exact_path_loses_no_generation() {
     let logs = env.path("logs");
     std::fs::create_dir_all(&logs).unwrap();
     std::fs::write(logs.join("app.log"), "").unwrap();
-    let config = file_pipeline(&env, &format!("\"{}\"", logs.join("app.log").display()), "");
+    // A long poll: rotation must be followed from the notifications
+    // alone (the old tailer waited for a poll to open the new file).
+    let config = file_pipeline(
+        &env,
+        &format!("\"{}\"", logs.join("app.log").display()),
+        ", poll_interval: 5s",
+    );
     let mut agent = Reaper(Some(start(&env, &config)));
     env.wait_log("Started tailing file.", 1);
-    // Faster than the 250 ms poll: each generation is renamed away (and
-    // five later deleted) before a poll alone would see it.
-    let generations = knob("GLEANER_ROTATIONS", 40) as u64;
+    // Many rotations per poll: each generation is renamed away (and five
+    // later deleted) before a poll would see it. 400 ms each leaves a
+    // loaded machine room to take a notification.
+    let generations = knob("GLEANER_ROTATIONS", 20) as u64;
     let per_gen = 2_000;
-    rotate_while_writing(&logs, generations, per_gen, Duration::from_millis(150), 5);
+    rotate_while_writing(&logs, generations, per_gen, Duration::from_millis(400), 5);
     let n = generations * per_gen;
     let out = env.path("out/events.ndjson");
     wait_until(&format!("{n} lines"), || lines_in(&out).len() as u64 >= n);

@@ -41,15 +41,28 @@ enum Command {
     /// Measure end-to-end throughput on generated nginx logs, next to a
     /// native baseline.
     Bench {
-        /// Size of the generated log in MiB.
-        #[arg(long, default_value_t = 256)]
-        mib: usize,
-        /// Working directory, kept afterwards (default: a temporary directory, removed).
+        /// Lines per scenario.
+        #[arg(long, default_value_t = 2_000_000)]
+        lines: u64,
+        /// Runs per scenario and system; the tables show medians.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Working directory, kept afterwards (default: a directory on
+        /// /dev/shm, removed).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Only run scenarios whose name contains this.
+        /// Only run scenarios whose name contains this (raw, regex, json).
         #[arg(long)]
         filter: Option<String>,
+        /// A peer collector run side by side: `fluent-bit=PATH`.
+        #[arg(long)]
+        peer: Vec<String>,
+        /// Also measure an application writing this many MB/s.
+        #[arg(long)]
+        steady: Option<f64>,
+        /// How long the steady writer writes, in seconds.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
     },
     /// Work with plugins.
     #[command(subcommand)]
@@ -66,6 +79,17 @@ enum Command {
         input: PathBuf,
         #[arg(long)]
         output: PathBuf,
+    },
+    /// Compile a plugin component (read from stdin) for the plugin engine
+    /// into a cache file (run by the agent as a child process).
+    #[command(hide = true)]
+    CompilePlugin {
+        /// For the engine with epoch deadlines (without them if absent).
+        #[arg(long)]
+        epoch: bool,
+        /// Where to write the artifact.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Run a command and print its wall time, CPU time and peak RSS as
     /// JSON (as `bench` measures its children). Measuring through this
@@ -89,13 +113,40 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    if let Ok(exe) = std::env::current_exe() {
+        gleaner::plugin::compile_in(exe);
+    }
     let result = match cli.command {
+        Command::CompilePlugin { epoch, out } => {
+            let mut wasm = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut wasm)
+                .map_err(anyhow::Error::from)
+                .and_then(|_| gleaner::plugin::compile_to(epoch, &wasm, &out))
+        }
         Command::Run {
             config,
             exit_on_eof,
         } => agent::run(&config, exit_on_eof),
         Command::Validate { config } => agent::validate(&config),
-        Command::Bench { mib, dir, filter } => gleaner::tooling::bench::cli(mib, dir, filter),
+        Command::Bench {
+            lines,
+            runs,
+            dir,
+            filter,
+            peer,
+            steady,
+            seconds,
+        } => gleaner::tooling::bench::cli(
+            gleaner::tooling::bench::BenchOptions {
+                lines,
+                runs,
+                dir: PathBuf::new(),
+                filter,
+                peers: peer,
+                steady: steady.map(|mbps| (mbps, seconds)),
+            },
+            dir,
+        ),
         Command::Plugin(cmd) => match gleaner::tooling::plugin_cli::run(cmd) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),

@@ -12,7 +12,6 @@
 //! across two files.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::PathBuf;
 
 use gleaner_sdk::{Batch, FlushError, Flusher};
@@ -54,7 +53,8 @@ impl FileFlusher {
             let mut f = OpenOptions::new()
                 .create(true)
                 .read(true)
-                .append(true)
+                .write(true)
+                .truncate(false)
                 .open(&self.config.path)?;
             self.size = f.metadata()?.len();
             // A crash mid-write leaves a torn last line: end it, so the
@@ -65,7 +65,7 @@ impl FileFlusher {
                 f.seek(SeekFrom::Start(self.size - 1))?;
                 f.read_exact(&mut last)?;
                 if last[0] != b'\n' {
-                    f.write_all(b"\n")?;
+                    write_all_at(&f, b"\n", self.size)?;
                     self.size += 1;
                     gleaner_sdk::host::counter_add("torn_lines_ended", 1);
                 }
@@ -95,16 +95,48 @@ impl FileFlusher {
 
     fn write_batch(&mut self) -> std::io::Result<()> {
         self.open()?;
+        // Where the file ends now: another writer (the previous version of
+        // this pipeline, during a reload) may have added to it since it
+        // was opened.
+        if let Some(f) = &self.file {
+            self.size = f.metadata()?.len();
+        }
         if self.size > 0 && self.size + self.buf.len() as u64 > self.config.max_bytes {
             self.rotate()?;
         }
-        if let Some(f) = self.file.as_mut() {
-            f.write_all(&self.buf)?;
-            f.flush()?;
+        if let Some(f) = &self.file {
+            write_all_at(f, &self.buf, self.size)?;
             self.size += self.buf.len() as u64;
         }
         Ok(())
     }
+}
+
+/// Writes all of `buf` at `offset` (the file's end). Positional writes are one host call per batch, done on
+/// the calling thread; appending through a WASI output stream instead
+/// costs a hop to the host's blocking-task pool per 64 KiB.
+fn write_all_at(f: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while !buf.is_empty() {
+        let at = i64::try_from(offset).map_err(std::io::Error::other)?;
+        // SAFETY: `f` is an open file for the whole call and `buf` is a
+        // valid slice of `buf.len()` bytes.
+        let n = unsafe { libc::pwrite(f.as_raw_fd(), buf.as_ptr().cast(), buf.len(), at) };
+        match n {
+            n if n > 0 => {
+                buf = &buf[n as usize..];
+                offset += n as u64;
+            }
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Flusher for FileFlusher {

@@ -4,14 +4,18 @@
 //! - `field`: parse this field instead of the body;
 //! - `separator`: nested objects are flattened with it (default `.`:
 //!   `{"http":{"status":200}}` → `http.status = 200`);
-//! - `max_depth`: deeper values are kept as JSON text (default 8).
+//! - `max_depth`: deeper values are kept as JSON text (default 8);
+//! - `keep_body`: keep the body once it is parsed (default true); `false`
+//!   empties it, as Fluent Bit's and LoongCollector's JSON parsers drop the
+//!   source by default (a body that is not an object is always kept).
 //!
 //! Strings become their text; numbers, booleans and null their JSON text;
 //! arrays their JSON text. A body that is not a JSON object passes
 //! unchanged and is counted as `invalid`.
 
-use gleaner_sdk::{Batch, EventBuilder, Processor};
-use serde_json::Value;
+mod flat;
+
+use gleaner_sdk::{Batch, Processor};
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +26,12 @@ struct Config {
     separator: String,
     #[serde(default = "default_max_depth")]
     max_depth: usize,
+    #[serde(default = "default_keep_body")]
+    keep_body: bool,
+}
+
+fn default_keep_body() -> bool {
+    true
 }
 
 fn default_separator() -> String {
@@ -32,27 +42,10 @@ fn default_max_depth() -> usize {
 }
 
 /// The processor.
-pub struct ParseJson(Config);
-
-fn add(out: &mut EventBuilder<'_>, prefix: &str, value: &Value, cfg: &Config, depth: usize) {
-    match value {
-        Value::String(s) => {
-            out.field(prefix, s);
-        }
-        Value::Object(map) if depth < cfg.max_depth => {
-            for (k, v) in map {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}{}{k}", cfg.separator)
-                };
-                add(out, &key, v, cfg, depth + 1);
-            }
-        }
-        other => {
-            out.field(prefix, &other.to_string());
-        }
-    }
+pub struct ParseJson {
+    config: Config,
+    /// Scratch space reused for every event.
+    flat: flat::Flat,
 }
 
 impl Processor for ParseJson {
@@ -61,24 +54,32 @@ impl Processor for ParseJson {
         if c.max_depth == 0 {
             return Err("max_depth: must be at least 1".into());
         }
-        Ok(ParseJson(c))
+        Ok(ParseJson {
+            config: c,
+            flat: flat::Flat::default(),
+        })
     }
 
     fn process(&mut self, input: Batch) -> Result<Batch, String> {
         let mut out = input.builder();
         let mut invalid = 0u64;
+        let c = &self.config;
         for event in input.events() {
-            let subject = match &self.0.field {
+            let subject = match &c.field {
                 Some(f) => event.field(f).map(str::as_bytes),
                 None => Some(event.body()),
             };
-            let parsed = subject
-                .and_then(|s| serde_json::from_slice::<Value>(s).ok())
-                .filter(Value::is_object);
+            let parsed = subject.is_some_and(|s| self.flat.parse(s, &c.separator, c.max_depth));
             let mut e = out.push_copy(&event);
-            match parsed {
-                Some(v) => add(&mut e, "", &v, &self.0, 0),
-                None => invalid += 1,
+            if parsed {
+                if !c.keep_body && c.field.is_none() {
+                    e.set_body(b"");
+                }
+                for (name, value) in self.flat.iter() {
+                    e.field(name, value);
+                }
+            } else {
+                invalid += 1;
             }
         }
         gleaner_sdk::host::counter_add("invalid", invalid);
@@ -128,5 +129,41 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(out[0].fields["a"], r#"{"b":{"c":1}}"#);
+    }
+
+    #[test]
+    fn the_body_can_be_dropped_once_parsed() {
+        let mut p = ParseJson::init(r#"{"keep_body":false}"#).unwrap();
+        let out = records(
+            &p.process(batch_of_lines(&[r#"{"a":1}"#, "not json"]))
+                .unwrap(),
+        );
+        assert_eq!(
+            (out[0].body.as_str(), out[0].fields["a"].as_str()),
+            ("", "1")
+        );
+        assert_eq!(out[1].body, "not json");
+    }
+
+    #[test]
+    fn escapes_numbers_and_broken_documents() {
+        let mut p = ParseJson::init("{}").unwrap();
+        let out = records(
+            &p.process(batch_of_lines(&[
+                r#"{"msg":"a \"quoted\" \u00e9 line","f":1.5,"big":18446744073709551615,"neg":-3}"#,
+                r#"{"a":"b","c":"#,
+                r#"{"a":"b"} trailing"#,
+                r#""a string""#,
+            ]))
+            .unwrap(),
+        );
+        let f = &out[0].fields;
+        assert_eq!(f["msg"], "a \"quoted\" \u{e9} line");
+        assert_eq!(f["f"], "1.5");
+        assert_eq!(f["big"], "18446744073709551615");
+        assert_eq!(f["neg"], "-3");
+        for broken in &out[1..] {
+            assert!(broken.fields.is_empty(), "{broken:?}");
+        }
     }
 }

@@ -22,6 +22,9 @@ pub use crate::data::flush::policy::{GiveUp, OnError, Spill};
 pub use crate::data::pipeline::{InputConfig, Rollback};
 use crate::plugin::{PluginKind, PluginSpec};
 
+/// Most processor workers a pipeline may have.
+pub const MAX_WORKERS: usize = 64;
+
 /// A config problem: where and what.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {key}: {message}")]
@@ -119,6 +122,8 @@ pub struct PipelineConfig {
     pub batch: BatchLimits,
     /// Queue depth between stages, in batches.
     pub queue_batches: usize,
+    /// Processor workers (at least 1).
+    pub workers: usize,
     /// Probation of swapped-in processors.
     pub rollback: Rollback,
 }
@@ -448,6 +453,14 @@ impl Resolver<'_> {
         if p.queue_batches == 0 {
             return self.err(format!("{key}.queue_batches"), "must be at least 1");
         }
+        if let Some(w) = p.workers
+            && !(1..=MAX_WORKERS).contains(&w)
+        {
+            return self.err(
+                format!("{key}.workers"),
+                format!("must be between 1 and {MAX_WORKERS}, not {w}"),
+            );
+        }
         let share = p.rollback.max_failure_share;
         if !(0.0..=1.0).contains(&share) {
             return self.err(
@@ -465,6 +478,11 @@ impl Resolver<'_> {
             .enumerate()
             .map(|(i, input)| self.input(&format!("{key}.inputs[{i}]"), input))
             .collect::<Result<_, _>>()?;
+        // The same with or without processors, so that adding processors
+        // by a reload is a swap, not a rebuild.
+        let workers = p
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let processors = p
             .processors
             .into_iter()
@@ -489,6 +507,7 @@ impl Resolver<'_> {
                 linger: b.linger,
             },
             queue_batches: p.queue_batches,
+            workers,
             rollback,
         })
     }

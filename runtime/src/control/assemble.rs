@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::config::{PipelineConfig, PluginEntry};
 use crate::data::flush::{FlushWorker, Shutdown};
 use crate::data::pipeline::{PipelineSpec, PreparedPipeline, Processors};
-use crate::plugin::{Ident, Instance, PluginError, PluginHost};
+use crate::plugin::{Ident, Instance, PluginError, PluginHost, Prepared};
 use crate::state::buffer::DiskBuffer;
 use crate::state::dead_letter::DeadLetter;
 use crate::telemetry::stats::PipelineStats;
@@ -90,33 +90,58 @@ pub fn prepare(
     ))
 }
 
+/// Compiles and links one plugin entry of `config`.
+fn prepared(
+    config: &PipelineConfig,
+    host: &PluginHost,
+    entry: &PluginEntry,
+) -> Result<Arc<Prepared>, PrepareError> {
+    let ident = Ident {
+        pipeline: Arc::from(config.name.as_str()),
+        plugin: Arc::from(entry.reference.as_str()),
+    };
+    host.prepare(ident, entry.kind, &entry.spec)
+        .map_err(|source| plugin_error(entry, source))
+}
+
+fn plugin_error(entry: &PluginEntry, source: PluginError) -> PrepareError {
+    PrepareError::Plugin {
+        key: entry.key.clone(),
+        reference: entry.reference.clone(),
+        source,
+    }
+}
+
 /// Compiles, links and initialises one plugin entry of `config`.
 fn instance(
     config: &PipelineConfig,
     host: &PluginHost,
     entry: &PluginEntry,
 ) -> Result<Instance, PrepareError> {
-    let err = |source| PrepareError::Plugin {
-        key: entry.key.clone(),
-        reference: entry.reference.clone(),
-        source,
-    };
-    let ident = Ident {
-        pipeline: Arc::from(config.name.as_str()),
-        plugin: Arc::from(entry.reference.as_str()),
-    };
-    let prepared = host.prepare(ident, entry.kind, &entry.spec).map_err(err)?;
-    prepared.instance().map_err(err)
+    prepared(config, host, entry)?
+        .instance()
+        .map_err(|source| plugin_error(entry, source))
 }
 
-/// Compiles, links and initialises the processors of `config` only.
+/// Compiles and links the processors of `config` once, and initialises an
+/// instance of each for every worker (the workers' instances of one
+/// processor share its compiled code and counters).
 pub fn prepare_processors(
     config: &PipelineConfig,
     host: &PluginHost,
 ) -> Result<Processors, PrepareError> {
-    let mut stages = Vec::new();
+    let mut compiled = Vec::new();
     for entry in &config.processors {
-        stages.push((instance(config, host, entry)?, entry.on_error.clone()));
+        compiled.push((prepared(config, host, entry)?, entry));
     }
-    Ok(Processors::new(stages))
+    let mut workers = Vec::new();
+    for _ in 0..config.workers.max(1) {
+        let mut stages = Vec::new();
+        for (p, entry) in &compiled {
+            let instance = p.instance().map_err(|source| plugin_error(entry, source))?;
+            stages.push((instance, entry.on_error.clone()));
+        }
+        workers.push(stages);
+    }
+    Ok(Processors::new(workers))
 }

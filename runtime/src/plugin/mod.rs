@@ -30,7 +30,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use self::bindings::{flusher, processor, wit};
-pub use self::cache::digest;
+pub use self::cache::{compile_in, compile_to, digest};
 pub use self::stdio::stdout_closed;
 use self::store::{HttpClient, StoreState};
 pub use self::store::{Ident, PluginStats};
@@ -187,19 +187,31 @@ pub enum CallError {
     Rejected(String),
 }
 
+/// The engine configuration of plugins with (or without) epoch deadlines;
+/// also what the compiler child process uses, so its artifacts load here.
+fn engine_config(epoch: bool) -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(epoch);
+    config.concurrency_support(false);
+    // `GLEANER_WASM_PROFILER=perfmap` names plugin functions for `perf`
+    // (docs/benchmarks.md).
+    if std::env::var_os("GLEANER_WASM_PROFILER").is_some_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    config
+}
+
 struct Runtime {
     engine: Engine,
+    epoch: bool,
     processor_linker: Linker<StoreState>,
     flusher_linker: Linker<StoreState>,
 }
 
 impl Runtime {
     fn new(epoch: bool) -> anyhow::Result<Self> {
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(epoch);
-        config.concurrency_support(false);
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&engine_config(epoch))?;
         let mut processor_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut processor_linker)?;
         processor::Processor::add_to_linker::<_, HasSelf<_>>(&mut processor_linker, |s| s)?;
@@ -223,6 +235,7 @@ impl Runtime {
         }
         Ok(Runtime {
             engine,
+            epoch,
             processor_linker,
             flusher_linker,
         })
@@ -293,7 +306,7 @@ impl PluginHost {
             &self.without_epoch
         };
         let wasm = Self::component_bytes(&spec.source)?;
-        let component = cache::load_or_compile(&rt.engine, &self.cache_dir, &wasm)
+        let component = cache::load_or_compile(&rt.engine, rt.epoch, &self.cache_dir, &wasm)
             .map_err(|e| PluginError::Load(format!("{e:#}")))?;
         let linker = match kind {
             PluginKind::Processor => &rt.processor_linker,

@@ -40,6 +40,11 @@ pub struct PluginStats {
     pub errors: Counter,
     /// Instances created.
     pub instances: Counter,
+    /// Instances alive now.
+    pub live_instances: crate::telemetry::Gauge,
+    /// Linear memory of its live instances, in bytes (it grows, and is
+    /// given back only when an instance is dropped).
+    pub memory_bytes: crate::telemetry::Gauge,
     /// Total call time in microseconds.
     pub call_micros: Counter,
     /// Call latency.
@@ -154,7 +159,7 @@ impl WasiHttpHooks for GrantHooks {
 pub struct StoreState {
     pub(super) ident: Ident,
     pub(super) stats: Arc<PluginStats>,
-    pub(super) limits: StoreLimits,
+    pub(super) limits: Limits,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: GrantHooks,
@@ -165,6 +170,60 @@ pub struct StoreState {
     pub(super) call_started: std::time::Instant,
     /// The pipeline's stop signal: calls are interrupted past its deadline.
     pub(super) abort: Option<Arc<crate::model::shutdown::Shutdown>>,
+}
+
+/// The store's resource caps, counting the linear memory it grows into
+/// its plugin's [`PluginStats::memory_bytes`].
+pub struct Limits {
+    caps: StoreLimits,
+    /// Bytes of linear memory this store holds.
+    memory: usize,
+    stats: Arc<PluginStats>,
+}
+
+impl wasmtime::ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.caps.memory_growing(current, desired, maximum)?;
+        if allowed {
+            let grown = desired.saturating_sub(current);
+            self.memory += grown;
+            self.stats.memory_bytes.add(grown as i64);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.caps.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.caps.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.caps.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.caps.memories()
+    }
+}
+
+impl Drop for Limits {
+    fn drop(&mut self) {
+        self.stats.memory_bytes.add(-(self.memory as i64));
+        self.stats.live_instances.add(-1);
+    }
 }
 
 impl StoreState {
@@ -213,16 +272,22 @@ impl StoreState {
                     ))
                 })?;
         }
+        // Counted out again when the store (and so `Limits`) is dropped.
+        stats.live_instances.add(1);
         Ok(StoreState {
             ident,
-            stats,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .instances(64)
-                .tables(64)
-                .memories(16)
-                .trap_on_grow_failure(false)
-                .build(),
+            stats: stats.clone(),
+            limits: Limits {
+                caps: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .instances(64)
+                    .tables(64)
+                    .memories(16)
+                    .trap_on_grow_failure(false)
+                    .build(),
+                memory: 0,
+                stats: stats.clone(),
+            },
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             hooks: GrantHooks {

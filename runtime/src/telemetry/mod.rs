@@ -98,6 +98,22 @@ impl Counter {
     }
 }
 
+/// A value that goes up and down (bytes held, instances alive).
+#[derive(Debug, Default)]
+pub struct Gauge(std::sync::atomic::AtomicI64);
+
+impl Gauge {
+    /// Adds `n` (negative to take away).
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The current value (never below 0).
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed).max(0) as u64
+    }
+}
+
 /// Upper bounds of [`Histogram`] buckets, in microseconds (100 µs to 10 s).
 pub const LATENCY_BUCKETS_US: [u64; 16] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,

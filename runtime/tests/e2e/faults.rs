@@ -5,7 +5,8 @@
 use crate::common::*;
 
 /// Two pipelines over the same lines: `bad` runs the misbehaving plugin
-/// with `behaviour`, `good` runs a plain one. Lines go one batch each.
+/// with `behaviour`, `good` runs a plain one. Lines go one batch each,
+/// through one worker (so the count of rebuilds is exact).
 fn two_pipelines(env: &Env, behaviour: &str, limits: &str, then: &str) -> std::path::PathBuf {
     let text: String = (0..20)
         .map(|i| {
@@ -23,6 +24,7 @@ fn two_pipelines(env: &Env, behaviour: &str, limits: &str, then: &str) -> std::p
         format!(
             r#"
   - name: {name}
+    workers: 1
     batch: {{ max_events: 1 }}
     inputs: [{{ type: file, paths: ["{log}"], start_at: beginning }}]
     processors: {processors}
@@ -80,7 +82,7 @@ fn a_panicking_plugin_is_rebuilt_and_its_batch_dead_lettered() {
     );
     assert!(log.contains("events_dead_lettered=1"), "{log}");
     // Its log lines reach the host's log, tagged with pipeline and plugin;
-    // init ran once at start and once per rebuild.
+    // init ran once at start (one worker) and once per rebuild.
     let ready: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("misbehave ready"))

@@ -24,3 +24,4 @@ mod quickstart;
 mod reload;
 mod sdks;
 mod tailing;
+mod throughput;

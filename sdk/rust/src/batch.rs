@@ -200,6 +200,9 @@ pub struct BatchBuilder {
     body_ends: Vec<u32>,
     keys: Vec<String>,
     key_index: HashMap<String, u32>,
+    /// The key after the one interned last: events of a batch usually get
+    /// the same fields in the same order, so it is checked first.
+    key_hint: usize,
     values: Vec<u8>,
     fields: Vec<wit::Field>,
 }
@@ -231,10 +234,17 @@ impl BatchBuilder {
 
     /// Interns a field name for this batch.
     pub fn key(&mut self, name: &str) -> Key {
-        if let Some(&id) = self.key_index.get(name) {
+        let hint = match self.keys.get(self.key_hint) {
+            Some(k) if k == name => Some(self.key_hint as u32),
+            // The first field of the next event.
+            _ => self.keys.first().filter(|k| *k == name).map(|_| 0),
+        };
+        if let Some(id) = hint.or_else(|| self.key_index.get(name).copied()) {
+            self.key_hint = id as usize + 1;
             return Key(id);
         }
         let id = self.keys.len() as u32;
+        self.key_hint = id as usize + 1;
         self.keys.push(name.to_owned());
         self.key_index.insert(name.to_owned(), id);
         Key(id)
@@ -330,6 +340,17 @@ impl EventBuilder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_interned_once_whatever_order_they_come_in() {
+        let mut b = BatchBuilder::new();
+        let ids: Vec<u32> = ["a", "b", "c", "a", "b", "c", "c", "x", "b", "a", "x"]
+            .iter()
+            .map(|k| b.key(k).0)
+            .collect();
+        assert_eq!(ids, vec![0, 1, 2, 0, 1, 2, 2, 3, 1, 0, 3]);
+        assert_eq!(b.keys, vec!["a", "b", "c", "x"]);
+    }
 
     #[test]
     fn built_batch_reads_back_bodies_fields_and_tags() {

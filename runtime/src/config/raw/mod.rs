@@ -144,6 +144,11 @@ pub struct RawPipeline {
     /// bounds the pipeline's memory. Default 8.
     #[serde(default = "default_queue_batches")]
     pub queue_batches: usize,
+    /// Processor workers: each runs its own instances of every processor
+    /// over different batches at once (delivery order is kept). Default:
+    /// the cores available to the process.
+    #[serde(default)]
+    pub workers: Option<usize>,
     /// When new processors are swapped in (a reload, a new bundle version):
     /// how their first batches are watched, and when they are rolled back.
     #[serde(default)]

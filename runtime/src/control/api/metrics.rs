@@ -52,6 +52,15 @@ pub fn pipelines(e: &mut Exposition, views: &[PipelineView], progress: &Progress
                 &v.stats.swap_pause,
             );
         e.gauge(
+            "pipeline_plugin_memory_bytes",
+            "Linear memory of every live plugin instance of the pipeline, in bytes.",
+            &l,
+            v.plugins
+                .iter()
+                .map(|p| p.stats.memory_bytes.get())
+                .sum::<u64>() as f64,
+        );
+        e.gauge(
             "pipeline_processors_on_probation",
             "1 while swapped-in processors are on probation.",
             &l,
@@ -176,6 +185,20 @@ pub fn pipelines(e: &mut Exposition, views: &[PipelineView], progress: &Progress
             ] {
                 e.counter(metric, help, &l, v);
             }
+            for (metric, help, v) in [
+                (
+                    "plugin_memory_bytes",
+                    "Linear memory of the plugin's live instances (one per worker), in bytes.",
+                    ps.memory_bytes.get(),
+                ),
+                (
+                    "plugin_instances",
+                    "Instances of the plugin alive now (one per processor worker).",
+                    ps.live_instances.get(),
+                ),
+            ] {
+                e.gauge(metric, help, &l, v as f64);
+            }
             e.histogram(
                 "plugin_call_duration_seconds",
                 "Latency of calls into the plugin.",
@@ -226,4 +249,25 @@ pub fn agent(
         &[],
         health.accept_errors.get() as f64,
     );
+    if let Some(rss) = resident_bytes() {
+        e.gauge(
+            "process_resident_memory_bytes",
+            "Resident memory of the agent process (VmRSS), in bytes.",
+            &[],
+            rss as f64,
+        );
+    }
+}
+
+/// The process's resident set size, from `/proc/self/status`.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }

@@ -111,7 +111,7 @@ pub struct Desired {
 /// change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fingerprint {
-    /// Inputs, flushers, batching and queues.
+    /// Inputs, flushers, batching, queues and workers.
     pub rest: String,
     /// The processor chain.
     pub processors: String,
@@ -128,11 +128,12 @@ impl Fingerprint {
         };
         Fingerprint {
             rest: format!(
-                "{:?}|{:?}|{:?}|{}",
+                "{:?}|{:?}|{:?}|{}|{}",
                 c.inputs,
                 c.flushers.iter().map(entry).collect::<Vec<_>>(),
                 c.batch,
-                c.queue_batches
+                c.queue_batches,
+                c.workers
             ),
             processors: format!("{:?}", c.processors.iter().map(entry).collect::<Vec<_>>()),
         }

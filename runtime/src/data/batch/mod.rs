@@ -199,6 +199,10 @@ impl EventSink for Batcher {
         self.pending.is_empty() && !self.out.is_full()
     }
 
+    fn wait_room<'a>(&'a self, sel: &mut crossbeam_channel::Select<'a>) -> Option<usize> {
+        (!self.ready() && !self.closed).then(|| sel.send(&self.out))
+    }
+
     fn tick(&mut self, now: Instant) {
         self.pump();
         let linger = self.limits.linger;
@@ -213,10 +217,7 @@ impl EventSink for Batcher {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        if !self.pending.is_empty() {
-            // Try the channel again soon.
-            return Some(Instant::now() + Duration::from_millis(5));
-        }
+        // Pending batches wait for room through `wait_room`, not a timer.
         self.open.iter().map(|o| o.since + self.limits.linger).min()
     }
 

@@ -10,6 +10,7 @@
 //! drain. This module wires stages; it does not read files or call wasmtime.
 
 mod chain;
+mod order;
 mod processor;
 mod swap;
 
@@ -19,10 +20,11 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use self::chain::{Chain, Stage};
+use self::order::{Job, Reorder, spawn_sequencer};
 pub use self::processor::PluginSeries;
-use self::processor::{SharedPluginStats, publish, series, spawn_processor};
+use self::processor::{SharedPluginStats, Worker, publish, series};
 pub use self::swap::{Probation, Rollback, RollbackReport, SwapError, SwapStatus, Swapper};
-use self::swap::{SharedSwapStatus, Swap};
+use self::swap::{SharedSwapStatus, Swap, WorkerSwap};
 use crate::data::batch::{Batcher, Envelope};
 use crate::data::discovery::DiscoveryConfig;
 use crate::data::discovery::DiscoveryStats;
@@ -52,7 +54,7 @@ pub struct PipelineSpec {
 /// A pipeline whose plugins are compiled and initialised, not yet running.
 pub struct PreparedPipeline {
     spec: PipelineSpec,
-    stages: Vec<Stage>,
+    workers: Vec<Vec<Stage>>,
     flushers: Vec<FlushWorker>,
     dead_letter: Arc<DeadLetter>,
     shutdown: Arc<Shutdown>,
@@ -71,7 +73,7 @@ impl PreparedPipeline {
     ) -> Self {
         PreparedPipeline {
             spec,
-            stages: processors.stages,
+            workers: processors.workers,
             flushers,
             dead_letter,
             shutdown,
@@ -80,19 +82,25 @@ impl PreparedPipeline {
     }
 }
 
-/// A pipeline's processor chain, compiled and initialised, ready to run or
-/// to be swapped into a running pipeline.
+/// A pipeline's processor chains, one per worker, compiled and
+/// initialised, ready to run or to be swapped into a running pipeline.
 pub struct Processors {
-    stages: Vec<Stage>,
+    workers: Vec<Vec<Stage>>,
 }
 
 impl Processors {
-    /// A chain of `(instance, failure policy)` in order.
-    pub fn new(stages: Vec<(Instance, OnError)>) -> Self {
+    /// One chain of `(instance, failure policy)` in order per worker (at
+    /// least one worker).
+    pub fn new(workers: Vec<Vec<(Instance, OnError)>>) -> Self {
         Processors {
-            stages: stages
+            workers: workers
                 .into_iter()
-                .map(|(instance, on_error)| Stage { instance, on_error })
+                .map(|chain| {
+                    chain
+                        .into_iter()
+                        .map(|(instance, on_error)| Stage { instance, on_error })
+                        .collect()
+                })
                 .collect(),
         }
     }
@@ -117,6 +125,7 @@ pub struct RunningPipeline {
     discoveries: Vec<Arc<DiscoveryStats>>,
     plugins: SharedPluginStats,
     swap: Sender<Swap>,
+    workers: usize,
     swap_status: SharedSwapStatus,
     queues: Vec<(String, Receiver<Envelope>)>,
 }
@@ -160,25 +169,48 @@ impl PreparedPipeline {
         }
         let (in_tx, in_rx) = bounded::<Envelope>(depth);
         queues.insert(0, ("processors".to_owned(), in_rx.clone()));
-        let mut chain = Chain {
-            stages: self.stages,
-            dead_letter: self.dead_letter.clone(),
-            stats: self.stats.clone(),
-            shutdown: self.shutdown.clone(),
-        };
-        for stage in &mut chain.stages {
-            stage.instance.abort_on(&self.shutdown);
-        }
-        publish(&plugins, &chain.stages);
+        // Workers run at most a few batches each ahead of the oldest one
+        // unfinished; the reorder stage passes results on in read order.
+        let workers = self.workers.len().max(1);
+        let order = Reorder::new(flush_queues, 2 * workers as u64 + 2);
+        let (jobs_tx, jobs_rx) = bounded::<Job>(workers);
         let (swap_tx, swap_rx) = bounded::<Swap>(1);
         let swap_status = SharedSwapStatus::default();
-        threads.push(spawn_or_log(spawn_processor(
-            format!("{name}-process"),
-            chain,
+        let mut worker_swaps = Vec::new();
+        for (w, mut stages) in self.workers.into_iter().enumerate() {
+            for stage in &mut stages {
+                stage.instance.abort_on(&self.shutdown);
+            }
+            if w == 0 {
+                publish(&plugins, &stages);
+            }
+            let (tx, rx) = bounded::<WorkerSwap>(1);
+            worker_swaps.push(tx);
+            let worker = Worker {
+                name: format!("{name}-process{w}"),
+                chain: Chain {
+                    stages,
+                    dead_letter: self.dead_letter.clone(),
+                    stats: self.stats.clone(),
+                    shutdown: self.shutdown.clone(),
+                },
+                generation: 0,
+                swaps: rx,
+                reports_pauses: w == 0,
+                status: swap_status.clone(),
+                plugins: plugins.clone(),
+                order: order.clone(),
+            };
+            threads.push(spawn_or_log(worker.spawn(jobs_rx.clone())));
+        }
+        threads.push(spawn_or_log(spawn_sequencer(
+            format!("{name}-sequence"),
             in_rx,
-            (swap_rx, swap_status.clone(), plugins.clone()),
-            flush_queues,
+            jobs_tx,
+            order.clone(),
+            (swap_rx, worker_swaps),
         )));
+        drop(order);
         let mut inputs = Vec::new();
         let mut discoveries = Vec::new();
         for (i, input) in self.spec.inputs.iter().enumerate() {
@@ -235,6 +267,7 @@ impl PreparedPipeline {
             discoveries,
             plugins,
             swap: swap_tx,
+            workers,
             swap_status,
             queues,
         })
@@ -313,6 +346,8 @@ impl RunningPipeline {
     pub fn swapper(&self) -> Swapper {
         Swapper {
             swap: self.swap.clone(),
+            workers: self.workers,
+            status: self.swap_status.clone(),
         }
     }
 

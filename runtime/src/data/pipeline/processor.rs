@@ -1,18 +1,22 @@
-//! The processor thread of a pipeline: takes batches from the inputs,
-//! runs the chain (swapping chains at batch boundaries, with probation and
-//! rollback), and hands what comes out to every flusher's queue. It also
-//! publishes which plugins run now, for metrics.
+//! The processor workers of a pipeline: each takes numbered batches, runs
+//! its own chain of instances over them (swapping chains at batch
+//! boundaries, with probation and rollback) and hands what comes out to
+//! the reorder stage in front of the flushers. They also publish which
+//! plugins run now, for metrics.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
+use std::sync::atomic::Ordering;
 
-use super::chain::{self, Chain, Stage};
-use super::swap::{
-    Probation, Rollback, RollbackReport, SharedSwapStatus, Swap, SwapStatus, Verdict,
-};
+use crossbeam_channel::Receiver;
+
+use super::chain::{self, Abandoned, Chain, Stage};
+use super::order::{Job, Reorder};
+use super::swap::{Rollback, RollbackReport, SharedSwapStatus, SwapStatus, Verdict, WorkerSwap};
 use crate::data::batch::Envelope;
+use crate::model::ack::AckRef;
+use crate::model::event::Batch;
 use crate::plugin::{Instance, PluginStats};
 
 /// The counters of one plugin in a pipeline, by its place there.
@@ -55,194 +59,240 @@ pub(super) fn publish(plugins: &SharedPluginStats, stages: &[Stage]) {
     plugins.lock().unwrap_or_else(|e| e.into_inner()).processors = list;
 }
 
-pub(super) fn spawn_processor(
-    name: String,
-    mut chain: Chain,
-    input: Receiver<Envelope>,
-    (swaps, status, plugins): (Receiver<Swap>, SharedSwapStatus, SharedPluginStats),
-    outputs: Vec<Sender<Envelope>>,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(name.clone()).spawn(move || {
-        // The previous chain and its generation, while the current one is
-        // on probation.
-        let mut fallback: Option<(Vec<Stage>, u64, Rollback)> = None;
-        // How long the last batch took, and a swap whose pause is measured
-        // on the first batch after it: (held, last batch on the old chain).
-        let mut last_took = std::time::Duration::ZERO;
-        let mut measuring: Option<(std::time::Duration, std::time::Duration, u64)> = None;
-        // Batches left undelivered after the shutdown deadline.
-        let mut abandoned = 0u64;
-        let set_status = |f: &mut dyn FnMut(&mut SwapStatus)| {
-            f(&mut status.lock().unwrap_or_else(|e| e.into_inner()));
+/// The chain a worker keeps while the one it swapped in is on probation.
+struct Fallback {
+    stages: Vec<Stage>,
+    /// Its generation.
+    generation: u64,
+    rollback: Rollback,
+}
+
+/// One processor worker: its own chain of instances, run over the batches
+/// it takes; swaps at batch boundaries, with probation and rollback.
+pub(super) struct Worker {
+    pub(super) name: String,
+    pub(super) chain: Chain,
+    /// The generation of its chain.
+    pub(super) generation: u64,
+    pub(super) swaps: Receiver<WorkerSwap>,
+    /// Worker 0 measures and reports each swap's pause.
+    pub(super) reports_pauses: bool,
+    pub(super) status: SharedSwapStatus,
+    pub(super) plugins: SharedPluginStats,
+    pub(super) order: Arc<Reorder>,
+}
+
+struct Run {
+    fallback: Option<Fallback>,
+    /// How long the last batch took, and a swap whose pause is measured
+    /// on the first batch after it: (held, last batch on the old chain).
+    last_took: std::time::Duration,
+    measuring: Option<(std::time::Duration, std::time::Duration, u64)>,
+}
+
+impl Worker {
+    fn set_status(&self, f: &mut dyn FnMut(&mut SwapStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// A new chain takes over between two batches: the sequencer hands it
+    /// over once every batch before the cut is done.
+    fn take_swap(&mut self, mut swap: WorkerSwap, run: &mut Run) {
+        let t0 = std::time::Instant::now();
+        for stage in &mut swap.stages {
+            stage.instance.abort_on(&self.chain.shutdown);
+        }
+        let old = std::mem::replace(&mut self.chain.stages, swap.stages);
+        let previous = std::mem::replace(&mut self.generation, swap.generation);
+        publish(&self.plugins, &self.chain.stages);
+        let back = if swap.rollback.batches == 0 {
+            // Any chain still on probation is dropped too.
+            if let Some(f) = run.fallback.take() {
+                retire(f.stages);
+            }
+            Some(old)
+        } else {
+            match &mut run.fallback {
+                // A chain replaced while on probation: the last one that
+                // passed stays the fallback.
+                Some(f) => {
+                    f.rollback = swap.rollback;
+                    Some(old)
+                }
+                None => {
+                    run.fallback = Some(Fallback {
+                        stages: old,
+                        generation: previous,
+                        rollback: swap.rollback,
+                    });
+                    None
+                }
+            }
         };
-        loop {
-            // A new chain takes over between two batches: the batch in
-            // hand finished on the old one, the next starts on the new.
-            let Envelope { batch, ack } = crossbeam_channel::select! {
-                recv(swaps) -> swap => {
-                    if let Ok(mut swap) = swap {
-                        let t0 = std::time::Instant::now();
-                        for stage in &mut swap.stages {
-                            stage.instance.abort_on(&chain.shutdown);
-                        }
-                        let old = std::mem::replace(&mut chain.stages, swap.stages);
-                        publish(&plugins, &chain.stages);
-                        let back = if swap.rollback.batches == 0 {
-                            // Any chain still on probation is dropped too.
-                            if let Some((stages, _, _)) = fallback.take() {
-                                retire(stages);
-                            }
-                            Some(old)
-                        } else {
-                            match &fallback {
-                                // A chain replaced while on probation: the
-                                // last one that passed stays the fallback.
-                                Some(_) => Some(old),
-                                None => {
-                                    let prev = status.lock().map(|s| s.active).unwrap_or(0);
-                                    fallback = Some((old, prev, swap.rollback));
-                                    None
-                                }
-                            }
-                        };
-                        let held = t0.elapsed();
-                        measuring = Some((held, last_took, swap.generation));
-                        set_status(&mut |s| {
-                            s.active = swap.generation;
-                            s.swaps += 1;
-                            s.probation = (swap.rollback.batches > 0).then_some(Probation {
-                                generation: swap.generation,
-                                seen: 0,
-                                failed: 0,
-                            });
+        let held = swap.drained + t0.elapsed();
+        if self.reports_pauses {
+            run.measuring = Some((held, run.last_took, swap.generation));
+        }
+        let _ = swap.applied.send(back);
+    }
+
+    /// Follows a verdict another worker reached on the chain this one has
+    /// on probation: keep it (passed) or go back (rolled back).
+    fn follow_verdict(&mut self, run: &mut Run) {
+        let Some(f) = &run.fallback else { return };
+        let verdict = self.status.lock().map(|s| s.verdict).unwrap_or(None);
+        match verdict {
+            Some((generation, passed)) if generation == self.generation => {
+                if passed {
+                    if let Some(f) = run.fallback.take() {
+                        retire(f.stages);
+                    }
+                } else {
+                    let restored = f.generation;
+                    if let Some(f) = run.fallback.take() {
+                        retire(std::mem::replace(&mut self.chain.stages, f.stages));
+                        self.generation = restored;
+                        publish(&self.plugins, &self.chain.stages);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs a batch on probation: a batch the new chain fails on goes
+    /// through the previous chain instead, so it is lost neither way and
+    /// processed by exactly one version.
+    fn on_probation(&mut self, batch: Batch, run: &mut Run) -> Result<Option<Batch>, Abandoned> {
+        let Some(f) = run.fallback.as_mut() else {
+            return self.chain.run(batch);
+        };
+        let copy = batch.clone();
+        let (out, failure) = match self.chain.try_run(batch) {
+            Ok(out) => (Ok(Some(out)), None),
+            Err((plugin, e)) => {
+                tracing::warn!(pipeline = %self.name, plugin = &*plugin, error = %e, "New processors failed on a batch during probation; the previous ones processed it.");
+                let c = &self.chain;
+                let out =
+                    Chain::run_stages(&mut f.stages, copy, &c.dead_letter, &c.stats, &c.shutdown);
+                (out, Some(format!("{plugin}: {e}")))
+            }
+        };
+        let (generation, rollback, restored) = (self.generation, f.rollback, f.generation);
+        let mut verdict = Verdict::Pending;
+        self.set_status(&mut |s| {
+            if let Some(p) = &mut s.probation
+                && p.generation == generation
+            {
+                verdict = p.record(failure.is_some(), rollback);
+                match verdict {
+                    Verdict::Pending => {}
+                    Verdict::Passed => {
+                        s.probation = None;
+                        s.verdict = Some((generation, true));
+                    }
+                    Verdict::Failed(p) => {
+                        s.active = restored;
+                        s.probation = None;
+                        s.rollbacks += 1;
+                        s.verdict = Some((generation, false));
+                        s.last_rollback = Some(RollbackReport {
+                            generation: p.generation,
+                            restored,
+                            failed: p.failed,
+                            seen: p.seen,
+                            error: failure.clone().unwrap_or_default(),
+                            at: std::time::SystemTime::now(),
                         });
-                        if let Some((_, _, r)) = &mut fallback {
-                            *r = swap.rollback;
-                        }
-                        let _ = swap.done.send((held, back));
                     }
-                    continue;
                 }
-                recv(input) -> envelope => match envelope {
-                    Ok(e) => e,
-                    Err(_) => {
-                        if abandoned > 0 {
-                            tracing::warn!(pipeline = %name, batches = abandoned, "A processor failed after the shutdown deadline: these batches were left undelivered; they are read again after the restart.");
-                        }
-                        break;
-                    }
-                },
-            };
-            if abandoned > 0 {
-                // A processor failed past the shutdown deadline: what is
-                // still queued stays undelivered too (uncommitted, read
-                // again after the restart), behind the batch it failed on.
-                // Until then batches are processed as usual (and buffered
-                // by the flushers if they cannot be delivered).
-                if let Some(a) = &ack {
-                    a.fail();
-                }
-                abandoned += 1;
-                continue;
             }
-            chain.stats.batches_in.inc();
-            chain.stats.events_in.add(batch.len() as u64);
-            let started = std::time::Instant::now();
-            let out = match fallback.as_mut() {
-                None => chain.run(batch),
-                Some((old, prev, rollback)) => {
-                    // On probation: a batch the new chain fails on goes
-                    // through the previous chain instead, so it is lost
-                    // neither way and processed by exactly one version.
-                    let copy = batch.clone();
-                    let (out, failure) = match chain.try_run(batch) {
-                        Ok(out) => (Ok(Some(out)), None),
-                        Err((plugin, e)) => {
-                            tracing::warn!(pipeline = %name, plugin = &*plugin, error = %e, "New processors failed on a batch during probation; the previous ones processed it.");
-                            let out = Chain::run_stages(
-                                old,
-                                copy,
-                                &chain.dead_letter,
-                                &chain.stats,
-                                &chain.shutdown,
-                            );
-                            (out, Some(format!("{plugin}: {e}")))
+        });
+        if let Verdict::Failed(p) = verdict {
+            let error = failure.unwrap_or_default();
+            tracing::error!(pipeline = %self.name, generation = p.generation, restored, failed = p.failed, seen = p.seen, error = %error, "New processors failed on too many of their first batches: rolled back to the previous ones.");
+        }
+        if verdict != Verdict::Pending {
+            self.follow_verdict(run);
+        }
+        out
+    }
+
+    /// Takes jobs until the sequencer is done.
+    pub(super) fn spawn(mut self, jobs: Receiver<Job>) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name(self.name.clone())
+            .spawn(move || {
+                let mut run = Run {
+                    fallback: None,
+                    last_took: std::time::Duration::ZERO,
+                    measuring: None,
+                };
+                loop {
+                    let (seq, Envelope { batch, ack }) = crossbeam_channel::select! {
+                        recv(self.swaps) -> swap => {
+                            if let Ok(swap) = swap {
+                                self.take_swap(swap, &mut run);
+                            }
+                            continue;
                         }
+                        recv(jobs) -> job => match job {
+                            Ok(job) => job,
+                            Err(_) => break,
+                        },
                     };
-                    let mut verdict = Verdict::Pending;
-                    set_status(&mut |s| {
-                        if let Some(p) = &mut s.probation {
-                            verdict = p.record(failure.is_some(), *rollback);
-                        }
-                    });
-                    match verdict {
-                        Verdict::Pending => {}
-                        Verdict::Passed => {
-                            set_status(&mut |s| s.probation = None);
-                            if let Some((old, _, _)) = fallback.take() {
-                                retire(old);
-                            }
-                        }
-                        Verdict::Failed(p) => {
-                            let restored = *prev;
-                            if let Some((old, _, _)) = fallback.take() {
-                                retire(std::mem::replace(&mut chain.stages, old));
-                                publish(&plugins, &chain.stages);
-                            }
-                            let error = failure.unwrap_or_default();
-                            tracing::error!(pipeline = %name, generation = p.generation, restored, failed = p.failed, seen = p.seen, error = %error, "New processors failed on too many of their first batches: rolled back to the previous ones.");
-                            set_status(&mut |s| {
-                                s.active = restored;
-                                s.probation = None;
-                                s.rollbacks += 1;
-                                s.last_rollback = Some(RollbackReport {
-                                    generation: p.generation,
-                                    restored,
-                                    failed: p.failed,
-                                    seen: p.seen,
-                                    error: error.clone(),
-                                    at: std::time::SystemTime::now(),
-                                });
-                            });
-                        }
-                    }
-                    out
+                    let out = self.process(batch, &ack, &mut run);
+                    self.order
+                        .done(seq, out.map(|batch| Envelope { batch, ack }));
                 }
-            };
-            last_took = started.elapsed();
-            if let Some((held, before, generation)) = measuring.take() {
-                let pause = held + last_took.saturating_sub(before);
-                chain.stats.swap_pause.observe(pause);
-                tracing::info!(pipeline = %name, generation, pause_us = pause.as_micros() as u64, first_batch_us = last_took.as_micros() as u64, previous_batch_us = before.as_micros() as u64, "Swap pause measured.");
+            })
+    }
+
+    /// One batch through the chain; `None` if nothing is to be passed on
+    /// (dropped, dead-lettered, or left undelivered: its ack then fails).
+    fn process(&mut self, batch: Batch, ack: &Option<AckRef>, run: &mut Run) -> Option<Batch> {
+        let fail = || {
+            if let Some(a) = ack {
+                a.fail();
             }
-            // A batch dead-lettered or dropped by a processor is done with:
-            // dropping its ack here counts it as delivered.
-            let out = match out {
-                Ok(Some(out)) => out,
-                Ok(None) => continue,
-                Err(chain::Abandoned) => {
-                    if let Some(a) = &ack {
-                        a.fail();
-                    }
-                    abandoned += 1;
-                    continue;
-                }
-            };
-            chain.stats.events_processed.add(out.len() as u64);
-            if out.is_empty() {
-                continue;
+        };
+        if self.order.abandoned.load(Ordering::Relaxed) > 0 {
+            // A processor failed past the shutdown deadline: what is still
+            // queued stays undelivered too (uncommitted, read again after
+            // the restart), behind the batch it failed on.
+            fail();
+            self.order.abandoned.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.follow_verdict(run);
+        let stats = self.chain.stats.clone();
+        stats.batches_in.inc();
+        stats.events_in.add(batch.len() as u64);
+        let started = std::time::Instant::now();
+        let out = self.on_probation(batch, run);
+        run.last_took = started.elapsed();
+        if let Some((held, before, generation)) = run.measuring.take() {
+            let pause = held + run.last_took.saturating_sub(before);
+            stats.swap_pause.observe(pause);
+            tracing::info!(pipeline = %self.name, generation, pause_us = pause.as_micros() as u64, first_batch_us = run.last_took.as_micros() as u64, previous_batch_us = before.as_micros() as u64, "Swap pause measured.");
+        }
+        // A batch dead-lettered or dropped by a processor is done with:
+        // dropping its ack counts it as delivered.
+        match out {
+            Ok(Some(out)) => {
+                stats.events_processed.add(out.len() as u64);
+                (!out.is_empty()).then_some(out)
             }
-            if let Some((last, rest)) = outputs.split_last() {
-                for q in rest {
-                    let _ = q.send(Envelope {
-                        batch: out.clone(),
-                        ack: ack.clone(),
-                    });
+            Ok(None) => None,
+            Err(chain::Abandoned) => {
+                fail();
+                if self.order.abandoned.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(pipeline = %self.name, "A processor failed after the shutdown deadline: this batch and every one behind it are left undelivered; they are read again after the restart.");
                 }
-                let _ = last.send(Envelope { batch: out, ack });
+                None
             }
         }
-    })
+    }
 }
 
 /// Drops a chain that is done with on a thread of its own: tearing down

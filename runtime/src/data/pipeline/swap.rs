@@ -20,17 +20,28 @@ pub struct Rollback {
     pub max_failures: u32,
 }
 
-/// A processor chain handed to the processor thread.
+/// New processor chains (one per worker) handed to the sequencer.
 pub(super) struct Swap {
-    pub(super) stages: Vec<Stage>,
+    pub(super) workers: Vec<Vec<Stage>>,
     /// Numbers the chain (the supervisor's count of swaps).
     pub(super) generation: u64,
     /// Probation of the new chain.
     pub(super) rollback: Rollback,
-    /// Gets how long the swap held the processor thread, and the old
-    /// chain unless it is kept for probation (dropped by the caller, off
-    /// the data path).
-    pub(super) done: Sender<(std::time::Duration, Option<Vec<Stage>>)>,
+    /// Gets how long the swap held the pipeline (waiting for the batches
+    /// in hand, then the workers), and the old chains that are not kept
+    /// for probation (dropped by the caller, off the data path).
+    pub(super) done: Sender<(std::time::Duration, Vec<Option<Vec<Stage>>>)>,
+}
+
+/// One worker's new chain, handed over at the cut.
+pub(super) struct WorkerSwap {
+    pub(super) stages: Vec<Stage>,
+    pub(super) generation: u64,
+    pub(super) rollback: Rollback,
+    /// How long the sequencer waited for the batches in hand.
+    pub(super) drained: std::time::Duration,
+    /// Gets the old chain, unless it is kept for probation.
+    pub(super) applied: Sender<Option<Vec<Stage>>>,
 }
 
 /// What the processor thread reports about swaps and rollbacks.
@@ -46,6 +57,9 @@ pub struct SwapStatus {
     pub rollbacks: u64,
     /// The last rollback.
     pub last_rollback: Option<RollbackReport>,
+    /// The last probation verdict, `(generation, passed)`: how every
+    /// worker learns what the one that reached it decided.
+    pub(super) verdict: Option<(u64, bool)>,
 }
 
 /// A chain on probation.
@@ -115,34 +129,51 @@ pub struct SwapError;
 /// Swaps a running pipeline's processors from another thread.
 #[derive(Clone)]
 pub struct Swapper {
+    /// To the sequencer.
     pub(super) swap: Sender<Swap>,
+    /// How many workers (chains) the pipeline runs.
+    pub(super) workers: usize,
+    pub(super) status: SharedSwapStatus,
 }
 
 impl Swapper {
-    /// Replaces the processor chain at the next batch boundary (the batch
-    /// being processed finishes on the old chain; batches already handed
-    /// to flushers are not touched). With a `rollback` probation, the old
+    /// Replaces the processor chains at the next batch boundary (batches
+    /// already handed to flushers are not touched). With a `rollback` probation, the old
     /// chain is kept until the new one has passed its first batches, and
     /// takes over again if it fails on too many (each failed batch goes
-    /// through the old chain instead). Returns how long the processor
-    /// thread was held for the swap itself.
+    /// through the old chain instead). The batches in hand finish on the
+    /// old chains first, then every worker swaps at once. Returns how long
+    /// the pipeline was held for the swap.
     pub fn swap(
         &self,
         processors: Processors,
         generation: u64,
         rollback: Rollback,
     ) -> Result<std::time::Duration, SwapError> {
+        if processors.workers.len() != self.workers {
+            return Err(SwapError);
+        }
+        {
+            let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            s.active = generation;
+            s.swaps += 1;
+            s.probation = (rollback.batches > 0).then_some(Probation {
+                generation,
+                seen: 0,
+                failed: 0,
+            });
+        }
         let (done_tx, done_rx) = bounded(1);
         self.swap
             .send(Swap {
-                stages: processors.stages,
+                workers: processors.workers,
                 generation,
                 rollback,
                 done: done_tx,
             })
             .map_err(|_| SwapError)?;
-        // The old chain comes back and is dropped here, not on the
-        // processor thread.
+        // The old chains come back and are dropped here, not on the
+        // processor threads.
         let (held, old) = done_rx.recv().map_err(|_| SwapError)?;
         drop(old);
         Ok(held)

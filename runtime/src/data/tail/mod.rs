@@ -60,6 +60,13 @@ pub trait EventSink {
     fn ready(&self) -> bool {
         true
     }
+    /// While not [`EventSink::ready`]: adds to `sel` an operation that
+    /// becomes ready when the sink has room again, so a tailer waiting on a
+    /// full pipeline wakes as soon as a batch leaves it (never at the pace
+    /// of a timer). Returns its index in `sel`.
+    fn wait_room<'a>(&'a self, _sel: &mut crossbeam_channel::Select<'a>) -> Option<usize> {
+        None
+    }
     /// Called on every turn of the loop with the current time.
     fn tick(&mut self, now: Instant);
     /// When `tick` next has work to do.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Select};
+use crossbeam_channel::{Receiver, Select, TryRecvError};
 use tracing::{debug, info, warn};
 
 use super::file::{Checkpoints, TailedFile};
@@ -498,9 +498,10 @@ impl Tailer {
                     (self.rotate_wait, self.opts.release_deleted_after),
                 );
                 self.open.read_dirty(sink, &self.stats, &self.stop);
-                if !sink.ready() {
-                    sink.tick(Instant::now());
-                    std::thread::sleep(Duration::from_millis(2));
+                sink.tick(Instant::now());
+                let mut sel = Select::new();
+                if sink.wait_room(&mut sel).is_some() {
+                    let _ = sel.ready_timeout(Duration::from_millis(50));
                 }
             }
             let now = Instant::now();
@@ -541,11 +542,11 @@ impl Tailer {
             let mut discovery_ended = false;
             let mut sel = Select::new();
             let note_op = sel.recv(&notes);
-            if let Some(u) = &updates {
-                sel.recv(u);
-            }
-            match sel.select_timeout(timeout) {
-                Ok(op) if op.index() == note_op => match op.recv(&notes) {
+            let update_op = updates.as_ref().map(|u| sel.recv(u));
+            // A full pipeline wakes the tailer when a batch leaves it.
+            let _room_op = sink.wait_room(&mut sel);
+            match sel.ready_timeout(timeout) {
+                Ok(i) if i == note_op => match notes.try_recv() {
                     Ok(Ok(ev)) => {
                         self.on_notification(ev);
                         // Busy writers (an engine writes each line with its own
@@ -560,23 +561,20 @@ impl Tailer {
                         }
                     }
                     Ok(Err(e)) => debug!(error = %e, "Notification error."),
-                    Err(_) => std::thread::sleep(timeout),
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => std::thread::sleep(timeout),
                 },
-                Ok(op) => {
-                    let got = match &updates {
-                        Some(u) => op.recv(u),
-                        None => continue,
-                    };
-                    match got {
-                        Ok(update) => {
-                            self.apply(update);
-                            self.apply_pending();
-                        }
-                        // Discovery ended: the targets stay as they are.
-                        Err(_) => discovery_ended = true,
+                Ok(i) if Some(i) == update_op => match updates.as_ref().map(|u| u.try_recv()) {
+                    Some(Ok(update)) => {
+                        self.apply(update);
+                        self.apply_pending();
                     }
-                }
-                Err(_) => {}
+                    // Discovery ended: the targets stay as they are.
+                    Some(Err(TryRecvError::Disconnected)) => discovery_ended = true,
+                    _ => {}
+                },
+                // Room in the pipeline, or the timeout: read on.
+                _ => {}
             }
             if discovery_ended {
                 updates = None;

@@ -103,9 +103,44 @@ enum Command {
     },
 }
 
+/// The agent's log on stderr, one event at a time, with every value
+/// resolved from `${…}` in the config hidden (plugin output and error
+/// messages could otherwise echo a secret).
+struct RedactedStderr;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactedStderr {
+    type Writer = RedactedEvent;
+
+    fn make_writer(&'a self) -> RedactedEvent {
+        RedactedEvent(Vec::with_capacity(256))
+    }
+}
+
+/// One log event, written out (redacted) when it is complete.
+struct RedactedEvent(Vec<u8>);
+
+impl std::io::Write for RedactedEvent {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RedactedEvent {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.0);
+        let out = gleaner::config::secrets::redact(&text);
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), out.as_bytes());
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(RedactedStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GLEANER_LOG")
@@ -175,7 +210,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let text = format!("{e:#}");
+            eprintln!("error: {}", gleaner::config::secrets::redact(&text));
             ExitCode::from(2)
         }
     }

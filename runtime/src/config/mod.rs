@@ -11,6 +11,7 @@
 mod inputs;
 mod plugins;
 pub mod raw;
+pub mod secrets;
 
 use std::path::{Path, PathBuf};
 
@@ -157,9 +158,24 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and checks config `text` as if read from `path`.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-    let de = serde_yaml_ng::Deserializer::from_str(text);
-    let raw: raw::RawConfig =
-        serde_path_to_error::deserialize(de).map_err(|e| path_error(path, e))?;
+    let raw: raw::RawConfig = if text.contains("${") {
+        // `${…}` is resolved in the parsed tree, then the tree is read.
+        let mut tree: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError {
+                file: path.to_path_buf(),
+                key: "(file)".into(),
+                message: e.to_string(),
+            })?;
+        secrets::resolve(&mut tree, "").map_err(|(key, message)| ConfigError {
+            file: path.to_path_buf(),
+            key,
+            message,
+        })?;
+        serde_path_to_error::deserialize(tree).map_err(|e| path_error(path, e))?
+    } else {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| path_error(path, e))?
+    };
     // Relative paths in the config are relative to the config file's
     // directory, made absolute here once.
     let base = match path.parent() {

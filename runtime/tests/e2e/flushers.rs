@@ -161,3 +161,78 @@ fn file_flusher_writes_only_inside_its_granted_directory() {
         vec!["a", "b"]
     );
 }
+
+#[test]
+fn secrets_come_from_the_environment_and_files_and_never_reach_the_log() {
+    let sink = Sink::start(&[]);
+    let env = Env::new();
+    let token = "tok-7f3a9c1e5b";
+    let key = env.write("secrets/api-key", "key-from-a-mounted-secret\n");
+    let url = format!("http://{}/ingest", sink.addr);
+    let headers = format!(
+        r#", headers: {{ Authorization: "Bearer ${{GLEANER_E2E_TOKEN}}", X-Api-Key: "${{file:{}}}" }}"#,
+        key.display()
+    );
+    let config = http_pipeline(&env, 10, &url, &sink.addr.to_string(), &headers);
+    let out = gleaner()
+        .args(["run", "--exit-on-eof", "--config"])
+        .arg(&config)
+        .env("GLEANER_E2E_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sink.events().len(), 10);
+    let s = sink.state.lock().unwrap();
+    for r in &s.requests {
+        assert_eq!(
+            r.credentials,
+            (
+                Some(format!("Bearer {token}")),
+                Some("key-from-a-mounted-secret".to_owned())
+            )
+        );
+    }
+    drop(s);
+
+    // A plugin that refuses a value quotes it in its error: the resolved
+    // secret is hidden there too.
+    let config = http_pipeline(
+        &env,
+        1,
+        &url,
+        &sink.addr.to_string(),
+        ", compression: \"${GLEANER_E2E_TOKEN}\"",
+    );
+    let out = gleaner()
+        .args(["validate", "--config"])
+        .arg(&config)
+        .env("GLEANER_E2E_TOKEN", token)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown variant `<redacted>`"), "{err}");
+    assert!(!err.contains(token), "{err}");
+
+    // An unset name without a default: refused, naming the key, and
+    // nothing is created.
+    let env = Env::new();
+    let config = http_pipeline(
+        &env,
+        1,
+        &url,
+        &sink.addr.to_string(),
+        ", headers: { Authorization: \"Bearer ${GLEANER_E2E_UNSET}\" }",
+    );
+    let err = run_refused(&config);
+    assert!(
+        err.contains("pipelines[0].flushers[0].config.headers.Authorization")
+            && err.contains("environment variable GLEANER_E2E_UNSET is not set"),
+        "{err}"
+    );
+    assert!(!env.path("state").exists(), "nothing created");
+}

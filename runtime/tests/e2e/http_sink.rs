@@ -20,6 +20,8 @@ pub struct Received {
     pub encoding: Option<String>,
     pub content_type: Option<String>,
     pub path: String,
+    /// `authorization` and `x-api-key`, as sent.
+    pub credentials: (Option<String>, Option<String>),
     /// The body after undoing `content-encoding`.
     pub body: Vec<u8>,
     /// When it arrived.
@@ -117,6 +119,7 @@ impl Sink {
                     };
                     let encoding = header("content-encoding");
                     let content_type = header("content-type");
+                    let credentials = (header("authorization"), header("x-api-key"));
                     let path = req
                         .uri()
                         .path_and_query()
@@ -141,6 +144,7 @@ impl Sink {
                                 encoding,
                                 content_type,
                                 path,
+                                credentials,
                                 body,
                                 at: std::time::SystemTime::now(),
                             });

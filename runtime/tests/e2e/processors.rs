@@ -130,3 +130,38 @@ pipelines:
         "the second run resumes from the checkpoint"
     );
 }
+
+#[test]
+fn parse_time_sets_the_event_time_from_the_line() {
+    let lines = [
+        r#"10.0.0.1 - - [21/Nov/2024:17:01:02 +0100] "GET / HTTP/1.1" 200 2 "-" "curl/8""#,
+        r#"10.0.0.2 - - [31/Dec/2023:23:59:59 -0500] "GET / HTTP/1.1" 200 2 "-" "curl/8""#,
+        r#"10.0.0.3 - - [99/Foo/2024:17:01:02 +0100] "GET / HTTP/1.1" 200 2 "-" "curl/8""#,
+        "not an access log line",
+    ];
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let mut started_text = Vec::new();
+    gleaner_sdk::json::write_rfc3339(started, &mut started_text);
+    let started_text = String::from_utf8(started_text).unwrap();
+    let events = through(
+        r#"[ { plugin: builtin:parse-regex, config: { pattern: '^\S+ \S+ \S+ \[(?P<time_local>[^\]]+)\]' } },
+            { plugin: builtin:parse-time, config: { field: time_local, format: "%d/%b/%Y:%H:%M:%S %z", remove: true } } ]"#,
+        &lines,
+    );
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[0]["timestamp"], "2024-11-21T16:01:02.000000000Z");
+    assert_eq!(events[1]["timestamp"], "2024-01-01T04:59:59.000000000Z");
+    assert!(events[0].get("time_local").is_none(), "removed once parsed");
+    // A value that does not parse keeps the read time and its field.
+    assert_eq!(events[2]["time_local"], "99/Foo/2024:17:01:02 +0100");
+    for e in &events[2..] {
+        let read_at = e["timestamp"].as_str().unwrap();
+        assert!(
+            read_at >= started_text.as_str(),
+            "read time kept: {read_at}"
+        );
+    }
+}

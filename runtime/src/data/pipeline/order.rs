@@ -92,14 +92,24 @@ impl Reorder {
     }
 
     fn send(&self, Envelope { batch, ack }: Envelope) {
+        // A flusher that is gone did not deliver: its copy fails the ack,
+        // so the bytes stay uncommitted.
+        let put = |q: &Sender<Envelope>, e: Envelope| {
+            if let Err(e) = q.send(e) {
+                e.into_inner().fail();
+            }
+        };
         if let Some((last, rest)) = self.outputs.split_last() {
             for q in rest {
-                let _ = q.send(Envelope {
-                    batch: batch.clone(),
-                    ack: ack.clone(),
-                });
+                put(
+                    q,
+                    Envelope {
+                        batch: batch.clone(),
+                        ack: ack.clone(),
+                    },
+                );
             }
-            let _ = last.send(Envelope { batch, ack });
+            put(last, Envelope { batch, ack });
         }
     }
 

@@ -17,6 +17,7 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
     for dir in [
         "plugins",
+        "kernels",
         "sdk/rust/src",
         "sdk/rust/Cargo.toml",
         "wit",

@@ -3,19 +3,25 @@
 //! Plain functions over `(bodies, ends)` columns, shared by the host (which
 //! exposes them to plugins) and the Rust SDK (which runs them in a plugin's
 //! native tests), so both give the same answers. No I/O, no state beyond a
-//! compiled regex.
+//! compiled regex. [`value`] is the typed-value encoding they share with
+//! every plugin (without the `regex` feature, only it and [`check_ends`]).
 
+pub mod value;
+
+#[cfg(feature = "regex")]
 use serde_json::Value;
 
 /// Compiled program size limit for a plugin's regex.
 const REGEX_SIZE_LIMIT: usize = 10 << 20;
 
 /// A regex a plugin compiled (the `regex` resource's host side).
+#[cfg(feature = "regex")]
 #[derive(Debug)]
 pub struct CompiledRegex {
     re: regex::bytes::Regex,
 }
 
+#[cfg(feature = "regex")]
 impl CompiledRegex {
     /// Compiles `pattern` with the kernels' size limit.
     pub fn new(pattern: &str) -> Result<Self, String> {
@@ -90,6 +96,7 @@ pub fn check_ends(bytes: usize, ends: &[u32]) -> Result<(), usize> {
 
 /// The events of a column: (index, start offset, body). A column the
 /// plugin built wrong is an error that names the entry.
+#[cfg(feature = "regex")]
 fn column<'a>(
     bodies: &'a [u8],
     ends: &'a [u32],
@@ -112,20 +119,25 @@ fn column<'a>(
 }
 
 /// What [`json_extract`] found.
+#[cfg(feature = "regex")]
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct JsonMembers {
     /// The values, concatenated.
     pub values: Vec<u8>,
     /// (event, index into the paths, start, len into `values`).
     pub fields: Vec<[u32; 4]>,
+    /// The type of each field's value (see [`value`]).
+    pub types: Vec<u8>,
     /// Events whose body is not a JSON object.
     pub invalid: Vec<u32>,
 }
 
 /// Members named by `paths` of each body that is a JSON object.
+#[cfg(feature = "regex")]
 pub fn json_extract(bodies: &[u8], ends: &[u32], paths: &[String]) -> Result<JsonMembers, String> {
     let split: Vec<Vec<&str>> = paths.iter().map(|p| p.split('.').collect()).collect();
     let (mut values, mut fields, mut invalid) = (Vec::new(), Vec::new(), Vec::new());
+    let mut types = Vec::new();
     for (i, _, body) in column(bodies, ends)? {
         let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
             invalid.push(i);
@@ -138,10 +150,19 @@ pub fn json_extract(bodies: &[u8], ends: &[u32], paths: &[String]) -> Result<Jso
             }
             let Some(v) = v else { continue };
             let start = values.len();
+            let ty = match v {
+                Value::String(_) => value::STRING,
+                Value::Number(n) if n.is_i64() => value::INT,
+                Value::Number(_) => value::FLOAT,
+                Value::Bool(_) => value::BOOL,
+                Value::Null => value::NULL,
+                Value::Array(_) | Value::Object(_) => value::JSON,
+            };
             match v {
                 Value::String(s) => values.extend_from_slice(s.as_bytes()),
                 other => serde_json::to_writer(&mut values, other).map_err(|e| e.to_string())?,
             }
+            types.push(ty);
             if values.len() > u32::MAX as usize {
                 return Err("the extracted values are larger than 4 GiB".into());
             }
@@ -151,11 +172,12 @@ pub fn json_extract(bodies: &[u8], ends: &[u32], paths: &[String]) -> Result<Jso
     Ok(JsonMembers {
         values,
         fields,
+        types,
         invalid,
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "regex"))]
 mod tests {
     use super::*;
 
@@ -220,8 +242,11 @@ mod tests {
         let JsonMembers {
             values,
             fields,
+            types,
             invalid,
         } = json_extract(&b, &e, &paths).unwrap();
+        use value::*;
+        assert_eq!(types, [STRING, INT, JSON, STRING, NULL]);
         let got: Vec<(u32, &str, &str)> = fields
             .iter()
             .map(|&[ev, k, s, l]| {

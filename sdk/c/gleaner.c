@@ -40,17 +40,50 @@ gl_str gl_body(const gl_batch *b, size_t i) {
 
 int64_t gl_timestamp(const gl_batch *b, size_t i) { return b->timestamps.ptr[i]; }
 
-size_t gl_field_count(const gl_batch *b) { return b->fields.len; }
+uint8_t gl_severity(const gl_batch *b, size_t i) {
+    return i < b->severities.len ? b->severities.ptr[i] : 0;
+}
 
-uint32_t gl_field_event(const gl_batch *b, size_t f) { return b->fields.ptr[f].event; }
+/* Fields are four u32 each: event, key, start, len. */
+size_t gl_field_count(const gl_batch *b) { return b->field_types.len; }
+
+uint32_t gl_field_event(const gl_batch *b, size_t f) { return b->fields.ptr[4 * f]; }
 
 gl_str gl_field_key(const gl_batch *b, size_t f) {
-    return view(&b->keys.ptr[b->fields.ptr[f].key]);
+    return view(&b->keys.ptr[b->fields.ptr[4 * f + 1]]);
 }
 
 gl_str gl_field_value(const gl_batch *b, size_t f) {
-    gl_str v = {b->values.ptr + b->fields.ptr[f].start, b->fields.ptr[f].len};
+    gl_str v = {b->values.ptr + b->fields.ptr[4 * f + 2], b->fields.ptr[4 * f + 3]};
     return v;
+}
+
+enum gl_type gl_field_type(const gl_batch *b, size_t f) {
+    return (enum gl_type)b->field_types.ptr[f];
+}
+
+/* The value's text, NUL-terminated in buf, or false if it is too long. */
+static bool text_of(const gl_batch *b, size_t f, char *buf, size_t cap) {
+    gl_str v = gl_field_value(b, f);
+    if (v.len + 1 > cap) return false;
+    memcpy(buf, v.ptr, v.len);
+    buf[v.len] = 0;
+    return true;
+}
+
+bool gl_field_int(const gl_batch *b, size_t f, int64_t *out) {
+    char buf[32];
+    if (gl_field_type(b, f) != GL_INT || !text_of(b, f, buf, sizeof buf)) return false;
+    *out = strtoll(buf, NULL, 10);
+    return true;
+}
+
+bool gl_field_float(const gl_batch *b, size_t f, double *out) {
+    char buf[64];
+    enum gl_type t = gl_field_type(b, f);
+    if ((t != GL_INT && t != GL_FLOAT) || !text_of(b, f, buf, sizeof buf)) return false;
+    *out = strtod(buf, NULL);
+    return true;
 }
 
 gl_str gl_tag(const gl_batch *b, const char *key) {
@@ -82,7 +115,10 @@ static bool grow(void **ptr, size_t len, size_t *cap, size_t more, size_t size) 
 bool gl_begin(gl_builder *o, int64_t timestamp) {
     if (o->open && !gl_end(o)) return false;
     if (!GROW(o->batch.timestamps, cap_timestamps, 1)) return false;
+    if (!GROW(o->batch.severities, cap_severities, 1)) return false;
     o->batch.timestamps.ptr[o->batch.timestamps.len++] = timestamp;
+    o->batch.severities.ptr[o->batch.severities.len++] = 0;
+    o->last_fields = o->batch.field_types.len;
     o->open = true;
     return true;
 }
@@ -131,29 +167,86 @@ uint32_t gl_key(gl_builder *o, gl_str key) {
     return (uint32_t)o->batch.keys.len++;
 }
 
-bool gl_field(gl_builder *o, uint32_t key, gl_str value) {
+bool gl_value(gl_builder *o, uint32_t key, enum gl_type type, gl_str text) {
     if (o->batch.timestamps.len == 0) return true;
-    if (!GROW(o->batch.values, cap_values, value.len)) return false;
-    if (!GROW(o->batch.fields, cap_fields, 1)) return false;
-    GL_P(types_field_t) *f = &o->batch.fields.ptr[o->batch.fields.len++];
-    f->event = (uint32_t)(o->batch.timestamps.len - 1);
-    f->key = key;
-    f->start = (uint32_t)o->batch.values.len;
-    f->len = (uint32_t)value.len;
-    if (value.len) memcpy(o->batch.values.ptr + o->batch.values.len, value.ptr, value.len);
-    o->batch.values.len += value.len;
+    if (!GROW(o->batch.values, cap_values, text.len)) return false;
+    uint32_t start = (uint32_t)o->batch.values.len;
+    if (text.len) memcpy(o->batch.values.ptr + start, text.ptr, text.len);
+    o->batch.values.len += text.len;
+    uint32_t *f = o->batch.fields.ptr;
+    /* Setting a key the event has replaces its value. */
+    for (size_t i = o->last_fields; i < o->batch.field_types.len; i++) {
+        if (f[4 * i + 1] == key) {
+            f[4 * i + 2] = start;
+            f[4 * i + 3] = (uint32_t)text.len;
+            o->batch.field_types.ptr[i] = (uint8_t)type;
+            return true;
+        }
+    }
+    if (!GROW(o->batch.fields, cap_fields, 4)) return false;
+    if (!GROW(o->batch.field_types, cap_types, 1)) return false;
+    f = o->batch.fields.ptr + o->batch.fields.len;
+    f[0] = (uint32_t)(o->batch.timestamps.len - 1);
+    f[1] = key;
+    f[2] = start;
+    f[3] = (uint32_t)text.len;
+    o->batch.fields.len += 4;
+    o->batch.field_types.ptr[o->batch.field_types.len++] = (uint8_t)type;
+    return true;
+}
+
+bool gl_field(gl_builder *o, uint32_t key, gl_str value) {
+    return gl_value(o, key, GL_STRING, value);
+}
+
+bool gl_value_int(gl_builder *o, uint32_t key, int64_t value) {
+    char buf[24];
+    int n = snprintf(buf, sizeof buf, "%lld", (long long)value);
+    gl_str v = {(const uint8_t *)buf, (size_t)n};
+    return gl_value(o, key, GL_INT, v);
+}
+
+bool gl_value_float(gl_builder *o, uint32_t key, double value) {
+    if (value != value || value - value != 0) return gl_value_null(o, key);
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%.17g", value);
+    /* %g may give `1e+20`, valid JSON; never `inf` here. */
+    gl_str v = {(const uint8_t *)buf, (size_t)n};
+    return gl_value(o, key, GL_FLOAT, v);
+}
+
+bool gl_value_bool(gl_builder *o, uint32_t key, bool value) {
+    return gl_value(o, key, GL_BOOL, gl_cstr(value ? "true" : "false"));
+}
+
+bool gl_value_null(gl_builder *o, uint32_t key) {
+    return gl_value(o, key, GL_NULL, gl_cstr("null"));
+}
+
+bool gl_value_json(gl_builder *o, uint32_t key, gl_str json) {
+    return gl_value(o, key, GL_JSON, json);
+}
+
+bool gl_set_severity(gl_builder *o, uint8_t severity) {
+    if (o->batch.severities.len == 0) return true;
+    o->batch.severities.ptr[o->batch.severities.len - 1] = severity > 24 ? 24 : severity;
     return true;
 }
 
 bool gl_copy_fields(gl_builder *o, const gl_batch *in, size_t event, size_t *next) {
-    while (*next < in->fields.len && in->fields.ptr[*next].event < event) (*next)++;
-    for (; *next < in->fields.len && in->fields.ptr[*next].event == event; (*next)++) {
+    size_t n = gl_field_count(in);
+    while (*next < n && gl_field_event(in, *next) < event) (*next)++;
+    for (; *next < n && gl_field_event(in, *next) == event; (*next)++) {
         uint32_t k = gl_key(o, gl_field_key(in, *next));
-        if (!gl_field(o, k, gl_field_value(in, *next))) return false;
+        if (!gl_value(o, k, gl_field_type(in, *next), gl_field_value(in, *next))) return false;
     }
     return true;
 }
 
+bool gl_push_copy(gl_builder *o, const gl_batch *in, size_t i, size_t *next) {
+    return gl_push(o, gl_timestamp(in, i), gl_body(in, i)) &&
+           gl_set_severity(o, gl_severity(in, i)) && gl_copy_fields(o, in, i, next);
+}
 
 /* Appends a tag, taking ownership of its strings (tags are few: the list
  * grows one at a time). */
@@ -225,9 +318,39 @@ void gl_log(enum gl_level level, const char *fmt, ...) {
     free(s.ptr);
 }
 
-void gl_counter(const char *name, uint64_t delta) {
+void gl_counter_add(const char *name, uint64_t delta) {
     gl_wstring s = {(uint8_t *)name, strlen(name)};
     GL_P(host_counter_add)(&s, delta);
+}
+
+/* Copies a host error into `why` (NUL-terminated, cut to `cap` bytes) and
+ * frees it; false, for `return take_error(...)`. */
+static bool take_error(gl_wstring *err, char *why, size_t cap) {
+    if (cap > 0) {
+        size_t n = err->len < cap - 1 ? err->len : cap - 1;
+        memcpy(why, err->ptr, n);
+        why[n] = 0;
+    }
+    GL_W(string_free)(err);
+    return false;
+}
+
+bool gl_compress(enum gl_codec codec, gl_str data, gl_bytes *out, char *why, size_t cap) {
+    GL_W(list_u8_t) in = {(uint8_t *)data.ptr, data.len};
+    GL_W(list_u8_t) ret = {0};
+    gl_wstring err = {0};
+    if (GL_P(host_compress)((GL_P(types_codec_t))codec, &in, &ret, &err)) {
+        out->ptr = ret.ptr;
+        out->len = ret.len;
+        return true;
+    }
+    return take_error(&err, why, cap);
+}
+
+void gl_bytes_free(gl_bytes *b) {
+    free(b->ptr);
+    b->ptr = NULL;
+    b->len = 0;
 }
 
 /* --- Host kernels --------------------------------------------------- */
@@ -242,13 +365,7 @@ bool gl_regex_compile(gl_regex *re, const char *pattern, char *why, size_t cap) 
     gl_wstring p = {(uint8_t *)pattern, strlen(pattern)};
     gl_wstring err = {0};
     if (GL_P(kernels_static_regex_compile)(&p, &re->handle, &err)) return true;
-    if (cap > 0) {
-        size_t n = err.len < cap - 1 ? err.len : cap - 1;
-        memcpy(why, err.ptr, n);
-        why[n] = 0;
-    }
-    GL_W(string_free)(&err);
-    return false;
+    return take_error(&err, why, cap);
 }
 
 void gl_regex_free(gl_regex *re) { GL_P(kernels_regex_drop_own)(re->handle); }
@@ -265,36 +382,65 @@ gl_events gl_regex_matching(const gl_regex *re, const gl_batch *in) {
     return out;
 }
 
+/* The kernels answer flat u32 columns; gl_span, gl_capture and gl_member
+ * are 3 or 4 u32 with no padding, so the column is read as an array of
+ * them in place. */
 gl_spans gl_regex_find_all(const gl_regex *re, const gl_batch *in) {
-    gl_spans out;
-    GL_P(kernels_method_regex_find_all)(GL_BORROW(re), GL_BODIES(in), GL_ENDS(in), &out);
+    gl_events flat;
+    GL_P(kernels_method_regex_find_all)(GL_BORROW(re), GL_BODIES(in), GL_ENDS(in), &flat);
+    gl_spans out = {(gl_span *)flat.ptr, flat.len / 3};
     return out;
 }
 
 gl_captures gl_regex_captures(const gl_regex *re, const gl_batch *in) {
-    gl_captures out;
-    GL_P(kernels_method_regex_captures)(GL_BORROW(re), GL_BODIES(in), GL_ENDS(in), &out);
+    gl_events flat;
+    GL_P(kernels_method_regex_captures)(GL_BORROW(re), GL_BODIES(in), GL_ENDS(in), &flat);
+    gl_captures out = {(gl_capture *)flat.ptr, flat.len / 4};
     return out;
 }
 
 gl_json_members gl_json_extract(const gl_batch *in, const char *const *paths, size_t n) {
-    gl_json_members out;
+    GL_P(kernels_json_members_t) raw;
     gl_wstring *list = n ? malloc(n * sizeof *list) : NULL;
     /* Out of memory: a trap (the host rebuilds the instance), never a
      * silently empty answer. */
     if (n && !list) __builtin_trap();
     for (size_t i = 0; i < n; i++) list[i] = (gl_wstring){(uint8_t *)paths[i], strlen(paths[i])};
     GL_W(list_string_t) l = {list, n};
-    GL_P(kernels_json_extract)(GL_BODIES(in), GL_ENDS(in), &l, &out);
+    GL_P(kernels_json_extract)(GL_BODIES(in), GL_ENDS(in), &l, &raw);
     free(list);
+    gl_json_members out;
+    out.values = raw.values;
+    out.fields.ptr = (gl_member *)raw.fields.ptr;
+    out.fields.len = raw.fields.len / 4;
+    out.types = raw.types;
+    out.invalid = raw.invalid;
     return out;
 }
 
+_Static_assert(sizeof(gl_span) == 12 && sizeof(gl_capture) == 16 && sizeof(gl_member) == 16,
+               "kernel results are read in place as arrays of these");
+
 void gl_names_free(gl_names *l) { GL_W(list_string_free)(l); }
 void gl_events_free(gl_events *l) { GL_W(list_u32_free)(l); }
-void gl_spans_free(gl_spans *l) { GL_P(kernels_list_span_free)(l); }
-void gl_captures_free(gl_captures *l) { GL_P(kernels_list_capture_free)(l); }
-void gl_json_members_free(gl_json_members *m) { GL_P(kernels_json_members_free)(m); }
+void gl_spans_free(gl_spans *l) {
+    free(l->ptr);
+    l->ptr = NULL;
+    l->len = 0;
+}
+void gl_captures_free(gl_captures *l) {
+    free(l->ptr);
+    l->ptr = NULL;
+    l->len = 0;
+}
+void gl_json_members_free(gl_json_members *m) {
+    GL_W(list_u8_free)(&m->values);
+    free(m->fields.ptr);
+    m->fields.ptr = NULL;
+    m->fields.len = 0;
+    GL_W(list_u8_free)(&m->types);
+    GL_W(list_u32_free)(&m->invalid);
+}
 
 gl_str gl_column(const gl_batch *in, uint32_t start, uint32_t len) {
     return (gl_str){in->bodies.ptr + start, len};
@@ -492,11 +638,11 @@ bool exports_processor_process(processor_batch_t *input, processor_batch_t *ret,
 #else
 
 /* Not a WIT tag: marks a flush error nobody set. */
-#define GLEANER_PLUGIN_0_2_0_TYPES_FLUSH_ERROR_UNSET 0xFF
+#define GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_UNSET 0xFF
 
 static bool vflush_error(gl_flush_error *err, uint8_t tag, const char *fmt, va_list ap) {
     err->tag = tag;
-    vformat(tag == GLEANER_PLUGIN_0_2_0_TYPES_FLUSH_ERROR_RETRYABLE ? &err->val.retryable
+    vformat(tag == GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_RETRYABLE ? &err->val.retryable
                                                              : &err->val.rejected,
             fmt, ap);
     return false;
@@ -505,7 +651,7 @@ static bool vflush_error(gl_flush_error *err, uint8_t tag, const char *fmt, va_l
 bool gl_retry(gl_flush_error *err, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vflush_error(err, GLEANER_PLUGIN_0_2_0_TYPES_FLUSH_ERROR_RETRYABLE, fmt, ap);
+    vflush_error(err, GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_RETRYABLE, fmt, ap);
     va_end(ap);
     return false;
 }
@@ -513,7 +659,7 @@ bool gl_retry(gl_flush_error *err, const char *fmt, ...) {
 bool gl_reject(gl_flush_error *err, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vflush_error(err, GLEANER_PLUGIN_0_2_0_TYPES_FLUSH_ERROR_REJECTED, fmt, ap);
+    vflush_error(err, GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_REJECTED, fmt, ap);
     va_end(ap);
     return false;
 }
@@ -529,9 +675,9 @@ bool exports_flusher_init(flusher_string_t *config, flusher_string_t *err) {
 
 bool exports_flusher_flush(flusher_batch_t *input, flusher_flush_error_t *err) {
     memset(err, 0, sizeof *err);
-    err->tag = GLEANER_PLUGIN_0_2_0_TYPES_FLUSH_ERROR_UNSET;
+    err->tag = GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_UNSET;
     bool ok = gleaner_flush(input, err);
-    if (!ok && err->tag == GLEANER_PLUGIN_0_2_0_TYPES_FLUSH_ERROR_UNSET)
+    if (!ok && err->tag == GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_UNSET)
         gl_retry(err, "flush failed");
     GL_P(types_batch_free)(input);
     return ok;

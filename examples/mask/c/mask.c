@@ -149,8 +149,7 @@ bool gleaner_process(const gl_batch *in, gl_builder *out, gl_error *err) {
         gl_str body = gl_body(in, i);
         if (next_maybe == maybe.len || maybe.ptr[next_maybe] != i) {
             /* Nothing to mask: the event passes as it is. */
-            ok = gl_push(out, gl_timestamp(in, i), body) &&
-                 gl_copy_fields(out, in, i, &next_field) &&
+            ok = gl_push_copy(out, in, i, &next_field) &&
                  gl_field(out, redactions, gl_cstr("0"));
             continue;
         }
@@ -171,7 +170,8 @@ bool gleaner_process(const gl_batch *in, gl_builder *out, gl_error *err) {
         size_t count = mask_emails(body.ptr, body.len, scratch, &len);
         char num[24];
         ok = gl_begin(out, gl_timestamp(in, i)) && mask_cards(out, scratch, len, &count) &&
-             gl_end(out) && gl_copy_fields(out, in, i, &next_field);
+             gl_end(out) && gl_set_severity(out, gl_severity(in, i)) &&
+             gl_copy_fields(out, in, i, &next_field);
         if (ok) {
             gl_str v = {(const uint8_t *)num, decimal(count, num)};
             ok = gl_field(out, redactions, v);

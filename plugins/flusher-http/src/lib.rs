@@ -2,7 +2,9 @@
 //! `grants.hosts`), optionally compressed by the host (zstd or gzip).
 //!
 //! Config:
-//! - `url` (required): `http://host:port/path`;
+//! - `url` (required): `http://host:port/path` or `https://...` (TLS by
+//!   the host: the pipeline entry's `tls:` sets the CA file, a client
+//!   certificate, or `verify: false`);
 //! - `compression`: `none` (default), `zstd` or `gzip` (sets `Content-Encoding`);
 //! - `headers`: extra request headers, name → value.
 //!
@@ -36,20 +38,24 @@ enum Compression {
     Gzip,
 }
 
-/// A parsed `http://` URL.
+/// A parsed `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
+    /// `https://`.
+    pub https: bool,
     /// `host:port`.
     pub authority: String,
     /// Path and query, starting with `/`.
     pub path: String,
 }
 
-/// Parses `http://host[:port][/path]`.
+/// Parses `http[s]://host[:port][/path]`.
 pub fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("url: `{url}` must start with http://"))?;
+    let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => return Err(format!("url: `{url}` must start with http:// or https://")),
+    };
     let (auth, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -63,9 +69,10 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
     {
         auth.to_owned()
     } else {
-        format!("{auth}:80")
+        format!("{auth}:{}", if https { 443 } else { 80 })
     };
     Ok(Target {
+        https,
         authority,
         path: path.to_owned(),
     })
@@ -166,6 +173,7 @@ mod tests {
         assert_eq!(
             parse_url("http://127.0.0.1:9000/ingest?x=1").unwrap(),
             Target {
+                https: false,
                 authority: "127.0.0.1:9000".into(),
                 path: "/ingest?x=1".into()
             }
@@ -173,11 +181,17 @@ mod tests {
         assert_eq!(
             parse_url("http://logs.local").unwrap(),
             Target {
+                https: false,
                 authority: "logs.local:80".into(),
                 path: "/".into()
             }
         );
-        assert!(parse_url("https://x").unwrap_err().starts_with("url:"));
+        assert!(parse_url("ftp://x").unwrap_err().starts_with("url:"));
+        let t = parse_url("https://logs.example.org/in").unwrap();
+        assert_eq!(
+            (t.https, t.authority.as_str()),
+            (true, "logs.example.org:443")
+        );
     }
 
     #[test]

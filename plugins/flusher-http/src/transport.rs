@@ -16,6 +16,11 @@ fn failed(e: ErrorCode) -> FlushError {
         ErrorCode::HttpRequestDenied => {
             FlushError::Rejected("the destination is not in this flusher's grants.hosts".into())
         }
+        // Retried: a certificate gets renewed, a CA file fixed; the host's
+        // log says what the handshake refused.
+        ErrorCode::TlsCertificateError => FlushError::Retryable(
+            "TLS: the destination's certificate is not trusted (see the agent's log)".into(),
+        ),
         other => transient("request failed", other),
     }
 }
@@ -34,7 +39,11 @@ pub fn post(
         .set_method(&Method::Post)
         .map_err(|()| bad("method"))?;
     request
-        .set_scheme(Some(&Scheme::Http))
+        .set_scheme(Some(if target.https {
+            &Scheme::Https
+        } else {
+            &Scheme::Http
+        }))
         .map_err(|()| bad("scheme"))?;
     request
         .set_authority(Some(&target.authority))

@@ -1,11 +1,14 @@
 //! `add-fields`: adds fixed fields (and optionally tags) to every event.
 //!
-//! Config: `fields:` a map of name → value added to each event;
-//! `overwrite:` (default `true`) replaces a field the event already has,
-//! otherwise the existing value is kept.
+//! Config: `fields:` a map of name → value added to each event, typed as
+//! written (`port: 8080` is an integer, `canary: true` a boolean, `"8080"`
+//! a string; lists and maps become JSON); `overwrite:` (default `true`)
+//! replaces a field the event already has, otherwise the existing value is
+//! kept.
 
 use std::collections::BTreeMap;
 
+use gleaner_sdk::value::{BOOL, FLOAT, INT, JSON, NULL, STRING};
 use gleaner_sdk::{Batch, Processor};
 
 /// The plugin's configuration.
@@ -13,7 +16,7 @@ use gleaner_sdk::{Batch, Processor};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Fields to add: name → value.
-    pub fields: BTreeMap<String, String>,
+    pub fields: BTreeMap<String, serde_json::Value>,
     /// Replace an existing field of the same name (default true).
     #[serde(default = "default_true")]
     pub overwrite: bool,
@@ -25,7 +28,22 @@ fn default_true() -> bool {
 
 /// The processor.
 pub struct AddFields {
-    config: Config,
+    /// (name, type, wire text) of each field to add.
+    fields: Vec<(String, u8, String)>,
+    overwrite: bool,
+}
+
+/// A config value as a typed field.
+fn typed(value: &serde_json::Value) -> (u8, String) {
+    use serde_json::Value as V;
+    match value {
+        V::String(s) => (STRING, s.clone()),
+        V::Number(n) if n.is_i64() => (INT, n.to_string()),
+        V::Number(n) => (FLOAT, n.to_string()),
+        V::Bool(b) => (BOOL, b.to_string()),
+        V::Null => (NULL, "null".into()),
+        other => (JSON, other.to_string()),
+    }
 }
 
 impl Processor for AddFields {
@@ -34,32 +52,28 @@ impl Processor for AddFields {
         if config.fields.is_empty() {
             return Err("fields: must name at least one field".into());
         }
-        Ok(AddFields { config })
+        let fields = config
+            .fields
+            .iter()
+            .map(|(k, v)| {
+                let (ty, text) = typed(v);
+                (k.clone(), ty, text)
+            })
+            .collect();
+        Ok(AddFields {
+            fields,
+            overwrite: config.overwrite,
+        })
     }
 
     fn process(&mut self, input: Batch) -> Result<Batch, String> {
         let mut out = input.builder();
-        let keys: Vec<_> = self
-            .config
-            .fields
-            .iter()
-            .map(|(k, v)| (out.key(k), k.as_str(), v.as_str()))
-            .collect();
+        let keys: Vec<_> = self.fields.iter().map(|(k, ..)| out.key(k)).collect();
         for event in input.events() {
-            let mut kept = Vec::new();
-            for (k, v) in event.fields() {
-                let replaced = self.config.overwrite && self.config.fields.contains_key(k);
-                if !replaced {
-                    kept.push((k, v));
-                }
-            }
-            let mut e = out.push(event.timestamp(), event.body());
-            for (k, v) in &kept {
-                e.field(k, v);
-            }
-            for (key, name, value) in &keys {
-                if self.config.overwrite || !kept.iter().any(|(k, _)| k == name) {
-                    e.field_by_key(*key, value);
+            let mut e = out.push_copy(&event);
+            for (key, (name, ty, text)) in keys.iter().zip(&self.fields) {
+                if self.overwrite || event.field(name).is_none() {
+                    e.typed_by_key(*key, *ty, text);
                 }
             }
         }
@@ -100,6 +114,30 @@ mod tests {
             out.event(0).fields().collect::<Vec<_>>(),
             vec![("env", "prod")]
         );
+    }
+
+    #[test]
+    fn values_are_typed_as_written_and_the_severity_stays() {
+        let mut p = AddFields::init(
+            r#"{"fields":{"port":8080,"ratio":0.5,"canary":true,"id":"8080","tags":["a"]}}"#,
+        )
+        .unwrap();
+        let mut b = gleaner_sdk::BatchBuilder::new();
+        b.push(0, b"x").set_severity(9);
+        let out = p.process(b.finish()).unwrap();
+        let e = out.event(0);
+        use gleaner_sdk::Value::*;
+        assert_eq!(
+            e.values().collect::<Vec<_>>(),
+            [
+                ("canary", Bool(true)),
+                ("id", Str("8080")),
+                ("port", Int(8080)),
+                ("ratio", Float(0.5)),
+                ("tags", Json(r#"["a"]"#)),
+            ]
+        );
+        assert_eq!(e.severity(), 9);
     }
 
     #[test]

@@ -158,21 +158,19 @@ impl Processor for Mask {
             let body = event.body_str();
             let (new_body, n) = self.apply(&body);
             masked += n;
-            let fields: Vec<(&str, Cow<'_, str>)> = event
-                .fields()
-                .map(|(k, v)| {
-                    if self.fields.iter().any(|f| f == k) {
-                        let (nv, n) = self.apply(v);
+            let mut e = out.push_copy(&event);
+            if n > 0 {
+                e.set_body(new_body.as_bytes());
+            }
+            for (k, v) in event.fields() {
+                if self.fields.iter().any(|f| f == k) {
+                    let (nv, n) = self.apply(v);
+                    if n > 0 {
+                        // A masked value is text, whatever it was.
                         masked += n;
-                        (k, nv)
-                    } else {
-                        (k, Cow::Borrowed(v))
+                        e.field(k, &nv);
                     }
-                })
-                .collect();
-            let mut e = out.push(event.timestamp(), new_body.as_bytes());
-            for (k, v) in &fields {
-                e.field(k, v);
+                }
             }
         }
         gleaner_sdk::host::counter_add("masked", masked);

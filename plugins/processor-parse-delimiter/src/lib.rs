@@ -6,11 +6,17 @@
 //! - `delimiter`: the separator (default `,`; any non-empty string);
 //! - `quote`: a quote character that may wrap a value containing the
 //!   delimiter, doubled inside to escape it (default `"`; `""` disables);
-//! - `trim`: strip spaces around values (default false).
+//! - `trim`: strip spaces around values (default false);
+//! - `types`: a type per column, e.g. `{status: int, ratio: float}`
+//!   (`string`, `int`, `float`, `bool`); a value that does not convert
+//!   stays a string and is counted (`unconverted`).
 //!
 //! Missing trailing columns are absent; extra columns are ignored and
 //! counted as `extra_columns`.
 
+use std::collections::BTreeMap;
+
+use gleaner_sdk::value::{FieldTypes, STRING};
 use gleaner_sdk::{Batch, Processor};
 
 #[derive(Debug, serde::Deserialize)]
@@ -23,6 +29,8 @@ struct Config {
     quote: String,
     #[serde(default)]
     trim: bool,
+    #[serde(default)]
+    types: BTreeMap<String, String>,
 }
 
 fn default_delimiter() -> String {
@@ -36,6 +44,8 @@ fn default_quote() -> String {
 pub struct ParseDelimiter {
     config: Config,
     quote: Option<char>,
+    /// Each column's type.
+    types: Vec<u8>,
 }
 
 /// Splits `line` into values.
@@ -106,13 +116,20 @@ impl Processor for ParseDelimiter {
             (Some(ch), None) => Some(ch),
             _ => return Err("quote: must be one character or empty".into()),
         };
-        Ok(ParseDelimiter { config: c, quote })
+        let types = FieldTypes::from_config(&c.types)?;
+        types.check_known(|f| c.fields.iter().any(|n| n == f), "not one of `fields`")?;
+        let types = c.fields.iter().map(|f| types.of(f)).collect();
+        Ok(ParseDelimiter {
+            config: c,
+            quote,
+            types,
+        })
     }
 
     fn process(&mut self, input: Batch) -> Result<Batch, String> {
         let mut out = input.builder();
         let keys: Vec<_> = self.config.fields.iter().map(|f| out.key(f)).collect();
-        let mut extra = 0u64;
+        let (mut extra, mut unconverted) = (0u64, 0u64);
         for event in input.events() {
             let body = event.body_str();
             let values = split(&body, &self.config.delimiter, self.quote);
@@ -120,16 +137,21 @@ impl Processor for ParseDelimiter {
                 extra += 1;
             }
             let mut e = out.push_copy(&event);
-            for (key, value) in keys.iter().zip(&values) {
+            for ((key, value), &ty) in keys.iter().zip(&values).zip(&self.types) {
                 let v = if self.config.trim {
                     value.trim()
                 } else {
                     value.as_str()
                 };
-                e.field_by_key(*key, v);
+                if ty == STRING {
+                    e.field_by_key(*key, v);
+                } else if !e.convert_by_key(*key, ty, v) {
+                    unconverted += 1;
+                }
             }
         }
         gleaner_sdk::host::counter_add("extra_columns", extra);
+        gleaner_sdk::host::counter_add("unconverted", unconverted);
         Ok(out.finish())
     }
 }
@@ -164,6 +186,38 @@ mod tests {
         assert_eq!(out[0].fields["level"], "INFO");
         assert_eq!(out[0].fields["msg"], "started");
         assert_eq!(out[1].fields.len(), 2);
+    }
+
+    #[test]
+    fn typed_columns_convert_and_values_that_do_not_stay_strings() {
+        let mut p = ParseDelimiter::init(
+            r#"{"fields":["code","bytes","ok"],"types":{"code":"int","ok":"bool"}}"#,
+        )
+        .unwrap();
+        let out = p
+            .process(batch_of_lines(&["200,12,true", "x,3,no"]))
+            .unwrap();
+        use gleaner_sdk::Value::*;
+        let e = out.event(0);
+        assert_eq!(
+            (e.value("code"), e.value("bytes"), e.value("ok")),
+            (Some(Int(200)), Some(Str("12")), Some(Bool(true)))
+        );
+        let e = out.event(1);
+        assert_eq!(
+            (e.value("code"), e.value("ok")),
+            (Some(Str("x")), Some(Bool(false)))
+        );
+        assert_eq!(
+            gleaner_sdk::testing::counters().get("unconverted"),
+            Some(&1)
+        );
+        assert_eq!(
+            ParseDelimiter::init(r#"{"fields":["a"],"types":{"b":"int"}}"#)
+                .err()
+                .as_deref(),
+            Some("types.b: not one of `fields`")
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::fmt::{self, Write as _};
 use std::ops::Range;
 
+use gleaner_sdk::value::{BOOL, FLOAT, INT, JSON, NULL, STRING};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// The members of one object: names and values as ranges of the buffers.
@@ -16,8 +17,8 @@ pub struct Flat {
     pub names: String,
     /// Value texts, one after another.
     pub values: String,
-    /// (name, value) ranges, in document order.
-    pub members: Vec<(Range<usize>, Range<usize>)>,
+    /// (name, value, type) of each member, in document order.
+    pub members: Vec<(Range<usize>, Range<usize>, u8)>,
 }
 
 impl Flat {
@@ -42,11 +43,11 @@ impl Flat {
         ok
     }
 
-    /// The members as (name, value).
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// The members as (name, type, value text); the types are JSON's.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u8, &str)> {
         self.members
             .iter()
-            .map(|(n, v)| (&self.names[n.clone()], &self.values[v.clone()]))
+            .map(|(n, v, ty)| (&self.names[n.clone()], *ty, &self.values[v.clone()]))
     }
 }
 
@@ -61,21 +62,27 @@ struct Member<'f, 's> {
 }
 
 impl Member<'_, '_> {
-    fn value(self, text: impl fmt::Display) {
+    fn value(self, ty: u8, text: impl fmt::Display) {
         let start = self.flat.values.len();
         let _ = write!(self.flat.values, "{text}");
         let end = self.flat.values.len();
-        self.flat.members.push((self.name, start..end));
+        self.flat.members.push((self.name, start..end, ty));
     }
 
-    fn text(self, text: &str) {
+    fn text(self, ty: u8, text: &str) {
         let start = self.flat.values.len();
         self.flat.values.push_str(text);
         let end = self.flat.values.len();
-        self.flat.members.push((self.name, start..end));
+        self.flat.members.push((self.name, start..end, ty));
     }
 
     fn integer(self, negative: bool, mut v: u64) {
+        // Beyond i64 it is a float (the wire's int is 64-bit signed).
+        let ty = if v <= i64::MAX as u64 || (negative && v == 1 << 63) {
+            INT
+        } else {
+            FLOAT
+        };
         let mut digits = [0u8; 21];
         let mut at = digits.len();
         loop {
@@ -91,7 +98,7 @@ impl Member<'_, '_> {
             digits[at] = b'-';
         }
         // Only ASCII digits and a sign were written.
-        self.text(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+        self.text(ty, std::str::from_utf8(&digits[at..]).unwrap_or_default());
     }
 
     fn not_an_object<E: de::Error>(&self) -> Result<(), E> {
@@ -118,7 +125,7 @@ impl<'de> Visitor<'de> for Member<'_, '_> {
         if self.top {
             return self.not_an_object();
         }
-        self.text(v);
+        self.text(STRING, v);
         Ok(())
     }
 
@@ -126,7 +133,7 @@ impl<'de> Visitor<'de> for Member<'_, '_> {
         if self.top {
             return self.not_an_object();
         }
-        self.text(if v { "true" } else { "false" });
+        self.text(BOOL, if v { "true" } else { "false" });
         Ok(())
     }
 
@@ -152,8 +159,8 @@ impl<'de> Visitor<'de> for Member<'_, '_> {
         }
         // As serde_json writes it (a finite f64 always has a Number).
         match serde_json::Number::from_f64(v) {
-            Some(n) => self.value(n),
-            None => self.text("null"),
+            Some(n) => self.value(FLOAT, n),
+            None => self.text(NULL, "null"),
         }
         Ok(())
     }
@@ -162,7 +169,7 @@ impl<'de> Visitor<'de> for Member<'_, '_> {
         if self.top {
             return self.not_an_object();
         }
-        self.text("null");
+        self.text(NULL, "null");
         Ok(())
     }
 
@@ -173,7 +180,7 @@ impl<'de> Visitor<'de> for Member<'_, '_> {
         // Arrays stay JSON text.
         let v: serde_json::Value =
             serde::Deserialize::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
-        self.value(v);
+        self.value(JSON, v);
         Ok(())
     }
 
@@ -182,7 +189,7 @@ impl<'de> Visitor<'de> for Member<'_, '_> {
             // Deeper than max_depth: the object stays JSON text.
             let v: serde_json::Value =
                 serde::Deserialize::deserialize(de::value::MapAccessDeserializer::new(map))?;
-            self.value(v);
+            self.value(JSON, v);
             return Ok(());
         }
         let Member {

@@ -9,9 +9,11 @@
 //!   empties it, as Fluent Bit's and LoongCollector's JSON parsers drop the
 //!   source by default (a body that is not an object is always kept).
 //!
-//! Strings become their text; numbers, booleans and null their JSON text;
-//! arrays their JSON text. A body that is not a JSON object passes
-//! unchanged and is counted as `invalid`.
+//! Members keep JSON's types: strings, integers (within i64; larger ones
+//! are floats), floats, booleans and null, arrays (and objects deeper than
+//! `max_depth`) as JSON. A member that is already a field replaces it. A
+//! body that is not a JSON object passes unchanged and is counted as
+//! `invalid`.
 
 mod flat;
 
@@ -75,8 +77,8 @@ impl Processor for ParseJson {
                 if !c.keep_body && c.field.is_none() {
                     e.set_body(b"");
                 }
-                for (name, value) in self.flat.iter() {
-                    e.field(name, value);
+                for (name, ty, value) in self.flat.iter() {
+                    e.typed(name, ty, value);
                 }
             } else {
                 invalid += 1;
@@ -101,6 +103,18 @@ mod tests {
         let line = r#"{"level":"warn","http":{"status":503,"ok":false},"tags":["a","b"],"n":null}"#;
         let out = records(&p.process(batch_of_lines(&[line])).unwrap());
         let f = &out[0].fields;
+        let typed = p.process(batch_of_lines(&[line])).unwrap();
+        use gleaner_sdk::Value::*;
+        assert_eq!(
+            typed.event(0).values().map(|(_, v)| v).collect::<Vec<_>>(),
+            [
+                Str("warn"),
+                Int(503),
+                Bool(false),
+                Json(r#"["a","b"]"#),
+                Null
+            ]
+        );
         assert_eq!(f["level"], "warn");
         assert_eq!(f["http.status"], "503");
         assert_eq!(f["http.ok"], "false");
@@ -162,6 +176,14 @@ mod tests {
         assert_eq!(f["f"], "1.5");
         assert_eq!(f["big"], "18446744073709551615");
         assert_eq!(f["neg"], "-3");
+        let typed = p
+            .process(batch_of_lines(&[
+                r#"{"f":1.5,"big":18446744073709551615,"neg":-3,"e":1e2}"#,
+            ]))
+            .unwrap();
+        let types: Vec<u8> = typed.event(0).values().map(|(_, v)| v.type_tag()).collect();
+        use gleaner_sdk::value::{FLOAT, INT};
+        assert_eq!(types, [FLOAT, FLOAT, INT, FLOAT]);
         for broken in &out[1..] {
             assert!(broken.fields.is_empty(), "{broken:?}");
         }

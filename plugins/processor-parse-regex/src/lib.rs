@@ -5,13 +5,19 @@
 //!   `^(?P<ip>\S+) \S+ \S+ \[(?P<time>[^\]]+)\]`;
 //! - `field`: parse this field instead of the body;
 //! - `on_no_match`: `keep` (default: the event passes unchanged) or `drop`;
+//! - `types`: a type per group, e.g. `{status: int, body_bytes_sent: int}`
+//!   (`string`, `int`, `float`, `bool`); a value that does not convert
+//!   stays a string and is counted (`unconverted`);
 //! - `engine`: `wasm` (default: matched inside the plugin) or `host` (the
 //!   body column is matched by the host's regex kernel, one call per batch;
 //!   `field` is always matched inside). Both give the same fields and,
 //!   measured on nginx lines, the same CPU per GB (docs/benchmarks.md).
 //!
-//! Counters: `matched`, `unmatched`.
+//! Counters: `matched`, `unmatched`, `unconverted`.
 
+use std::collections::BTreeMap;
+
+use gleaner_sdk::value::{FieldTypes, STRING};
 use gleaner_sdk::{Batch, Key, Processor};
 use regex::bytes::Regex;
 
@@ -25,6 +31,8 @@ struct Config {
     on_no_match: OnNoMatch,
     #[serde(default)]
     engine: Engine,
+    #[serde(default)]
+    types: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, PartialEq, serde::Deserialize)]
@@ -62,6 +70,8 @@ pub struct ParseRegex {
     matcher: Matcher,
     /// Each capture group's name, group 0 first (`None`: unnamed).
     names: Vec<Option<String>>,
+    /// Each capture group's type.
+    types: Vec<u8>,
     field: Option<String>,
     drop_unmatched: bool,
 }
@@ -87,9 +97,19 @@ impl Processor for ParseRegex {
         if names.iter().all(Option::is_none) {
             return Err("pattern: has no named capture group such as (?P<status>\\d+)".into());
         }
+        let types = FieldTypes::from_config(&c.types)?;
+        types.check_known(
+            |f| names.iter().any(|n| n.as_deref() == Some(f)),
+            "the pattern has no group of that name",
+        )?;
+        let types = names
+            .iter()
+            .map(|n| n.as_deref().map_or(STRING, |n| types.of(n)))
+            .collect();
         Ok(ParseRegex {
             matcher,
             names,
+            types,
             field: c.field,
             drop_unmatched: c.on_no_match == OnNoMatch::Drop,
         })
@@ -113,7 +133,7 @@ impl Processor for ParseRegex {
         };
         let (bodies, _) = input.body_column();
         let mut groups: Vec<(usize, &[u8])> = Vec::with_capacity(keys.len());
-        let (mut matched, mut unmatched) = (0u64, 0u64);
+        let (mut matched, mut unmatched, mut unconverted) = (0u64, 0u64, 0u64);
         for event in input.events() {
             groups.clear();
             match &mut source {
@@ -148,12 +168,21 @@ impl Processor for ParseRegex {
             let mut e = out.push_copy(&event);
             for (group, value) in &groups {
                 if let Some(Some(key)) = keys.get(*group) {
-                    e.field_by_key(*key, &String::from_utf8_lossy(value));
+                    let text = String::from_utf8_lossy(value);
+                    match self.types[*group] {
+                        STRING => e.field_by_key(*key, &text),
+                        ty if e.convert_by_key(*key, ty, &text) => &mut e,
+                        _ => {
+                            unconverted += 1;
+                            &mut e
+                        }
+                    };
                 }
             }
         }
         gleaner_sdk::host::counter_add("matched", matched);
         gleaner_sdk::host::counter_add("unmatched", unmatched);
+        gleaner_sdk::host::counter_add("unconverted", unconverted);
         Ok(out.finish())
     }
 }
@@ -192,6 +221,51 @@ mod tests {
         assert_eq!(f["status"], "200");
         assert_eq!(f["http_user_agent"], "curl/8.5.0");
         assert_eq!(out[0].body, line);
+    }
+
+    #[test]
+    fn typed_groups_convert_and_values_that_do_not_stay_strings() {
+        let types =
+            r#","types":{"status":"int","body_bytes_sent":"int","ratio":"float","cached":"bool"}"#;
+        let pattern = r"^(?P<status>\S+) (?P<body_bytes_sent>\S+) (?P<ratio>\S+) (?P<cached>\S+)$";
+        let mut p = init(pattern, types);
+        let out = p
+            .process(batch_of_lines(&["200 612 0.25 yes", "503 - 1e3 0"]))
+            .unwrap();
+        let got: Vec<Vec<(String, gleaner_sdk::Value)>> = out
+            .events()
+            .map(|e| e.values().map(|(k, v)| (k.to_owned(), v)).collect())
+            .collect();
+        use gleaner_sdk::Value::*;
+        let row = |v: [gleaner_sdk::Value<'static>; 4]| {
+            ["status", "body_bytes_sent", "ratio", "cached"]
+                .into_iter()
+                .map(str::to_owned)
+                .zip(v)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(got[0], row([Int(200), Int(612), Float(0.25), Bool(true)]));
+        assert_eq!(
+            got[1],
+            row([Int(503), Str("-"), Float(1000.0), Bool(false)])
+        );
+        assert_eq!(counters().get("unconverted"), Some(&1));
+        let bad = ParseRegex::init(&format!(
+            r#"{{"pattern":{},"types":{{"status":"integr"}}}}"#,
+            serde_json_string(pattern)
+        ));
+        assert_eq!(
+            bad.err().as_deref(),
+            Some("types.status: unknown type `integr` (string, int, float or bool)")
+        );
+        let bad = ParseRegex::init(&format!(
+            r#"{{"pattern":{},"types":{{"code":"int"}}}}"#,
+            serde_json_string(pattern)
+        ));
+        assert_eq!(
+            bad.err().as_deref(),
+            Some("types.code: the pattern has no group of that name")
+        );
     }
 
     #[test]

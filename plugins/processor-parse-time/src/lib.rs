@@ -175,10 +175,11 @@ impl Processor for ParseTime {
                     None
                 }
             };
-            let mut e = out.push(parsed.unwrap_or(event.timestamp()), event.body());
-            for (k, v) in event.fields() {
-                if !(self.remove && parsed.is_some() && k == self.field) {
-                    e.field(k, v);
+            let mut e = out.push_copy(&event);
+            if let Some(t) = parsed {
+                e.set_timestamp(t);
+                if self.remove {
+                    e.remove(&self.field);
                 }
             }
         }

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::{ConfigError, GiveUp, OnError, PluginEntry, Resolver, Spill, raw};
-use crate::plugin::{Grants, Limits, PluginKind, PluginSource, PluginSpec};
+use crate::plugin::{Grants, Limits, PluginKind, PluginSource, PluginSpec, TlsSpec};
 
 impl Resolver<'_> {
     pub(super) fn plugin(
@@ -140,6 +140,26 @@ impl Resolver<'_> {
                 "only flushers spill to the disk buffer",
             );
         }
+        if kind == PluginKind::Processor && e.tls.is_some() {
+            return self.err(
+                format!("{key}.tls"),
+                "only flushers make requests that need TLS",
+            );
+        }
+        let tls = match &e.tls {
+            None => TlsSpec::default(),
+            Some(t) => TlsSpec {
+                ca_file: t.ca_file.as_deref().map(|p| self.absolute(p)),
+                cert_file: t.cert_file.as_deref().map(|p| self.absolute(p)),
+                key_file: t.key_file.as_deref().map(|p| self.absolute(p)),
+                verify: t.verify,
+            },
+        };
+        if e.tls.is_some()
+            && let Err(err) = tls.client_config()
+        {
+            return self.err(format!("{key}.tls.{}", err.key), err.message);
+        }
         if e.spill.as_ref().is_some_and(|s| s.max_mib == 0) {
             return self.err(format!("{key}.spill.max_mib"), "must be at least 1");
         }
@@ -170,6 +190,7 @@ impl Resolver<'_> {
                     hosts: e.grants.hosts.clone(),
                     stdout: e.grants.stdout,
                 },
+                tls,
             },
             on_error: OnError {
                 retries: e.on_error.retries,

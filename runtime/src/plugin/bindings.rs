@@ -3,16 +3,18 @@
 //!
 //! The current package (`wit/plugin.wit`) gives the worlds the host
 //! instantiates. Each frozen earlier version (`wit/deps/plugin-X.Y.Z`)
-//! gets bindings only for its imports, so that plugins built against it
-//! still link: their exports have the same shape (component types are
-//! structural), and `compat.rs` maps their imports onto the current ones.
+//! gets the bindings its plugins need: 0.2.0 plugins export a batch of
+//! another shape, so both its worlds are bound and instantiated as such
+//! (`compat.rs` maps their imports, `convert.rs` their batches); 0.1.0
+//! plugins export the same shapes as 0.2.0 ones (component types are
+//! structural), so only their imports are bound.
 
 /// Bindings of the `processor` world.
 pub mod processor {
     wasmtime::component::bindgen!({
-        world: "gleaner:plugin/processor@0.2.0",
+        world: "gleaner:plugin/processor@0.3.0",
         path: "../wit",
-        imports: { "gleaner:plugin/kernels@0.2.0": trappable },
+        imports: { "gleaner:plugin/kernels@0.3.0": trappable },
         with: {
             "gleaner:plugin/kernels.regex": gleaner_kernels::CompiledRegex,
         },
@@ -22,14 +24,44 @@ pub mod processor {
 /// Bindings of the `flusher` world; shares the interfaces of `processor`.
 pub mod flusher {
     wasmtime::component::bindgen!({
-        world: "gleaner:plugin/flusher@0.2.0",
+        world: "gleaner:plugin/flusher@0.3.0",
         path: "../wit",
         with: {
-            "gleaner:plugin/types@0.2.0": super::processor::gleaner::plugin0_2_0::types,
-            "gleaner:plugin/host@0.2.0": super::processor::gleaner::plugin0_2_0::host,
-            "gleaner:plugin/kernels@0.2.0": super::processor::gleaner::plugin0_2_0::kernels,
+            "gleaner:plugin/types@0.3.0": super::processor::gleaner::plugin0_3_0::types,
+            "gleaner:plugin/host@0.3.0": super::processor::gleaner::plugin0_3_0::host,
+            "gleaner:plugin/kernels@0.3.0": super::processor::gleaner::plugin0_3_0::kernels,
         },
     });
+}
+
+/// Both worlds of `gleaner:plugin@0.2.0` (and the exports of 0.1.0).
+pub mod v0_2 {
+    /// The 0.2.0 `processor` world.
+    pub mod processor {
+        wasmtime::component::bindgen!({
+            world: "gleaner:plugin/processor@0.2.0",
+            path: "../wit",
+            imports: { "gleaner:plugin/kernels@0.2.0": trappable },
+            with: {
+                "gleaner:plugin/kernels.regex": gleaner_kernels::CompiledRegex,
+            },
+        });
+    }
+
+    /// The 0.2.0 `flusher` world.
+    pub mod flusher {
+        wasmtime::component::bindgen!({
+            world: "gleaner:plugin/flusher@0.2.0",
+            path: "../wit",
+            with: {
+                "gleaner:plugin/types@0.2.0": super::processor::gleaner::plugin0_2_0::types,
+                "gleaner:plugin/host@0.2.0": super::processor::gleaner::plugin0_2_0::host,
+                "gleaner:plugin/kernels@0.2.0": super::processor::gleaner::plugin0_2_0::kernels,
+            },
+        });
+    }
+
+    pub use processor::gleaner::plugin0_2_0::{host, kernels, types};
 }
 
 /// Imports of `gleaner:plugin@0.1.0` (both worlds import the same).
@@ -40,6 +72,6 @@ pub mod v0_1 {
     });
 }
 
-pub use processor::gleaner::plugin0_2_0::host as wit_host;
-pub use processor::gleaner::plugin0_2_0::kernels;
-pub use processor::gleaner::plugin0_2_0::types as wit;
+pub use processor::gleaner::plugin0_3_0::host as wit_host;
+pub use processor::gleaner::plugin0_3_0::kernels;
+pub use processor::gleaner::plugin0_3_0::types as wit;

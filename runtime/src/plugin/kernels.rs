@@ -6,7 +6,7 @@
 use gleaner_kernels::{CompiledRegex, json_extract};
 use wasmtime::component::Resource;
 
-use super::bindings::{kernels as wit, wit as types};
+use super::bindings::kernels as wit;
 use super::store::StoreState;
 
 /// Most regexes one plugin instance may hold at once.
@@ -34,19 +34,13 @@ impl wit::Host for StoreState {
         let gleaner_kernels::JsonMembers {
             values,
             fields,
+            types,
             invalid,
         } = json_extract(&bodies, &ends, &paths).map_err(|e| misuse("json-extract", e))?;
         Ok(wit::JsonMembers {
             values,
-            fields: fields
-                .into_iter()
-                .map(|[event, key, start, len]| types::Field {
-                    event,
-                    key,
-                    start,
-                    len,
-                })
-                .collect(),
+            fields: fields.into_flattened(),
+            types,
             invalid,
         })
     }
@@ -90,13 +84,9 @@ impl wit::HostRegex for StoreState {
         r: Resource<CompiledRegex>,
         bodies: Vec<u8>,
         ends: Vec<u32>,
-    ) -> wasmtime::Result<Vec<wit::Span>> {
+    ) -> wasmtime::Result<Vec<u32>> {
         let found = self.regex(&r)?.find_all(&bodies, &ends);
-        let found = found.map_err(|e| misuse("find-all", e))?;
-        Ok(found
-            .into_iter()
-            .map(|[event, start, len]| wit::Span { event, start, len })
-            .collect())
+        Ok(found.map_err(|e| misuse("find-all", e))?.into_flattened())
     }
 
     fn captures(
@@ -104,18 +94,9 @@ impl wit::HostRegex for StoreState {
         r: Resource<CompiledRegex>,
         bodies: Vec<u8>,
         ends: Vec<u32>,
-    ) -> wasmtime::Result<Vec<wit::Capture>> {
+    ) -> wasmtime::Result<Vec<u32>> {
         let found = self.regex(&r)?.captures(&bodies, &ends);
-        let found = found.map_err(|e| misuse("captures", e))?;
-        Ok(found
-            .into_iter()
-            .map(|[event, group, start, len]| wit::Capture {
-                event,
-                group,
-                start,
-                len,
-            })
-            .collect())
+        Ok(found.map_err(|e| misuse("captures", e))?.into_flattened())
     }
 
     fn drop(&mut self, r: Resource<CompiledRegex>) -> wasmtime::Result<()> {

@@ -18,24 +18,27 @@ mod cache;
 mod compat;
 mod convert;
 mod host;
+mod instance;
 pub mod kernels;
 mod stdio;
 mod store;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Engine, Store, UpdateDeadline};
 
-use self::bindings::{flusher, processor, wit};
+use self::bindings::{flusher, processor, v0_2};
 pub use self::cache::{compile_in, compile_to, digest};
+use self::instance::Pre;
+pub use self::instance::{Instance, Prepared};
 pub use self::stdio::stdout_closed;
-use self::store::{HttpClient, StoreState};
+use self::store::StoreState;
 pub use self::store::{Ident, PluginStats};
-use crate::model::event::Batch;
-use crate::model::shutdown::Shutdown;
+pub use self::tls::{TlsError, TlsSpec};
 
 /// How often the epoch advances; per-call deadlines are counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -128,6 +131,8 @@ pub struct PluginSpec {
     pub limits: Limits,
     /// Grants.
     pub grants: Grants,
+    /// TLS of a flusher's `https://` requests.
+    pub tls: TlsSpec,
 }
 
 /// Why a plugin could not be prepared or started.
@@ -215,11 +220,13 @@ impl Runtime {
         let mut processor_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut processor_linker)?;
         processor::Processor::add_to_linker::<_, HasSelf<_>>(&mut processor_linker, |s| s)?;
+        v0_2::processor::Processor::add_to_linker::<_, HasSelf<_>>(&mut processor_linker, |s| s)?;
         bindings::v0_1::Processor::add_to_linker::<_, HasSelf<_>>(&mut processor_linker, |s| s)?;
         let mut flusher_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut flusher_linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut flusher_linker)?;
         flusher::Flusher::add_to_linker::<_, HasSelf<_>>(&mut flusher_linker, |s| s)?;
+        v0_2::processor::Processor::add_to_linker::<_, HasSelf<_>>(&mut flusher_linker, |s| s)?;
         bindings::v0_1::Processor::add_to_linker::<_, HasSelf<_>>(&mut flusher_linker, |s| s)?;
         if epoch {
             let weak = engine.weak();
@@ -315,280 +322,45 @@ impl PluginHost {
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| PluginError::Load(format!("{e:#}")))?;
+        // The current world first, then 0.2.0's (whose exports 0.1.0
+        // plugins share); the error is the current world's.
         let pre = match kind {
-            PluginKind::Processor => processor::ProcessorPre::new(pre).map(Pre::Processor),
-            PluginKind::Flusher => flusher::FlusherPre::new(pre).map(Pre::Flusher),
+            PluginKind::Processor => processor::ProcessorPre::new(pre.clone())
+                .map(Pre::Processor)
+                .or_else(|e| {
+                    v0_2::processor::ProcessorPre::new(pre)
+                        .map(Pre::ProcessorV0_2)
+                        .map_err(|_| e)
+                }),
+            PluginKind::Flusher => flusher::FlusherPre::new(pre.clone())
+                .map(Pre::Flusher)
+                .or_else(|e| {
+                    v0_2::flusher::FlusherPre::new(pre)
+                        .map(Pre::FlusherV0_2)
+                        .map_err(|_| e)
+                }),
         }
         .map_err(|e| PluginError::WrongKind {
             expected: kind,
             detail: format!("{e:#}"),
         })?;
-        let client =
-            (kind == PluginKind::Flusher && !spec.grants.hosts.is_empty()).then(store::http_client);
-        Ok(Arc::new(Prepared {
-            engine: rt.engine.clone(),
+        let client = (kind == PluginKind::Flusher && !spec.grants.hosts.is_empty())
+            .then(|| store::http_client(&spec.tls))
+            .transpose()
+            .map_err(|e| PluginError::Grant(format!("tls.{e}")))?;
+        if client.is_some() && !spec.tls.verify {
+            tracing::warn!(
+                pipeline = &*ident.pipeline,
+                plugin = &*ident.plugin,
+                "tls.verify is false: the certificates of https:// destinations are not checked."
+            );
+        }
+        Ok(Arc::new(Prepared::new(
+            rt.engine.clone(),
             pre,
-            spec: spec.clone(),
+            spec.clone(),
             ident,
-            stats: Arc::new(PluginStats::default()),
             client,
-        }))
-    }
-}
-
-enum Pre {
-    Processor(processor::ProcessorPre<StoreState>),
-    Flusher(flusher::FlusherPre<StoreState>),
-}
-
-enum Exports {
-    Processor(processor::Processor),
-    Flusher(flusher::Flusher),
-}
-
-/// A compiled, linked plugin: makes instances.
-pub struct Prepared {
-    engine: Engine,
-    pre: Pre,
-    spec: PluginSpec,
-    ident: Ident,
-    stats: Arc<PluginStats>,
-    client: Option<HttpClient>,
-}
-
-impl Prepared {
-    /// Counters of this plugin across its instances.
-    pub fn stats(&self) -> &Arc<PluginStats> {
-        &self.stats
-    }
-
-    /// The names used in logs.
-    pub fn ident(&self) -> &Ident {
-        &self.ident
-    }
-
-    /// True if the plugin was granted Gleaner's stdout.
-    pub fn writes_stdout(&self) -> bool {
-        self.spec.grants.stdout
-    }
-
-    /// A new, initialised instance.
-    pub fn instance(self: &Arc<Self>) -> Result<Instance, PluginError> {
-        let live = self.start(None).inspect_err(|e| {
-            if matches!(e, PluginError::Trap(_)) {
-                self.stats.traps.inc();
-            }
-        })?;
-        Ok(Instance {
-            prepared: self.clone(),
-            live: Some(live),
-            abort: None,
-        })
-    }
-
-    fn start(&self, abort: Option<&Arc<Shutdown>>) -> Result<Live, PluginError> {
-        let state = StoreState::new(
-            self.ident.clone(),
-            self.stats.clone(),
-            &self.spec,
-            self.client.clone(),
-        )?;
-        let mut store = Store::new(&self.engine, state);
-        store.data_mut().abort = abort.cloned();
-        store.limiter(|s| &mut s.limits);
-        if self.spec.limits.epoch_deadline {
-            let timeout = self.spec.limits.call_timeout;
-            store.epoch_deadline_callback(move |ctx| {
-                let s = ctx.data();
-                let aborted = s.abort.as_ref().is_some_and(|a| a.expired());
-                Ok(if aborted || s.call_started.elapsed() >= timeout {
-                    UpdateDeadline::Interrupt
-                } else {
-                    UpdateDeadline::Continue(SLICE_TICKS)
-                })
-            });
-            store.data_mut().call_started = Instant::now();
-            store.set_epoch_deadline(SLICE_TICKS);
-        }
-        let trap = |e: wasmtime::Error| PluginError::Trap(format!("{e:#}"));
-        let exports = match &self.pre {
-            Pre::Processor(pre) => Exports::Processor(pre.instantiate(&mut store).map_err(trap)?),
-            Pre::Flusher(pre) => Exports::Flusher(pre.instantiate(&mut store).map_err(trap)?),
-        };
-        let init = match &exports {
-            Exports::Processor(p) => p.call_init(&mut store, &self.spec.config_json),
-            Exports::Flusher(f) => f.call_init(&mut store, &self.spec.config_json),
-        };
-        self.stats.instances.inc();
-        match init {
-            Ok(Ok(())) => Ok(Live { store, exports }),
-            Ok(Err(msg)) => Err(PluginError::Init(msg)),
-            Err(e) => Err(trap(e)),
-        }
-    }
-}
-
-struct Live {
-    store: Store<StoreState>,
-    exports: Exports,
-}
-
-/// One long-lived instance, used by one thread at a time.
-pub struct Instance {
-    prepared: Arc<Prepared>,
-    live: Option<Live>,
-    /// The pipeline's stop signal: once its deadline passes, a running
-    /// call is interrupted.
-    abort: Option<Arc<Shutdown>>,
-}
-
-impl Instance {
-    /// The plugin this is an instance of.
-    pub fn prepared(&self) -> &Arc<Prepared> {
-        &self.prepared
-    }
-
-    /// Interrupts calls (within about 100 ms) once `shutdown`'s deadline
-    /// has passed, whatever the plugin does.
-    pub fn abort_on(&mut self, shutdown: &Arc<Shutdown>) {
-        self.abort = Some(shutdown.clone());
-        if let Some(live) = self.live.as_mut() {
-            live.store.data_mut().abort = Some(shutdown.clone());
-        }
-    }
-
-    fn live(&mut self) -> Result<&mut Live, CallError> {
-        if self.live.is_none() {
-            let live = self
-                .prepared
-                .start(self.abort.as_ref())
-                .map_err(|e| match e {
-                    PluginError::Trap(m) => {
-                        // A trap in `init` while rebuilding counts like any trap.
-                        self.prepared.stats.traps.inc();
-                        CallError::Trap(m)
-                    }
-                    other => CallError::Failed(other.to_string()),
-                })?;
-            self.live = Some(live);
-        }
-        self.live
-            .as_mut()
-            .ok_or_else(|| CallError::Failed("instance unavailable".into()))
-    }
-
-    fn before_call(&mut self) -> Result<(), CallError> {
-        let epoch = self.prepared.spec.limits.epoch_deadline;
-        let live = self.live()?;
-        if epoch {
-            live.store.data_mut().call_started = Instant::now();
-            live.store.set_epoch_deadline(SLICE_TICKS);
-        }
-        Ok(())
-    }
-
-    fn trapped(&mut self, e: wasmtime::Error) -> CallError {
-        self.live = None;
-        self.prepared.stats.traps.inc();
-        let msg = match e.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) if self.abort.as_ref().is_some_and(|a| a.expired()) => {
-                "call interrupted: the pipeline is stopping and its shutdown_timeout has passed"
-                    .to_owned()
-            }
-            Some(wasmtime::Trap::Interrupt) => {
-                format!(
-                    "call exceeded its deadline of {:?}",
-                    self.prepared.spec.limits.call_timeout
-                )
-            }
-            _ => format!("{e:#}"),
-        };
-        tracing::warn!(pipeline = &*self.prepared.ident.pipeline, plugin = &*self.prepared.ident.plugin, error = %msg, "Plugin trapped; its instance will be rebuilt.");
-        CallError::Trap(msg)
-    }
-
-    /// Runs a processor over `batch`. The input batch is left as it was (its
-    /// buffers are lent to the call and given back), so it can be retried.
-    pub fn process(&mut self, batch: &mut Batch) -> Result<Batch, CallError> {
-        self.before_call()?;
-        let started = Instant::now();
-        self.account_in(batch);
-        let input = convert::take_into_wit(batch);
-        let live = self.live()?;
-        let Exports::Processor(p) = &live.exports else {
-            return Err(CallError::Failed("not a processor".into()));
-        };
-        let result = p.call_process(&mut live.store, &input);
-        *batch = convert::from_wit(input);
-        self.account(started);
-        match result {
-            Ok(Ok(out)) => {
-                let out = convert::from_wit(out);
-                out.check_layout().map_err(|e| {
-                    self.prepared.stats.errors.inc();
-                    CallError::Failed(e.to_string())
-                })?;
-                self.account_out(&out);
-                Ok(out)
-            }
-            Ok(Err(msg)) => {
-                self.prepared.stats.errors.inc();
-                Err(CallError::Failed(msg))
-            }
-            Err(e) => Err(self.trapped(e)),
-        }
-    }
-
-    /// Runs a flusher over `batch` (left as it was, for retries).
-    pub fn flush(&mut self, batch: &mut Batch) -> Result<(), CallError> {
-        self.before_call()?;
-        let started = Instant::now();
-        self.account_in(batch);
-        let input = convert::take_into_wit(batch);
-        let live = self.live()?;
-        let Exports::Flusher(f) = &live.exports else {
-            return Err(CallError::Failed("not a flusher".into()));
-        };
-        let result = f.call_flush(&mut live.store, &input);
-        *batch = convert::from_wit(input);
-        self.account(started);
-        match result {
-            Ok(Ok(())) => {
-                self.account_out(batch);
-                Ok(())
-            }
-            Ok(Err(e)) => {
-                self.prepared.stats.errors.inc();
-                Err(match e {
-                    wit::FlushError::Retryable(m) => CallError::Retryable(m),
-                    wit::FlushError::Rejected(m) => CallError::Rejected(m),
-                })
-            }
-            Err(e) => Err(self.trapped(e)),
-        }
-    }
-
-    fn account(&self, started: Instant) {
-        let took = started.elapsed();
-        let stats = &self.prepared.stats;
-        stats.calls.inc();
-        stats.call_micros.add(took.as_micros() as u64);
-        stats.latency.observe(took);
-    }
-
-    fn account_in(&self, batch: &Batch) {
-        let stats = &self.prepared.stats;
-        stats.events_in.add(batch.len() as u64);
-        stats
-            .bytes_in
-            .add((batch.bodies.len() + batch.values.len()) as u64);
-    }
-
-    fn account_out(&self, batch: &Batch) {
-        let stats = &self.prepared.stats;
-        stats.events_out.add(batch.len() as u64);
-        stats
-            .bytes_out
-            .add((batch.bodies.len() + batch.values.len()) as u64);
+        )))
     }
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -17,6 +18,7 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use super::tls::{TlsError, TlsSpec, tls_cause};
 use super::{PluginError, PluginSpec};
 use crate::telemetry::Counter;
 
@@ -77,17 +79,25 @@ impl PluginStats {
     }
 }
 
-/// The pooled HTTP client for a flusher's outgoing requests.
-pub type HttpClient = Client<HttpConnector, wasmtime_wasi_http::WasiBody>;
+/// The pooled HTTP(S) client for a flusher's outgoing requests.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, wasmtime_wasi_http::WasiBody>;
 
-/// Builds the pooled client (one per configured flusher).
-pub fn http_client() -> HttpClient {
+/// Builds the pooled client (one per configured flusher), speaking TLS as
+/// `tls` says to `https://` destinations.
+pub fn http_client(tls: &TlsSpec) -> Result<HttpClient, TlsError> {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(10)));
     connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
+    // The scheme decides, not the connector.
+    connector.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.client_config()?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector)
+        .build(https))
 }
 
 /// Checks outgoing requests against the grant and sends them pooled.
@@ -143,8 +153,23 @@ impl WasiHttpHooks for GrantHooks {
             };
             let response = match tokio::time::timeout(timeout, client.request(request)).await {
                 Err(_) => return Err(Error::HttpResponseTimeout),
-                Ok(Err(e)) if e.is_connect() => return Err(Error::ConnectionRefused),
-                Ok(Err(e)) => return Err(Error::InternalError(Some(e.to_string()))),
+                Ok(Err(e)) => {
+                    if let Some(tls) = tls_cause(&e) {
+                        tracing::warn!(
+                            destination = target.as_deref().unwrap_or("?"),
+                            error = %tls,
+                            "TLS handshake with the destination failed."
+                        );
+                        return Err(match tls {
+                            rustls::Error::InvalidCertificate(_) => Error::TlsCertificateError,
+                            _ => Error::TlsProtocolError,
+                        });
+                    }
+                    if e.is_connect() {
+                        return Err(Error::ConnectionRefused);
+                    }
+                    return Err(Error::InternalError(Some(e.to_string())));
+                }
                 Ok(Ok(r)) => r,
             };
             let response = response.map(|body| body.map_err(Error::from).boxed_unsync());
@@ -338,7 +363,7 @@ mod tests {
         let _guard = rt.enter();
         let mut hooks = GrantHooks {
             hosts: vec!["127.0.0.1:1".to_owned()].into(),
-            client: Some(http_client()),
+            client: Some(http_client(&TlsSpec::default()).unwrap()),
             timeout: Duration::from_secs(5),
         };
         let body = http_body_util::Empty::<bytes::Bytes>::new()

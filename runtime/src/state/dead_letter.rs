@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crate::model::event::Batch;
+use crate::model::event::{Batch, value};
 use crate::telemetry::stats::PipelineStats;
 
 /// Appends given-up batches to a file.
@@ -45,9 +45,19 @@ impl DeadLetter {
                 .map(|(k, v)| (k.clone(), v.clone().into()))
                 .collect();
             obj.insert("tags".into(), tags.into());
+            if let Some(&severity) = batch.severities.get(i).filter(|s| **s != 0) {
+                obj.insert("severity".into(), severity.into());
+            }
             let fields: serde_json::Map<_, _> = batch
                 .fields_of(i)
-                .map(|(k, v)| (k.to_owned(), String::from_utf8_lossy(v).into_owned().into()))
+                .map(|(k, ty, v)| {
+                    // A typed value is valid JSON (the layout check saw to it).
+                    let typed = (ty != value::STRING)
+                        .then(|| serde_json::from_slice::<serde_json::Value>(v).ok())
+                        .flatten();
+                    let v = typed.unwrap_or_else(|| String::from_utf8_lossy(v).into_owned().into());
+                    (k.to_owned(), v)
+                })
                 .collect();
             obj.insert("fields".into(), fields.into());
             obj.insert(

@@ -1,6 +1,7 @@
 //! A real HTTP/1.1 server (hyper) for flusher tests: records every request
 //! (headers, decoded body), counts TCP connections, and answers with a
-//! scripted sequence of statuses before answering 200.
+//! scripted sequence of statuses before answering 200; over plain TCP or
+//! TLS (rustls, optionally requiring a client certificate).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -32,6 +33,8 @@ pub struct Received {
 pub struct State {
     pub requests: Vec<Received>,
     pub connections: usize,
+    /// TLS handshakes that failed, with rustls's reason.
+    pub handshake_errors: Vec<String>,
     pub script: VecDeque<u16>,
     /// While set, every request gets 503.
     pub down: bool,
@@ -71,6 +74,24 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_on(None, on_accept, |_| {}, handle)
+}
+
+/// [`serve`], over TLS when `tls` is given; `on_tls_error` gets each
+/// failed handshake's reason.
+pub fn serve_on<H, Fut, B>(
+    tls: Option<Arc<rustls::ServerConfig>>,
+    on_accept: impl Fn() + Send + Sync + 'static,
+    on_tls_error: impl Fn(String) + Send + Sync + 'static,
+    handle: H,
+) -> (SocketAddr, tokio::runtime::Runtime)
+where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -80,6 +101,8 @@ where
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let on_tls_error = Arc::new(on_tls_error);
     rt.spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -87,10 +110,25 @@ where
             };
             on_accept();
             let handle = handle.clone();
+            let acceptor = acceptor.clone();
+            let on_tls_error = on_tls_error.clone();
             tokio::spawn(async move {
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(handle))
-                    .await;
+                let http = http1::Builder::new();
+                match acceptor {
+                    None => {
+                        let _ = http
+                            .serve_connection(TokioIo::new(stream), service_fn(handle))
+                            .await;
+                    }
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(tls) => {
+                            let _ = http
+                                .serve_connection(TokioIo::new(tls), service_fn(handle))
+                                .await;
+                        }
+                        Err(e) => on_tls_error(e.to_string()),
+                    },
+                }
             });
         }
     });
@@ -100,14 +138,26 @@ where
 impl Sink {
     /// Starts the server; the first `script.len()` requests get those statuses.
     pub fn start(script: &[u16]) -> Sink {
+        Sink::start_on(None, script)
+    }
+
+    /// [`Sink::start`] over TLS.
+    pub fn start_tls(tls: Arc<rustls::ServerConfig>) -> Sink {
+        Sink::start_on(Some(tls), &[])
+    }
+
+    fn start_on(tls: Option<Arc<rustls::ServerConfig>>, script: &[u16]) -> Sink {
         let state = Arc::new(Mutex::new(State {
             script: script.iter().copied().collect(),
             ..State::default()
         }));
         let counted = state.clone();
+        let refused = state.clone();
         let st = state.clone();
-        let (addr, rt) = serve(
+        let (addr, rt) = serve_on(
+            tls,
             move || counted.lock().unwrap().connections += 1,
+            move |e| refused.lock().unwrap().handshake_errors.push(e),
             move |req: Request<Incoming>| {
                 let st = st.clone();
                 async move {

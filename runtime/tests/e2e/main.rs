@@ -25,3 +25,5 @@ mod reload;
 mod sdks;
 mod tailing;
 mod throughput;
+mod tls;
+mod typed;

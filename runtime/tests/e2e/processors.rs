@@ -59,15 +59,15 @@ fn regex_filter_mask_and_add_fields_chain_in_order() {
 }
 
 #[test]
-fn json_bodies_become_flattened_fields() {
+fn json_bodies_become_flattened_typed_fields() {
     let events = through(
         "[ { plugin: builtin:parse-json } ]",
         &[r#"{"level":"info","req":{"id":7,"ok":true}}"#, "plain text"],
     );
     assert_eq!(events.len(), 2);
     assert_eq!(events[0]["level"], "info");
-    assert_eq!(events[0]["req.id"], "7");
-    assert_eq!(events[0]["req.ok"], "true");
+    assert_eq!(events[0]["req.id"], 7);
+    assert_eq!(events[0]["req.ok"], true);
     assert_eq!(events[1]["message"], "plain text");
     assert_eq!(events[1].as_object().unwrap().len(), 3);
 }

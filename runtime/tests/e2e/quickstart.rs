@@ -34,8 +34,9 @@ fn quickstart_prints_every_sample_line_as_parsed_json() {
     assert_eq!(first["remote_addr"], "10.0.0.26");
     assert_eq!(first["method"], "GET");
     assert_eq!(first["path"], "/");
-    assert_eq!(first["status"], "200");
-    assert_eq!(first["body_bytes_sent"], "1186");
+    // Typed by `types:`: numbers, not text.
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["body_bytes_sent"], 1186);
     assert_eq!(first["http_user_agent"], "curl/8.5.0");
     // The time of the request, from the line (parse-time), not of reading.
     assert_eq!(first["timestamp"], "2026-11-21T17:00:00.000000000Z");

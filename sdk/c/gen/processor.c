@@ -3,36 +3,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Imported Functions from `gleaner:plugin/host@0.2.0`
+// Imported Functions from `gleaner:plugin/host@0.3.0`
 
-__attribute__((__import_module__("gleaner:plugin/host@0.2.0"), __import_name__("log")))
-extern void __wasm_import_gleaner_plugin_0_2_0_host_log(int32_t, uint8_t *, size_t);
+__attribute__((__import_module__("gleaner:plugin/host@0.3.0"), __import_name__("log")))
+extern void __wasm_import_gleaner_plugin_0_3_0_host_log(int32_t, uint8_t *, size_t);
 
-__attribute__((__import_module__("gleaner:plugin/host@0.2.0"), __import_name__("counter-add")))
-extern void __wasm_import_gleaner_plugin_0_2_0_host_counter_add(uint8_t *, size_t, int64_t);
+__attribute__((__import_module__("gleaner:plugin/host@0.3.0"), __import_name__("counter-add")))
+extern void __wasm_import_gleaner_plugin_0_3_0_host_counter_add(uint8_t *, size_t, int64_t);
 
-__attribute__((__import_module__("gleaner:plugin/host@0.2.0"), __import_name__("compress")))
-extern void __wasm_import_gleaner_plugin_0_2_0_host_compress(int32_t, uint8_t *, size_t, uint8_t *);
+__attribute__((__import_module__("gleaner:plugin/host@0.3.0"), __import_name__("compress")))
+extern void __wasm_import_gleaner_plugin_0_3_0_host_compress(int32_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `gleaner:plugin/kernels@0.2.0`
+// Imported Functions from `gleaner:plugin/kernels@0.3.0`
 
-__attribute__((__import_module__("gleaner:plugin/kernels@0.2.0"), __import_name__("[static]regex.compile")))
-extern void __wasm_import_gleaner_plugin_0_2_0_kernels_static_regex_compile(uint8_t *, size_t, uint8_t *);
+__attribute__((__import_module__("gleaner:plugin/kernels@0.3.0"), __import_name__("[static]regex.compile")))
+extern void __wasm_import_gleaner_plugin_0_3_0_kernels_static_regex_compile(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gleaner:plugin/kernels@0.2.0"), __import_name__("[method]regex.group-names")))
-extern void __wasm_import_gleaner_plugin_0_2_0_kernels_method_regex_group_names(int32_t, uint8_t *);
+__attribute__((__import_module__("gleaner:plugin/kernels@0.3.0"), __import_name__("[method]regex.group-names")))
+extern void __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_group_names(int32_t, uint8_t *);
 
-__attribute__((__import_module__("gleaner:plugin/kernels@0.2.0"), __import_name__("[method]regex.matching")))
-extern void __wasm_import_gleaner_plugin_0_2_0_kernels_method_regex_matching(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
+__attribute__((__import_module__("gleaner:plugin/kernels@0.3.0"), __import_name__("[method]regex.matching")))
+extern void __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_matching(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gleaner:plugin/kernels@0.2.0"), __import_name__("[method]regex.find-all")))
-extern void __wasm_import_gleaner_plugin_0_2_0_kernels_method_regex_find_all(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
+__attribute__((__import_module__("gleaner:plugin/kernels@0.3.0"), __import_name__("[method]regex.find-all")))
+extern void __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_find_all(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gleaner:plugin/kernels@0.2.0"), __import_name__("[method]regex.captures")))
-extern void __wasm_import_gleaner_plugin_0_2_0_kernels_method_regex_captures(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
+__attribute__((__import_module__("gleaner:plugin/kernels@0.3.0"), __import_name__("[method]regex.captures")))
+extern void __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_captures(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gleaner:plugin/kernels@0.2.0"), __import_name__("json-extract")))
-extern void __wasm_import_gleaner_plugin_0_2_0_kernels_json_extract(uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
+__attribute__((__import_module__("gleaner:plugin/kernels@0.3.0"), __import_name__("json-extract")))
+extern void __wasm_import_gleaner_plugin_0_3_0_kernels_json_extract(uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
 // Exported Functions from `processor`
 
@@ -92,7 +92,7 @@ void __wasm_export_exports_processor_process_post_return(uint8_t * arg0) {
       if (len6 > 0) {
         uint8_t *ptr7 = *((uint8_t **) (arg0 + (7*sizeof(void*))));
         for (size_t i8 = 0; i8 < len6; i8++) {
-          uint8_t *base = ptr7 + i8 * 4;
+          uint8_t *base = ptr7 + i8 * 1;
           (void) base;
         }
         free(ptr7);
@@ -101,11 +101,8 @@ void __wasm_export_exports_processor_process_post_return(uint8_t * arg0) {
       if (len9 > 0) {
         uint8_t *ptr10 = *((uint8_t **) (arg0 + (9*sizeof(void*))));
         for (size_t i11 = 0; i11 < len9; i11++) {
-          uint8_t *base = ptr10 + i11 * (2*sizeof(void*));
+          uint8_t *base = ptr10 + i11 * 4;
           (void) base;
-          if ((*((size_t*) (base + sizeof(void*)))) > 0) {
-            free(*((uint8_t **) (base + 0)));
-          }
         }
         free(ptr10);
       }
@@ -113,8 +110,11 @@ void __wasm_export_exports_processor_process_post_return(uint8_t * arg0) {
       if (len12 > 0) {
         uint8_t *ptr13 = *((uint8_t **) (arg0 + (11*sizeof(void*))));
         for (size_t i14 = 0; i14 < len12; i14++) {
-          uint8_t *base = ptr13 + i14 * 1;
+          uint8_t *base = ptr13 + i14 * (2*sizeof(void*));
           (void) base;
+          if ((*((size_t*) (base + sizeof(void*)))) > 0) {
+            free(*((uint8_t **) (base + 0)));
+          }
         }
         free(ptr13);
       }
@@ -122,10 +122,28 @@ void __wasm_export_exports_processor_process_post_return(uint8_t * arg0) {
       if (len15 > 0) {
         uint8_t *ptr16 = *((uint8_t **) (arg0 + (13*sizeof(void*))));
         for (size_t i17 = 0; i17 < len15; i17++) {
-          uint8_t *base = ptr16 + i17 * 16;
+          uint8_t *base = ptr16 + i17 * 1;
           (void) base;
         }
         free(ptr16);
+      }
+      size_t len18 = *((size_t*) (arg0 + (16*sizeof(void*))));
+      if (len18 > 0) {
+        uint8_t *ptr19 = *((uint8_t **) (arg0 + (15*sizeof(void*))));
+        for (size_t i20 = 0; i20 < len18; i20++) {
+          uint8_t *base = ptr19 + i20 * 4;
+          (void) base;
+        }
+        free(ptr19);
+      }
+      size_t len21 = *((size_t*) (arg0 + (18*sizeof(void*))));
+      if (len21 > 0) {
+        uint8_t *ptr22 = *((uint8_t **) (arg0 + (17*sizeof(void*))));
+        for (size_t i23 = 0; i23 < len21; i23++) {
+          uint8_t *base = ptr22 + i23 * 1;
+          (void) base;
+        }
+        free(ptr22);
       }
       break;
     }
@@ -150,7 +168,7 @@ void *cabi_realloc(void *ptr, size_t old_size, size_t align, size_t new_size) {
 }
 
 __attribute__((__aligned__(sizeof(void*))))
-static uint8_t RET_AREA[(15*sizeof(void*))];
+static uint8_t RET_AREA[(19*sizeof(void*))];
 
 // Helper Functions
 
@@ -211,27 +229,19 @@ void processor_list_string_free(processor_list_string_t *ptr) {
   }
 }
 
-void gleaner_plugin_0_2_0_types_list_field_free(gleaner_plugin_0_2_0_types_list_field_t *ptr) {
-  size_t list_len = ptr->len;
-  if (list_len > 0) {
-    gleaner_plugin_0_2_0_types_field_t *list_ptr = ptr->ptr;
-    for (size_t i = 0; i < list_len; i++) {
-    }
-    free(list_ptr);
-  }
-}
-
-void gleaner_plugin_0_2_0_types_batch_free(gleaner_plugin_0_2_0_types_batch_t *ptr) {
+void gleaner_plugin_0_3_0_types_batch_free(gleaner_plugin_0_3_0_types_batch_t *ptr) {
   processor_list_tuple2_string_string_free(&ptr->tags);
   processor_list_s64_free(&ptr->timestamps);
+  processor_list_u8_free(&ptr->severities);
   processor_list_u8_free(&ptr->bodies);
   processor_list_u32_free(&ptr->body_ends);
   processor_list_string_free(&ptr->keys);
   processor_list_u8_free(&ptr->values);
-  gleaner_plugin_0_2_0_types_list_field_free(&ptr->fields);
+  processor_list_u32_free(&ptr->fields);
+  processor_list_u8_free(&ptr->field_types);
 }
 
-void gleaner_plugin_0_2_0_types_flush_error_free(gleaner_plugin_0_2_0_types_flush_error_t *ptr) {
+void gleaner_plugin_0_3_0_types_flush_error_free(gleaner_plugin_0_3_0_types_flush_error_t *ptr) {
   switch ((int32_t) ptr->tag) {
     case 0: {
       processor_string_free(&ptr->val.retryable);
@@ -244,7 +254,7 @@ void gleaner_plugin_0_2_0_types_flush_error_free(gleaner_plugin_0_2_0_types_flus
   }
 }
 
-void gleaner_plugin_0_2_0_host_result_list_u8_string_free(gleaner_plugin_0_2_0_host_result_list_u8_string_t *ptr) {
+void gleaner_plugin_0_3_0_host_result_list_u8_string_free(gleaner_plugin_0_3_0_host_result_list_u8_string_t *ptr) {
   if (!ptr->is_err) {
     processor_list_u8_free(&ptr->val.ok);
   } else {
@@ -252,66 +262,37 @@ void gleaner_plugin_0_2_0_host_result_list_u8_string_free(gleaner_plugin_0_2_0_h
   }
 }
 
-__attribute__((__import_module__("gleaner:plugin/kernels@0.2.0"), __import_name__("[resource-drop]regex")))
-extern void __wasm_import_gleaner_plugin_0_2_0_kernels_regex_drop(int32_t handle);
+__attribute__((__import_module__("gleaner:plugin/kernels@0.3.0"), __import_name__("[resource-drop]regex")))
+extern void __wasm_import_gleaner_plugin_0_3_0_kernels_regex_drop(int32_t handle);
 
-void gleaner_plugin_0_2_0_kernels_regex_drop_own(gleaner_plugin_0_2_0_kernels_own_regex_t handle) {
-  __wasm_import_gleaner_plugin_0_2_0_kernels_regex_drop(handle.__handle);
+void gleaner_plugin_0_3_0_kernels_regex_drop_own(gleaner_plugin_0_3_0_kernels_own_regex_t handle) {
+  __wasm_import_gleaner_plugin_0_3_0_kernels_regex_drop(handle.__handle);
 }
 
-void gleaner_plugin_0_2_0_kernels_regex_drop_borrow(gleaner_plugin_0_2_0_kernels_borrow_regex_t handle) {
-  __wasm_import_gleaner_plugin_0_2_0_kernels_regex_drop(handle.__handle);
+void gleaner_plugin_0_3_0_kernels_regex_drop_borrow(gleaner_plugin_0_3_0_kernels_borrow_regex_t handle) {
+  __wasm_import_gleaner_plugin_0_3_0_kernels_regex_drop(handle.__handle);
 }
 
-gleaner_plugin_0_2_0_kernels_borrow_regex_t gleaner_plugin_0_2_0_kernels_borrow_regex(gleaner_plugin_0_2_0_kernels_own_regex_t arg) {
-  return (gleaner_plugin_0_2_0_kernels_borrow_regex_t) { arg.__handle };
+gleaner_plugin_0_3_0_kernels_borrow_regex_t gleaner_plugin_0_3_0_kernels_borrow_regex(gleaner_plugin_0_3_0_kernels_own_regex_t arg) {
+  return (gleaner_plugin_0_3_0_kernels_borrow_regex_t) { arg.__handle };
 }
 
-void gleaner_plugin_0_2_0_kernels_list_field_free(gleaner_plugin_0_2_0_kernels_list_field_t *ptr) {
-  size_t list_len = ptr->len;
-  if (list_len > 0) {
-    gleaner_plugin_0_2_0_kernels_field_t *list_ptr = ptr->ptr;
-    for (size_t i = 0; i < list_len; i++) {
-    }
-    free(list_ptr);
-  }
-}
-
-void gleaner_plugin_0_2_0_kernels_json_members_free(gleaner_plugin_0_2_0_kernels_json_members_t *ptr) {
+void gleaner_plugin_0_3_0_kernels_json_members_free(gleaner_plugin_0_3_0_kernels_json_members_t *ptr) {
   processor_list_u8_free(&ptr->values);
-  gleaner_plugin_0_2_0_kernels_list_field_free(&ptr->fields);
+  processor_list_u32_free(&ptr->fields);
+  processor_list_u8_free(&ptr->types);
   processor_list_u32_free(&ptr->invalid);
 }
 
-void gleaner_plugin_0_2_0_kernels_result_own_regex_string_free(gleaner_plugin_0_2_0_kernels_result_own_regex_string_t *ptr) {
+void gleaner_plugin_0_3_0_kernels_result_own_regex_string_free(gleaner_plugin_0_3_0_kernels_result_own_regex_string_t *ptr) {
   if (!ptr->is_err) {
   } else {
     processor_string_free(&ptr->val.err);
   }
 }
 
-void gleaner_plugin_0_2_0_kernels_list_span_free(gleaner_plugin_0_2_0_kernels_list_span_t *ptr) {
-  size_t list_len = ptr->len;
-  if (list_len > 0) {
-    gleaner_plugin_0_2_0_kernels_span_t *list_ptr = ptr->ptr;
-    for (size_t i = 0; i < list_len; i++) {
-    }
-    free(list_ptr);
-  }
-}
-
-void gleaner_plugin_0_2_0_kernels_list_capture_free(gleaner_plugin_0_2_0_kernels_list_capture_t *ptr) {
-  size_t list_len = ptr->len;
-  if (list_len > 0) {
-    gleaner_plugin_0_2_0_kernels_capture_t *list_ptr = ptr->ptr;
-    for (size_t i = 0; i < list_len; i++) {
-    }
-    free(list_ptr);
-  }
-}
-
 void processor_batch_free(processor_batch_t *ptr) {
-  gleaner_plugin_0_2_0_types_batch_free(ptr);
+  gleaner_plugin_0_3_0_types_batch_free(ptr);
 }
 
 void processor_result_void_string_free(processor_result_void_string_t *ptr) {
@@ -356,20 +337,20 @@ void processor_string_free(processor_string_t *ret) {
 
 // Component Adapters
 
-void gleaner_plugin_0_2_0_host_log(gleaner_plugin_0_2_0_host_level_t level, processor_string_t *message) {
-  __wasm_import_gleaner_plugin_0_2_0_host_log((int32_t) level, (uint8_t *) (*message).ptr, (*message).len);
+void gleaner_plugin_0_3_0_host_log(gleaner_plugin_0_3_0_host_level_t level, processor_string_t *message) {
+  __wasm_import_gleaner_plugin_0_3_0_host_log((int32_t) level, (uint8_t *) (*message).ptr, (*message).len);
 }
 
-void gleaner_plugin_0_2_0_host_counter_add(processor_string_t *name, uint64_t delta) {
-  __wasm_import_gleaner_plugin_0_2_0_host_counter_add((uint8_t *) (*name).ptr, (*name).len, (int64_t) (delta));
+void gleaner_plugin_0_3_0_host_counter_add(processor_string_t *name, uint64_t delta) {
+  __wasm_import_gleaner_plugin_0_3_0_host_counter_add((uint8_t *) (*name).ptr, (*name).len, (int64_t) (delta));
 }
 
-bool gleaner_plugin_0_2_0_host_compress(gleaner_plugin_0_2_0_host_codec_t codec, processor_list_u8_t *data, processor_list_u8_t *ret, processor_string_t *err) {
+bool gleaner_plugin_0_3_0_host_compress(gleaner_plugin_0_3_0_host_codec_t codec, processor_list_u8_t *data, processor_list_u8_t *ret, processor_string_t *err) {
   __attribute__((__aligned__(sizeof(void*))))
   uint8_t ret_area[(3*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
-  __wasm_import_gleaner_plugin_0_2_0_host_compress((int32_t) codec, (uint8_t *) (*data).ptr, (*data).len, ptr);
-  gleaner_plugin_0_2_0_host_result_list_u8_string_t result;
+  __wasm_import_gleaner_plugin_0_3_0_host_compress((int32_t) codec, (uint8_t *) (*data).ptr, (*data).len, ptr);
+  gleaner_plugin_0_3_0_host_result_list_u8_string_t result;
   switch ((int32_t) *((uint8_t*) (ptr + 0))) {
     case 0: {
       result.is_err = false;
@@ -391,16 +372,16 @@ bool gleaner_plugin_0_2_0_host_compress(gleaner_plugin_0_2_0_host_codec_t codec,
   }
 }
 
-bool gleaner_plugin_0_2_0_kernels_static_regex_compile(processor_string_t *pattern, gleaner_plugin_0_2_0_kernels_own_regex_t *ret, processor_string_t *err) {
+bool gleaner_plugin_0_3_0_kernels_static_regex_compile(processor_string_t *pattern, gleaner_plugin_0_3_0_kernels_own_regex_t *ret, processor_string_t *err) {
   __attribute__((__aligned__(sizeof(void*))))
   uint8_t ret_area[(3*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
-  __wasm_import_gleaner_plugin_0_2_0_kernels_static_regex_compile((uint8_t *) (*pattern).ptr, (*pattern).len, ptr);
-  gleaner_plugin_0_2_0_kernels_result_own_regex_string_t result;
+  __wasm_import_gleaner_plugin_0_3_0_kernels_static_regex_compile((uint8_t *) (*pattern).ptr, (*pattern).len, ptr);
+  gleaner_plugin_0_3_0_kernels_result_own_regex_string_t result;
   switch ((int32_t) *((uint8_t*) (ptr + 0))) {
     case 0: {
       result.is_err = false;
-      result.val.ok = (gleaner_plugin_0_2_0_kernels_own_regex_t) { *((int32_t*) (ptr + sizeof(void*))) };
+      result.val.ok = (gleaner_plugin_0_3_0_kernels_own_regex_t) { *((int32_t*) (ptr + sizeof(void*))) };
       break;
     }
     case 1: {
@@ -418,47 +399,48 @@ bool gleaner_plugin_0_2_0_kernels_static_regex_compile(processor_string_t *patte
   }
 }
 
-void gleaner_plugin_0_2_0_kernels_method_regex_group_names(gleaner_plugin_0_2_0_kernels_borrow_regex_t self, processor_list_string_t *ret) {
+void gleaner_plugin_0_3_0_kernels_method_regex_group_names(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_string_t *ret) {
   __attribute__((__aligned__(sizeof(void*))))
   uint8_t ret_area[(2*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
-  __wasm_import_gleaner_plugin_0_2_0_kernels_method_regex_group_names((self).__handle, ptr);
+  __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_group_names((self).__handle, ptr);
   *ret = (processor_list_string_t) { (processor_string_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
 }
 
-void gleaner_plugin_0_2_0_kernels_method_regex_matching(gleaner_plugin_0_2_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret) {
+void gleaner_plugin_0_3_0_kernels_method_regex_matching(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret) {
   __attribute__((__aligned__(sizeof(void*))))
   uint8_t ret_area[(2*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
-  __wasm_import_gleaner_plugin_0_2_0_kernels_method_regex_matching((self).__handle, (uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, ptr);
+  __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_matching((self).__handle, (uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, ptr);
   *ret = (processor_list_u32_t) { (uint32_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
 }
 
-void gleaner_plugin_0_2_0_kernels_method_regex_find_all(gleaner_plugin_0_2_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, gleaner_plugin_0_2_0_kernels_list_span_t *ret) {
+void gleaner_plugin_0_3_0_kernels_method_regex_find_all(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret) {
   __attribute__((__aligned__(sizeof(void*))))
   uint8_t ret_area[(2*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
-  __wasm_import_gleaner_plugin_0_2_0_kernels_method_regex_find_all((self).__handle, (uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, ptr);
-  *ret = (gleaner_plugin_0_2_0_kernels_list_span_t) { (gleaner_plugin_0_2_0_kernels_span_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
+  __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_find_all((self).__handle, (uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, ptr);
+  *ret = (processor_list_u32_t) { (uint32_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
 }
 
-void gleaner_plugin_0_2_0_kernels_method_regex_captures(gleaner_plugin_0_2_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, gleaner_plugin_0_2_0_kernels_list_capture_t *ret) {
+void gleaner_plugin_0_3_0_kernels_method_regex_captures(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret) {
   __attribute__((__aligned__(sizeof(void*))))
   uint8_t ret_area[(2*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
-  __wasm_import_gleaner_plugin_0_2_0_kernels_method_regex_captures((self).__handle, (uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, ptr);
-  *ret = (gleaner_plugin_0_2_0_kernels_list_capture_t) { (gleaner_plugin_0_2_0_kernels_capture_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
+  __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_captures((self).__handle, (uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, ptr);
+  *ret = (processor_list_u32_t) { (uint32_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
 }
 
-void gleaner_plugin_0_2_0_kernels_json_extract(processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_string_t *paths, gleaner_plugin_0_2_0_kernels_json_members_t *ret) {
+void gleaner_plugin_0_3_0_kernels_json_extract(processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_string_t *paths, gleaner_plugin_0_3_0_kernels_json_members_t *ret) {
   __attribute__((__aligned__(sizeof(void*))))
-  uint8_t ret_area[(6*sizeof(void*))];
+  uint8_t ret_area[(8*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
-  __wasm_import_gleaner_plugin_0_2_0_kernels_json_extract((uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, (uint8_t *) (*paths).ptr, (*paths).len, ptr);
-  *ret = (gleaner_plugin_0_2_0_kernels_json_members_t) {
+  __wasm_import_gleaner_plugin_0_3_0_kernels_json_extract((uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, (uint8_t *) (*paths).ptr, (*paths).len, ptr);
+  *ret = (gleaner_plugin_0_3_0_kernels_json_members_t) {
     (processor_list_u8_t) (processor_list_u8_t) { (uint8_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) },
-    (gleaner_plugin_0_2_0_kernels_list_field_t) (gleaner_plugin_0_2_0_kernels_list_field_t) { (gleaner_plugin_0_2_0_kernels_field_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) },
-    (processor_list_u32_t) (processor_list_u32_t) { (uint32_t*)(*((uint8_t **) (ptr + (4*sizeof(void*))))), (*((size_t*) (ptr + (5*sizeof(void*))))) },
+    (processor_list_u32_t) (processor_list_u32_t) { (uint32_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) },
+    (processor_list_u8_t) (processor_list_u8_t) { (uint8_t*)(*((uint8_t **) (ptr + (4*sizeof(void*))))), (*((size_t*) (ptr + (5*sizeof(void*))))) },
+    (processor_list_u32_t) (processor_list_u32_t) { (uint32_t*)(*((uint8_t **) (ptr + (6*sizeof(void*))))), (*((size_t*) (ptr + (7*sizeof(void*))))) },
   };
 }
 
@@ -483,47 +465,54 @@ uint8_t * __wasm_export_exports_processor_init(uint8_t * arg, size_t arg0) {
 }
 
 __attribute__((__export_name__("process")))
-uint8_t * __wasm_export_exports_processor_process(uint8_t * arg, size_t arg0, uint8_t * arg1, size_t arg2, uint8_t * arg3, size_t arg4, uint8_t * arg5, size_t arg6, uint8_t * arg7, size_t arg8, uint8_t * arg9, size_t arg10, uint8_t * arg11, size_t arg12) {
-  processor_batch_t arg13 = (gleaner_plugin_0_2_0_types_batch_t) {
-    (processor_list_tuple2_string_string_t) (processor_list_tuple2_string_string_t) { (processor_tuple2_string_string_t*)(arg), (arg0) },
-    (processor_list_s64_t) (processor_list_s64_t) { (int64_t*)(arg1), (arg2) },
-    (processor_list_u8_t) (processor_list_u8_t) { (uint8_t*)(arg3), (arg4) },
-    (processor_list_u32_t) (processor_list_u32_t) { (uint32_t*)(arg5), (arg6) },
-    (processor_list_string_t) (processor_list_string_t) { (processor_string_t*)(arg7), (arg8) },
-    (processor_list_u8_t) (processor_list_u8_t) { (uint8_t*)(arg9), (arg10) },
-    (gleaner_plugin_0_2_0_types_list_field_t) (gleaner_plugin_0_2_0_types_list_field_t) { (gleaner_plugin_0_2_0_types_field_t*)(arg11), (arg12) },
+uint8_t * __wasm_export_exports_processor_process(uint8_t * arg) {
+  processor_batch_t arg0 = (gleaner_plugin_0_3_0_types_batch_t) {
+    (processor_list_tuple2_string_string_t) (processor_list_tuple2_string_string_t) { (processor_tuple2_string_string_t*)(*((uint8_t **) (arg + 0))), (*((size_t*) (arg + sizeof(void*)))) },
+    (processor_list_s64_t) (processor_list_s64_t) { (int64_t*)(*((uint8_t **) (arg + (2*sizeof(void*))))), (*((size_t*) (arg + (3*sizeof(void*))))) },
+    (processor_list_u8_t) (processor_list_u8_t) { (uint8_t*)(*((uint8_t **) (arg + (4*sizeof(void*))))), (*((size_t*) (arg + (5*sizeof(void*))))) },
+    (processor_list_u8_t) (processor_list_u8_t) { (uint8_t*)(*((uint8_t **) (arg + (6*sizeof(void*))))), (*((size_t*) (arg + (7*sizeof(void*))))) },
+    (processor_list_u32_t) (processor_list_u32_t) { (uint32_t*)(*((uint8_t **) (arg + (8*sizeof(void*))))), (*((size_t*) (arg + (9*sizeof(void*))))) },
+    (processor_list_string_t) (processor_list_string_t) { (processor_string_t*)(*((uint8_t **) (arg + (10*sizeof(void*))))), (*((size_t*) (arg + (11*sizeof(void*))))) },
+    (processor_list_u8_t) (processor_list_u8_t) { (uint8_t*)(*((uint8_t **) (arg + (12*sizeof(void*))))), (*((size_t*) (arg + (13*sizeof(void*))))) },
+    (processor_list_u32_t) (processor_list_u32_t) { (uint32_t*)(*((uint8_t **) (arg + (14*sizeof(void*))))), (*((size_t*) (arg + (15*sizeof(void*))))) },
+    (processor_list_u8_t) (processor_list_u8_t) { (uint8_t*)(*((uint8_t **) (arg + (16*sizeof(void*))))), (*((size_t*) (arg + (17*sizeof(void*))))) },
   };
   processor_result_batch_string_t ret;
   processor_batch_t ok;
   processor_string_t err;
-  ret.is_err = !exports_processor_process(&arg13, &ok, &err);
+  ret.is_err = !exports_processor_process(&arg0, &ok, &err);
   if (ret.is_err) {
     ret.val.err = err;
   }
   if (!ret.is_err) {
     ret.val.ok = ok;
   }
+  free(arg);
   uint8_t *ptr = (uint8_t *) &RET_AREA;
   if ((ret).is_err) {
-    const processor_string_t *payload14 = &(ret).val.err;*((int8_t*)(ptr + 0)) = 1;
-    *((size_t*)(ptr + (2*sizeof(void*)))) = (*payload14).len;
-    *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) (*payload14).ptr;
+    const processor_string_t *payload1 = &(ret).val.err;*((int8_t*)(ptr + 0)) = 1;
+    *((size_t*)(ptr + (2*sizeof(void*)))) = (*payload1).len;
+    *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) (*payload1).ptr;
   } else {
     const processor_batch_t *payload = &(ret).val.ok;*((int8_t*)(ptr + 0)) = 0;
     *((size_t*)(ptr + (2*sizeof(void*)))) = ((*payload).tags).len;
     *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) ((*payload).tags).ptr;
     *((size_t*)(ptr + (4*sizeof(void*)))) = ((*payload).timestamps).len;
     *((uint8_t **)(ptr + (3*sizeof(void*)))) = (uint8_t *) ((*payload).timestamps).ptr;
-    *((size_t*)(ptr + (6*sizeof(void*)))) = ((*payload).bodies).len;
-    *((uint8_t **)(ptr + (5*sizeof(void*)))) = (uint8_t *) ((*payload).bodies).ptr;
-    *((size_t*)(ptr + (8*sizeof(void*)))) = ((*payload).body_ends).len;
-    *((uint8_t **)(ptr + (7*sizeof(void*)))) = (uint8_t *) ((*payload).body_ends).ptr;
-    *((size_t*)(ptr + (10*sizeof(void*)))) = ((*payload).keys).len;
-    *((uint8_t **)(ptr + (9*sizeof(void*)))) = (uint8_t *) ((*payload).keys).ptr;
-    *((size_t*)(ptr + (12*sizeof(void*)))) = ((*payload).values).len;
-    *((uint8_t **)(ptr + (11*sizeof(void*)))) = (uint8_t *) ((*payload).values).ptr;
-    *((size_t*)(ptr + (14*sizeof(void*)))) = ((*payload).fields).len;
-    *((uint8_t **)(ptr + (13*sizeof(void*)))) = (uint8_t *) ((*payload).fields).ptr;
+    *((size_t*)(ptr + (6*sizeof(void*)))) = ((*payload).severities).len;
+    *((uint8_t **)(ptr + (5*sizeof(void*)))) = (uint8_t *) ((*payload).severities).ptr;
+    *((size_t*)(ptr + (8*sizeof(void*)))) = ((*payload).bodies).len;
+    *((uint8_t **)(ptr + (7*sizeof(void*)))) = (uint8_t *) ((*payload).bodies).ptr;
+    *((size_t*)(ptr + (10*sizeof(void*)))) = ((*payload).body_ends).len;
+    *((uint8_t **)(ptr + (9*sizeof(void*)))) = (uint8_t *) ((*payload).body_ends).ptr;
+    *((size_t*)(ptr + (12*sizeof(void*)))) = ((*payload).keys).len;
+    *((uint8_t **)(ptr + (11*sizeof(void*)))) = (uint8_t *) ((*payload).keys).ptr;
+    *((size_t*)(ptr + (14*sizeof(void*)))) = ((*payload).values).len;
+    *((uint8_t **)(ptr + (13*sizeof(void*)))) = (uint8_t *) ((*payload).values).ptr;
+    *((size_t*)(ptr + (16*sizeof(void*)))) = ((*payload).fields).len;
+    *((uint8_t **)(ptr + (15*sizeof(void*)))) = (uint8_t *) ((*payload).fields).ptr;
+    *((size_t*)(ptr + (18*sizeof(void*)))) = ((*payload).field_types).len;
+    *((uint8_t **)(ptr + (17*sizeof(void*)))) = (uint8_t *) ((*payload).field_types).ptr;
   }
   return ptr;
 }

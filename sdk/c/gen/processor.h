@@ -14,22 +14,6 @@ typedef struct processor_string_t {
   size_t len;
 } processor_string_t;
 
-// One parsed field of one event, as a span into `batch.values`.
-// 
-// A list of these crosses the boundary as one block of memory.
-typedef struct gleaner_plugin_0_2_0_types_field_t {
-  // Index of the event this field belongs to: `0 <= event < len(batch.timestamps)`.
-  // Fields of one event need not be contiguous, but the host and the
-  // SDKs always produce them in event order.
-  uint32_t   event;
-  // Index into `batch.keys` of this field's name.
-  uint32_t   key;
-  // Byte offset where the value starts in `batch.values`.
-  uint32_t   start;
-  // Length of the value in bytes. Values are UTF-8 text.
-  uint32_t   len;
-} gleaner_plugin_0_2_0_types_field_t;
-
 typedef struct {
   processor_string_t f0;
   processor_string_t f1;
@@ -60,31 +44,39 @@ typedef struct {
   size_t len;
 } processor_list_string_t;
 
-typedef struct {
-  gleaner_plugin_0_2_0_types_field_t *ptr;
-  size_t len;
-} gleaner_plugin_0_2_0_types_list_field_t;
-
 // A batch of events in flat encoding.
+// 
+// Every column is a list of bytes or of integers, so a batch crosses
+// the component boundary as a fixed number of block copies whatever
+// its size (a list of records is lowered element by element).
 // 
 // Invariants (checked by the host on every batch a plugin returns; a
 // violation is reported as a plugin error):
-// - `len(timestamps) == len(body-ends)` is the number of events;
+// - `len(timestamps) == len(severities) == len(body-ends)` is the
+//   number of events;
 // - `body-ends` is non-decreasing and its last entry `<= len(bodies)`;
 //   event `i`'s body is `bodies[body-ends[i-1] .. body-ends[i]]`
 //   (with `body-ends[-1] = 0`);
-// - every `field.key < len(keys)`, `field.event < len(timestamps)` and
-//   `field.start + field.len <= len(values)`.
+// - `len(fields) == 4 * len(field-types)`; for every field,
+//   `key < len(keys)`, `event < len(timestamps)` and
+//   `start + len <= len(values)`;
+// - every severity is at most 24, every field type at most 5, and a
+//   typed value's bytes are what its type says (see `field-types`).
 // 
 // Limits: at most 2^32 - 1 bytes in `bodies` and in `values`.
-typedef struct gleaner_plugin_0_2_0_types_batch_t {
+typedef struct gleaner_plugin_0_3_0_types_batch_t {
   // Tags shared by every event of the batch, sent once: for example
   // `source.path`, later `container.name` or `k8s.pod.name`.
   // Keys are unique within a batch.
   processor_list_tuple2_string_string_t   tags;
   // Event timestamps in nanoseconds since the Unix epoch (UTC), one per
-  // event. For file input this is the time the host read the line.
+  // event. For file input this is the time the host read the line,
+  // until a processor (`builtin:parse-time`) sets the log's own time.
   processor_list_s64_t   timestamps;
+  // The severity of each event, one per event, as OpenTelemetry's
+  // severity numbers: 1-4 trace, 5-8 debug, 9-12 info, 13-16 warn,
+  // 17-20 error, 21-24 fatal; 0 means unset.
+  processor_list_u8_t   severities;
   // All event bodies concatenated, raw bytes (usually UTF-8 text, but
   // not guaranteed: log files can hold anything).
   processor_list_u8_t   bodies;
@@ -94,49 +86,64 @@ typedef struct gleaner_plugin_0_2_0_types_batch_t {
   processor_list_string_t   keys;
   // All field values concatenated.
   processor_list_u8_t   values;
-  // The fields of all events, in event order.
-  gleaner_plugin_0_2_0_types_list_field_t   fields;
-} gleaner_plugin_0_2_0_types_batch_t;
+  // The fields of all events, four numbers per field: the index of
+  // the event it belongs to, the index of its name in `keys`, and
+  // the start and length of its value in `values`. Fields of one
+  // event need not be contiguous, but the host and the SDKs always
+  // produce them in event order, and an event has each key once.
+  processor_list_u32_t   fields;
+  // The type of each field's value, one per field (four entries of
+  // `fields`). A value is always held as text, so a plugin that
+  // ignores types reads it as today and an encoder copies it:
+  // - 0 string: UTF-8 text;
+  // - 1 int: a signed 64-bit integer in decimal (`-?[0-9]+`, no
+  //   leading zeros, no `+`);
+  // - 2 float: a finite number in JSON's syntax (`1.5`, `-2e-3`);
+  // - 3 bool: `true` or `false`;
+  // - 4 null: `null`;
+  // - 5 json: a JSON array or object, compact.
+  processor_list_u8_t   field_types;
+} gleaner_plugin_0_3_0_types_batch_t;
 
 // Why a flusher could not deliver a batch.
-typedef struct gleaner_plugin_0_2_0_types_flush_error_t {
+typedef struct gleaner_plugin_0_3_0_types_flush_error_t {
   uint8_t tag;
   union {
     processor_string_t     retryable;
     processor_string_t     rejected;
   } val;
-} gleaner_plugin_0_2_0_types_flush_error_t;
+} gleaner_plugin_0_3_0_types_flush_error_t;
 
 // A transient failure (destination down, timeout, 5xx): the host
 // retries the same batch later with backoff. The string says why.
-#define GLEANER_PLUGIN_0_2_0_TYPES_FLUSH_ERROR_RETRYABLE 0
+#define GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_RETRYABLE 0
 // The destination refused the batch for good (4xx, schema error):
 // the host does not retry; it writes the batch to the pipeline's
 // dead-letter file and counts it. The string says why.
-#define GLEANER_PLUGIN_0_2_0_TYPES_FLUSH_ERROR_REJECTED 1
+#define GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_REJECTED 1
 
 // Severity of a log line a plugin sends to the host.
-typedef uint8_t gleaner_plugin_0_2_0_types_level_t;
+typedef uint8_t gleaner_plugin_0_3_0_types_level_t;
 
-#define GLEANER_PLUGIN_0_2_0_TYPES_LEVEL_TRACE 0
-#define GLEANER_PLUGIN_0_2_0_TYPES_LEVEL_DEBUG 1
-#define GLEANER_PLUGIN_0_2_0_TYPES_LEVEL_INFO 2
-#define GLEANER_PLUGIN_0_2_0_TYPES_LEVEL_WARN 3
-#define GLEANER_PLUGIN_0_2_0_TYPES_LEVEL_ERROR 4
+#define GLEANER_PLUGIN_0_3_0_TYPES_LEVEL_TRACE 0
+#define GLEANER_PLUGIN_0_3_0_TYPES_LEVEL_DEBUG 1
+#define GLEANER_PLUGIN_0_3_0_TYPES_LEVEL_INFO 2
+#define GLEANER_PLUGIN_0_3_0_TYPES_LEVEL_WARN 3
+#define GLEANER_PLUGIN_0_3_0_TYPES_LEVEL_ERROR 4
 
 // A compression codec the host runs natively.
-typedef uint8_t gleaner_plugin_0_2_0_types_codec_t;
+typedef uint8_t gleaner_plugin_0_3_0_types_codec_t;
 
 // zstd at level 1 (about 5x on logs at over 500 MB/s): the default.
-#define GLEANER_PLUGIN_0_2_0_TYPES_CODEC_ZSTD 0
+#define GLEANER_PLUGIN_0_3_0_TYPES_CODEC_ZSTD 0
 // LZ4 frame format (about 3.5x on logs, fastest).
-#define GLEANER_PLUGIN_0_2_0_TYPES_CODEC_LZ4 1
+#define GLEANER_PLUGIN_0_3_0_TYPES_CODEC_LZ4 1
 // gzip (RFC 1952) at level 1, for destinations that only take gzip.
-#define GLEANER_PLUGIN_0_2_0_TYPES_CODEC_GZIP 2
+#define GLEANER_PLUGIN_0_3_0_TYPES_CODEC_GZIP 2
 
-typedef gleaner_plugin_0_2_0_types_level_t gleaner_plugin_0_2_0_host_level_t;
+typedef gleaner_plugin_0_3_0_types_level_t gleaner_plugin_0_3_0_host_level_t;
 
-typedef gleaner_plugin_0_2_0_types_codec_t gleaner_plugin_0_2_0_host_codec_t;
+typedef gleaner_plugin_0_3_0_types_codec_t gleaner_plugin_0_3_0_host_codec_t;
 
 typedef struct {
   bool is_err;
@@ -144,71 +151,41 @@ typedef struct {
     processor_list_u8_t ok;
     processor_string_t err;
   } val;
-} gleaner_plugin_0_2_0_host_result_list_u8_string_t;
+} gleaner_plugin_0_3_0_host_result_list_u8_string_t;
 
-typedef gleaner_plugin_0_2_0_types_field_t gleaner_plugin_0_2_0_kernels_field_t;
-
-// A match in event `event`'s body.
-typedef struct gleaner_plugin_0_2_0_kernels_span_t {
-  uint32_t   event;
-  uint32_t   start;
-  uint32_t   len;
-} gleaner_plugin_0_2_0_kernels_span_t;
-
-// Capture group `group` (0 is the whole match) of event `event`'s
-// first match.
-typedef struct gleaner_plugin_0_2_0_kernels_capture_t {
-  uint32_t   event;
-  uint32_t   group;
-  uint32_t   start;
-  uint32_t   len;
-} gleaner_plugin_0_2_0_kernels_capture_t;
-
-typedef struct gleaner_plugin_0_2_0_kernels_own_regex_t {
+typedef struct gleaner_plugin_0_3_0_kernels_own_regex_t {
   int32_t __handle;
-} gleaner_plugin_0_2_0_kernels_own_regex_t;
+} gleaner_plugin_0_3_0_kernels_own_regex_t;
 
-typedef struct gleaner_plugin_0_2_0_kernels_borrow_regex_t {
+typedef struct gleaner_plugin_0_3_0_kernels_borrow_regex_t {
   int32_t __handle;
-} gleaner_plugin_0_2_0_kernels_borrow_regex_t;
-
-typedef struct {
-  gleaner_plugin_0_2_0_kernels_field_t *ptr;
-  size_t len;
-} gleaner_plugin_0_2_0_kernels_list_field_t;
+} gleaner_plugin_0_3_0_kernels_borrow_regex_t;
 
 // Members of JSON objects. For each event whose body is a JSON object,
 // the members named in `paths` that it has; a path descends into
-// nested objects at each `.` (`http.status`). A returned field's `key`
-// is an index into `paths` and its value is in `values`: strings as
-// their text (unescaped), other values as compact JSON (`503`,
-// `true`, `null`, `["a","b"]`). Bodies that are not JSON objects have
-// no fields; `invalid` lists them.
-typedef struct gleaner_plugin_0_2_0_kernels_json_members_t {
+// nested objects at each `.` (`http.status`). `fields` and `types`
+// are encoded as in `batch`, with a field's key an index into `paths`
+// and its value in `values`: strings as their text (unescaped), other
+// values as compact JSON (`503`, `true`, `null`, `["a","b"]`), typed
+// accordingly (a number with a fraction or exponent, or beyond i64,
+// is a float). Bodies that are not JSON objects have no fields;
+// `invalid` lists them.
+typedef struct gleaner_plugin_0_3_0_kernels_json_members_t {
   processor_list_u8_t   values;
-  gleaner_plugin_0_2_0_kernels_list_field_t   fields;
+  processor_list_u32_t   fields;
+  processor_list_u8_t   types;
   processor_list_u32_t   invalid;
-} gleaner_plugin_0_2_0_kernels_json_members_t;
+} gleaner_plugin_0_3_0_kernels_json_members_t;
 
 typedef struct {
   bool is_err;
   union {
-    gleaner_plugin_0_2_0_kernels_own_regex_t ok;
+    gleaner_plugin_0_3_0_kernels_own_regex_t ok;
     processor_string_t err;
   } val;
-} gleaner_plugin_0_2_0_kernels_result_own_regex_string_t;
+} gleaner_plugin_0_3_0_kernels_result_own_regex_string_t;
 
-typedef struct {
-  gleaner_plugin_0_2_0_kernels_span_t *ptr;
-  size_t len;
-} gleaner_plugin_0_2_0_kernels_list_span_t;
-
-typedef struct {
-  gleaner_plugin_0_2_0_kernels_capture_t *ptr;
-  size_t len;
-} gleaner_plugin_0_2_0_kernels_list_capture_t;
-
-typedef gleaner_plugin_0_2_0_types_batch_t processor_batch_t;
+typedef gleaner_plugin_0_3_0_types_batch_t processor_batch_t;
 
 typedef struct {
   bool is_err;
@@ -225,35 +202,37 @@ typedef struct {
   } val;
 } processor_result_batch_string_t;
 
-// Imported Functions from `gleaner:plugin/host@0.2.0`
+// Imported Functions from `gleaner:plugin/host@0.3.0`
 // Writes `message` to the host's log, tagged with the pipeline and
 // plugin. Rate-limit it yourself: never log per event at `info` or above.
-extern void gleaner_plugin_0_2_0_host_log(gleaner_plugin_0_2_0_host_level_t level, processor_string_t *message);
+extern void gleaner_plugin_0_3_0_host_log(gleaner_plugin_0_3_0_host_level_t level, processor_string_t *message);
 // Adds `delta` to the plugin counter `name`, exported by the host as
 // `gleaner_plugin_counter_total{pipeline, plugin, name}`. Names should be
 // a small fixed set (snake_case); at most 64 distinct names per plugin,
 // further names are ignored.
-extern void gleaner_plugin_0_2_0_host_counter_add(processor_string_t *name, uint64_t delta);
+extern void gleaner_plugin_0_3_0_host_counter_add(processor_string_t *name, uint64_t delta);
 // Compresses `data` with `codec`, natively in the host. Returns the
 // compressed bytes, or an error message if the codec failed.
-extern bool gleaner_plugin_0_2_0_host_compress(gleaner_plugin_0_2_0_host_codec_t codec, processor_list_u8_t *data, processor_list_u8_t *ret, processor_string_t *err);
+extern bool gleaner_plugin_0_3_0_host_compress(gleaner_plugin_0_3_0_host_codec_t codec, processor_list_u8_t *data, processor_list_u8_t *ret, processor_string_t *err);
 
-// Imported Functions from `gleaner:plugin/kernels@0.2.0`
+// Imported Functions from `gleaner:plugin/kernels@0.3.0`
 // Compiles `pattern`, or says why it is not valid (or too large:
 // a compiled program is limited to 10 MiB).
-extern bool gleaner_plugin_0_2_0_kernels_static_regex_compile(processor_string_t *pattern, gleaner_plugin_0_2_0_kernels_own_regex_t *ret, processor_string_t *err);
+extern bool gleaner_plugin_0_3_0_kernels_static_regex_compile(processor_string_t *pattern, gleaner_plugin_0_3_0_kernels_own_regex_t *ret, processor_string_t *err);
 // The capture groups' names, group 0 first; "" for unnamed groups.
-extern void gleaner_plugin_0_2_0_kernels_method_regex_group_names(gleaner_plugin_0_2_0_kernels_borrow_regex_t self, processor_list_string_t *ret);
+extern void gleaner_plugin_0_3_0_kernels_method_regex_group_names(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_string_t *ret);
 // Indices of the events whose body has a match, ascending.
-extern void gleaner_plugin_0_2_0_kernels_method_regex_matching(gleaner_plugin_0_2_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret);
+extern void gleaner_plugin_0_3_0_kernels_method_regex_matching(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret);
 // Every non-overlapping match of every body (leftmost first, as
-// `regex::find_iter`), by event, then by position.
-extern void gleaner_plugin_0_2_0_kernels_method_regex_find_all(gleaner_plugin_0_2_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, gleaner_plugin_0_2_0_kernels_list_span_t *ret);
+// `regex::find_iter`), by event, then by position: three numbers
+// per match, `event, start, len`.
+extern void gleaner_plugin_0_3_0_kernels_method_regex_find_all(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret);
 // For each event whose body has a match: the groups of its first
-// match that took part in it, group 0 first. Events without a match
-// have no entry.
-extern void gleaner_plugin_0_2_0_kernels_method_regex_captures(gleaner_plugin_0_2_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, gleaner_plugin_0_2_0_kernels_list_capture_t *ret);
-extern void gleaner_plugin_0_2_0_kernels_json_extract(processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_string_t *paths, gleaner_plugin_0_2_0_kernels_json_members_t *ret);
+// match that took part in it, group 0 first, four numbers per
+// group: `event, group, start, len`. Events without a match have
+// no entry.
+extern void gleaner_plugin_0_3_0_kernels_method_regex_captures(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret);
+extern void gleaner_plugin_0_3_0_kernels_json_extract(processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_string_t *paths, gleaner_plugin_0_3_0_kernels_json_members_t *ret);
 
 // Exported Functions from `processor`
 bool exports_processor_init(processor_string_t *config, processor_string_t *err);
@@ -273,29 +252,21 @@ void processor_list_u32_free(processor_list_u32_t *ptr);
 
 void processor_list_string_free(processor_list_string_t *ptr);
 
-void gleaner_plugin_0_2_0_types_list_field_free(gleaner_plugin_0_2_0_types_list_field_t *ptr);
+void gleaner_plugin_0_3_0_types_batch_free(gleaner_plugin_0_3_0_types_batch_t *ptr);
 
-void gleaner_plugin_0_2_0_types_batch_free(gleaner_plugin_0_2_0_types_batch_t *ptr);
+void gleaner_plugin_0_3_0_types_flush_error_free(gleaner_plugin_0_3_0_types_flush_error_t *ptr);
 
-void gleaner_plugin_0_2_0_types_flush_error_free(gleaner_plugin_0_2_0_types_flush_error_t *ptr);
+void gleaner_plugin_0_3_0_host_result_list_u8_string_free(gleaner_plugin_0_3_0_host_result_list_u8_string_t *ptr);
 
-void gleaner_plugin_0_2_0_host_result_list_u8_string_free(gleaner_plugin_0_2_0_host_result_list_u8_string_t *ptr);
+extern void gleaner_plugin_0_3_0_kernels_regex_drop_own(gleaner_plugin_0_3_0_kernels_own_regex_t handle);
 
-extern void gleaner_plugin_0_2_0_kernels_regex_drop_own(gleaner_plugin_0_2_0_kernels_own_regex_t handle);
+extern void gleaner_plugin_0_3_0_kernels_regex_drop_borrow(gleaner_plugin_0_3_0_kernels_borrow_regex_t handle);
 
-extern void gleaner_plugin_0_2_0_kernels_regex_drop_borrow(gleaner_plugin_0_2_0_kernels_borrow_regex_t handle);
+extern gleaner_plugin_0_3_0_kernels_borrow_regex_t gleaner_plugin_0_3_0_kernels_borrow_regex(gleaner_plugin_0_3_0_kernels_own_regex_t handle);
 
-extern gleaner_plugin_0_2_0_kernels_borrow_regex_t gleaner_plugin_0_2_0_kernels_borrow_regex(gleaner_plugin_0_2_0_kernels_own_regex_t handle);
+void gleaner_plugin_0_3_0_kernels_json_members_free(gleaner_plugin_0_3_0_kernels_json_members_t *ptr);
 
-void gleaner_plugin_0_2_0_kernels_list_field_free(gleaner_plugin_0_2_0_kernels_list_field_t *ptr);
-
-void gleaner_plugin_0_2_0_kernels_json_members_free(gleaner_plugin_0_2_0_kernels_json_members_t *ptr);
-
-void gleaner_plugin_0_2_0_kernels_result_own_regex_string_free(gleaner_plugin_0_2_0_kernels_result_own_regex_string_t *ptr);
-
-void gleaner_plugin_0_2_0_kernels_list_span_free(gleaner_plugin_0_2_0_kernels_list_span_t *ptr);
-
-void gleaner_plugin_0_2_0_kernels_list_capture_free(gleaner_plugin_0_2_0_kernels_list_capture_t *ptr);
+void gleaner_plugin_0_3_0_kernels_result_own_regex_string_free(gleaner_plugin_0_3_0_kernels_result_own_regex_string_t *ptr);
 
 void processor_batch_free(processor_batch_t *ptr);
 

@@ -1,12 +1,14 @@
 //! The typed batch API: read events with [`Batch::events`], build output with
 //! [`BatchBuilder`]. It hides the flat wire encoding of `wit/plugin.wit`
-//! (bodies and field values in two byte buffers, spans into them, keys
-//! interned once per batch); it owns no I/O and calls no host function.
+//! (bodies and field values in two byte buffers, spans into them as flat
+//! `u32` columns, a type tag per field, keys interned once per batch); it
+//! owns no I/O and calls no host function.
 
 use std::collections::HashMap;
 use std::ops::Range;
 
 use crate::bindings::wit;
+use crate::value::{STRING, Value};
 
 /// A batch of events as the host sent it: shared tags plus events.
 ///
@@ -14,8 +16,9 @@ use crate::bindings::wit;
 #[derive(Debug, Clone)]
 pub struct Batch {
     raw: wit::Batch,
-    /// For each event, the range of its fields in `raw.fields` (fields are in
-    /// event order); built once when the batch is received.
+    /// For each event, the range of its fields (indices of fields, not of
+    /// `raw.fields` entries; fields are in event order); built once when
+    /// the batch is received.
     field_ranges: Vec<Range<u32>>,
 }
 
@@ -23,15 +26,24 @@ impl Batch {
     /// Wraps a batch received from the host. Fields out of event order are
     /// sorted (stably) so each event's fields are contiguous.
     pub(crate) fn from_wit(mut raw: wit::Batch) -> Self {
-        if raw.fields.windows(2).any(|w| w[0].event > w[1].event) {
-            raw.fields.sort_by_key(|f| f.event);
+        let events_of = |fields: &[u32]| fields.iter().step_by(4).copied().collect::<Vec<u32>>();
+        let events = events_of(&raw.fields);
+        if events.windows(2).any(|w| w[0] > w[1]) {
+            let mut order: Vec<usize> = (0..events.len()).collect();
+            order.sort_by_key(|&i| events[i]);
+            let fields = order
+                .iter()
+                .flat_map(|&i| raw.fields[4 * i..4 * i + 4].to_vec())
+                .collect();
+            raw.field_types = order.iter().map(|&i| raw.field_types[i]).collect();
+            raw.fields = fields;
         }
-        let events = raw.timestamps.len();
-        let mut field_ranges = Vec::with_capacity(events);
+        let events = events_of(&raw.fields);
+        let mut field_ranges = Vec::with_capacity(raw.timestamps.len());
         let mut at = 0u32;
-        for event in 0..events as u32 {
+        for event in 0..raw.timestamps.len() as u32 {
             let start = at;
-            while (at as usize) < raw.fields.len() && raw.fields[at as usize].event == event {
+            while events.get(at as usize) == Some(&event) {
                 at += 1;
             }
             field_ranges.push(start..at);
@@ -129,6 +141,16 @@ impl<'a> Event<'a> {
         self.batch.raw.timestamps[self.index]
     }
 
+    /// Severity: OpenTelemetry's number (see [`crate::severity`]), 0 if unset.
+    pub fn severity(&self) -> u8 {
+        self.batch
+            .raw
+            .severities
+            .get(self.index)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The raw body bytes.
     pub fn body(&self) -> &'a [u8] {
         let raw = &self.batch.raw;
@@ -146,35 +168,53 @@ impl<'a> Event<'a> {
         String::from_utf8_lossy(self.body())
     }
 
-    /// The event's fields as `(key, value)` pairs, in the order they were
-    /// added (a value that is not UTF-8 reads as empty).
+    /// The event's fields as `(key, text)` pairs, in the order they were
+    /// added; a typed value reads as its text (`200`, `true`), a value that
+    /// is not UTF-8 as empty.
     pub fn fields(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
         let keys = &self.batch.raw.keys;
-        self.raw_fields().map(move |(k, v)| {
+        self.raw_fields().map(move |(k, _, v)| {
             let key = keys.get(k).map(String::as_str).unwrap_or_default();
             (key, std::str::from_utf8(v).unwrap_or_default())
         })
     }
 
-    /// The fields as (index into the batch's keys, raw value bytes), without
-    /// UTF-8 checks: for encoders that validate as they copy.
-    pub(crate) fn raw_fields(&self) -> impl Iterator<Item = (usize, &'a [u8])> + use<'a> {
-        let raw = &self.batch.raw;
-        let range = self.batch.field_ranges[self.index].clone();
-        raw.fields[range.start as usize..range.end as usize]
-            .iter()
-            .map(move |f| {
-                let value = raw
-                    .values
-                    .get(f.start as usize..(f.start as usize + f.len as usize))
-                    .unwrap_or_default();
-                (f.key as usize, value)
-            })
+    /// The event's fields with their types.
+    pub fn values(&self) -> impl Iterator<Item = (&'a str, Value<'a>)> + use<'a> {
+        let keys = &self.batch.raw.keys;
+        self.raw_fields().map(move |(k, ty, v)| {
+            let key = keys.get(k).map(String::as_str).unwrap_or_default();
+            (key, Value::decode(ty, v))
+        })
     }
 
-    /// The value of field `key` (the last one if the event has it twice).
+    /// The fields as (index into the batch's keys, type, raw value bytes),
+    /// without UTF-8 checks: for encoders that validate as they copy.
+    pub(crate) fn raw_fields(&self) -> impl Iterator<Item = (usize, u8, &'a [u8])> + use<'a> {
+        let raw = &self.batch.raw;
+        let range = self.batch.field_ranges[self.index].clone();
+        (range.start as usize..range.end as usize).map(move |i| {
+            let f = &raw.fields[4 * i..4 * i + 4];
+            let value = raw
+                .values
+                .get(f[2] as usize..(f[2] as usize + f[3] as usize))
+                .unwrap_or_default();
+            let ty = raw.field_types.get(i).copied().unwrap_or(STRING);
+            (f[1] as usize, ty, value)
+        })
+    }
+
+    /// The text of field `key` (the last one if the event has it twice).
     pub fn field(&self, key: &str) -> Option<&'a str> {
         self.fields()
+            .filter(|(k, _)| *k == key)
+            .last()
+            .map(|(_, v)| v)
+    }
+
+    /// The typed value of field `key`.
+    pub fn value(&self, key: &str) -> Option<Value<'a>> {
+        self.values()
             .filter(|(k, _)| *k == key)
             .last()
             .map(|(_, v)| v)
@@ -196,6 +236,7 @@ pub struct Key(u32);
 pub struct BatchBuilder {
     tags: Vec<(String, String)>,
     timestamps: Vec<i64>,
+    severities: Vec<u8>,
     bodies: Vec<u8>,
     body_ends: Vec<u32>,
     keys: Vec<String>,
@@ -204,7 +245,10 @@ pub struct BatchBuilder {
     /// the same fields in the same order, so it is checked first.
     key_hint: usize,
     values: Vec<u8>,
-    fields: Vec<wit::Field>,
+    fields: Vec<u32>,
+    field_types: Vec<u8>,
+    /// The first field of the last event pushed (fields are in event order).
+    last_event_fields: usize,
 }
 
 impl BatchBuilder {
@@ -217,6 +261,7 @@ impl BatchBuilder {
     pub fn with_capacity(events: usize, body_bytes: usize) -> Self {
         BatchBuilder {
             timestamps: Vec::with_capacity(events),
+            severities: Vec::with_capacity(events),
             bodies: Vec::with_capacity(body_bytes),
             body_ends: Vec::with_capacity(events),
             ..Self::default()
@@ -265,19 +310,52 @@ impl BatchBuilder {
     pub fn push(&mut self, timestamp: i64, body: &[u8]) -> EventBuilder<'_> {
         self.bodies.extend_from_slice(body);
         self.timestamps.push(timestamp);
+        self.severities.push(0);
         self.body_ends.push(self.bodies.len() as u32);
+        self.last_event_fields = self.field_types.len();
         let event = self.timestamps.len() as u32 - 1;
         EventBuilder { batch: self, event }
     }
 
-    /// Appends a copy of `event`: timestamp, body and fields.
+    /// Appends a copy of `event`: timestamp, severity, body and typed fields.
     pub fn push_copy(&mut self, event: &Event<'_>) -> EventBuilder<'_> {
-        let fields: Vec<(&str, &str)> = event.fields().collect();
+        let keys = event.batch.keys();
+        let mut ids = Vec::with_capacity(event.field_count());
+        for (k, _, _) in event.raw_fields() {
+            ids.push(self.key(keys.get(k).map(String::as_str).unwrap_or_default()));
+        }
         let mut out = self.push(event.timestamp(), event.body());
-        for (k, v) in fields {
-            out.field(k, v);
+        out.set_severity(event.severity());
+        for ((_, ty, v), key) in event.raw_fields().zip(ids) {
+            out.batch.append_field(out.event, key, ty, v);
         }
         out
+    }
+
+    /// Adds a field to the last event, after its others.
+    fn append_field(&mut self, event: u32, key: Key, ty: u8, value: &[u8]) {
+        let start = self.values.len() as u32;
+        self.values.extend_from_slice(value);
+        self.fields
+            .extend_from_slice(&[event, key.0, start, value.len() as u32]);
+        self.field_types.push(ty);
+    }
+
+    /// Sets a field of the last event: replaces the value of `key` if the
+    /// event has it, else appends it.
+    fn set_field(&mut self, event: u32, key: Key, ty: u8, value: &[u8]) {
+        let existing = (self.last_event_fields..self.field_types.len())
+            .find(|&i| self.fields[4 * i + 1] == key.0);
+        match existing {
+            Some(i) => {
+                let start = self.values.len() as u32;
+                self.values.extend_from_slice(value);
+                self.fields[4 * i + 2] = start;
+                self.fields[4 * i + 3] = value.len() as u32;
+                self.field_types[i] = ty;
+            }
+            None => self.append_field(event, key, ty, value),
+        }
     }
 
     /// Finishes the batch.
@@ -285,16 +363,18 @@ impl BatchBuilder {
         Batch::from_wit(wit::Batch {
             tags: self.tags,
             timestamps: self.timestamps,
+            severities: self.severities,
             bodies: self.bodies,
             body_ends: self.body_ends,
             keys: self.keys,
             values: self.values,
             fields: self.fields,
+            field_types: self.field_types,
         })
     }
 }
 
-/// Adds fields to the event just pushed.
+/// Sets the fields, severity and body of the event just pushed.
 #[derive(Debug)]
 pub struct EventBuilder<'b> {
     batch: &'b mut BatchBuilder,
@@ -302,23 +382,95 @@ pub struct EventBuilder<'b> {
 }
 
 impl EventBuilder<'_> {
-    /// Adds field `key` = `value`.
+    /// Sets string field `key` = `value` (replacing the event's value of
+    /// `key` if it has one).
     pub fn field(&mut self, key: &str, value: &str) -> &mut Self {
         let key = self.batch.key(key);
         self.field_by_key(key, value)
     }
 
-    /// Adds a field by interned key: the fast path for plugins that add the
-    /// same fields to every event.
+    /// Sets a string field by interned key: the fast path for plugins that
+    /// add the same fields to every event.
     pub fn field_by_key(&mut self, key: Key, value: &str) -> &mut Self {
-        let start = self.batch.values.len() as u32;
-        self.batch.values.extend_from_slice(value.as_bytes());
-        self.batch.fields.push(wit::Field {
-            event: self.event,
-            key: key.0,
-            start,
-            len: value.len() as u32,
-        });
+        self.batch
+            .set_field(self.event, key, STRING, value.as_bytes());
+        self
+    }
+
+    /// Sets field `key` to a typed value (`200`, `0.5`, `true`, ...).
+    pub fn value<'v>(&mut self, key: &str, value: impl Into<Value<'v>>) -> &mut Self {
+        let key = self.batch.key(key);
+        self.value_by_key(key, value)
+    }
+
+    /// Sets a typed field by interned key.
+    pub fn value_by_key<'v>(&mut self, key: Key, value: impl Into<Value<'v>>) -> &mut Self {
+        let value = value.into();
+        let ty = value.type_tag();
+        self.batch
+            .set_field(self.event, key, ty, value.text().as_bytes());
+        self
+    }
+
+    /// Sets field `key` from a type tag and its wire text (see
+    /// [`EventBuilder::typed_by_key`]).
+    pub fn typed(&mut self, key: &str, ty: u8, text: &str) -> &mut Self {
+        let key = self.batch.key(key);
+        self.typed_by_key(key, ty, text)
+    }
+
+    /// Sets a field from its type tag and wire text, as parsers do after
+    /// [`crate::value::convert`]. The text must be what the tag says (the
+    /// host refuses a batch where it is not).
+    pub fn typed_by_key(&mut self, key: Key, ty: u8, text: &str) -> &mut Self {
+        self.batch.set_field(self.event, key, ty, text.as_bytes());
+        self
+    }
+
+    /// Sets a field to `text` converted to type `ty` (see
+    /// [`crate::value::convert`]); text that does not convert is set as a
+    /// string, and `false` returned (parsers count it).
+    pub fn convert_by_key(&mut self, key: Key, ty: u8, text: &str) -> bool {
+        match crate::value::convert(ty, text) {
+            Some(canonical) => {
+                self.typed_by_key(key, ty, &canonical);
+                true
+            }
+            None => {
+                self.field_by_key(key, text);
+                false
+            }
+        }
+    }
+
+    /// Removes field `key` from the event, if it has it.
+    pub fn remove(&mut self, key: &str) -> &mut Self {
+        let b = &mut *self.batch;
+        let Some(id) = b.keys.iter().position(|k| k == key) else {
+            return self;
+        };
+        let mut i = b.last_event_fields;
+        while i < b.field_types.len() {
+            if b.fields[4 * i + 1] == id as u32 {
+                b.fields.drain(4 * i..4 * i + 4);
+                b.field_types.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        self
+    }
+
+    /// Sets the event's time, in nanoseconds since the Unix epoch.
+    pub fn set_timestamp(&mut self, timestamp: i64) -> &mut Self {
+        self.batch.timestamps[self.event as usize] = timestamp;
+        self
+    }
+
+    /// Sets the event's severity: OpenTelemetry's number, 1-24 (see
+    /// [`crate::severity`]), or 0 for unset. Numbers above 24 become 24.
+    pub fn set_severity(&mut self, severity: u8) -> &mut Self {
+        self.batch.severities[self.event as usize] = severity.min(24);
         self
     }
 
@@ -412,27 +564,52 @@ mod tests {
         let raw = wit::Batch {
             tags: vec![],
             timestamps: vec![0, 0],
+            severities: vec![0, 0],
             bodies: b"ab".to_vec(),
             body_ends: vec![1, 2],
             keys: vec!["k".into()],
-            values: b"xy".to_vec(),
-            fields: vec![
-                wit::Field {
-                    event: 1,
-                    key: 0,
-                    start: 1,
-                    len: 1,
-                },
-                wit::Field {
-                    event: 0,
-                    key: 0,
-                    start: 0,
-                    len: 1,
-                },
-            ],
+            values: b"x7".to_vec(),
+            fields: vec![1, 0, 1, 1, 0, 0, 0, 1],
+            field_types: vec![crate::value::INT, STRING],
         };
         let batch = Batch::from_wit(raw);
         assert_eq!(batch.event(0).field("k"), Some("x"));
-        assert_eq!(batch.event(1).field("k"), Some("y"));
+        assert_eq!(batch.event(1).value("k"), Some(Value::Int(7)));
+    }
+
+    #[test]
+    fn setting_a_field_again_replaces_it_and_types_severity_survive_a_copy() {
+        let mut b = BatchBuilder::new();
+        b.push(1, b"a")
+            .field("greeting", "hi")
+            .value("status", 200)
+            .field("greeting", "hello")
+            .value("status", "200")
+            .value("ratio", 0.5)
+            .value("ok", true)
+            .set_severity(13);
+        b.push(2, b"b").field("x", "1").remove("x").field("y", "2");
+        let batch = b.finish();
+        let e = batch.event(0);
+        assert_eq!(
+            e.fields().collect::<Vec<_>>(),
+            [
+                ("greeting", "hello"),
+                ("status", "200"),
+                ("ratio", "0.5"),
+                ("ok", "true")
+            ]
+        );
+        assert_eq!(e.value("status"), Some(Value::Str("200")));
+        assert_eq!(e.value("ratio"), Some(Value::Float(0.5)));
+        assert_eq!(batch.event(1).fields().collect::<Vec<_>>(), [("y", "2")]);
+        let mut copy = BatchBuilder::new();
+        copy.push_copy(&e).value("status", 404i64);
+        let copy = copy.finish();
+        let c = copy.event(0);
+        assert_eq!(c.severity(), 13);
+        assert_eq!(c.value("status"), Some(Value::Int(404)));
+        assert_eq!(c.value("ok"), Some(Value::Bool(true)));
+        assert_eq!(c.field_count(), 4);
     }
 }

@@ -2,10 +2,13 @@
 //! `stdout`, `file` and `http` write the same document for the same event.
 //!
 //! One event becomes one object: `timestamp` (RFC 3339, UTC, nanoseconds),
-//! the batch tags, the event's fields, and `message` (the body) unless a
-//! field is itself named `message`. A field wins over a tag of the same name.
+//! `severity` (OpenTelemetry's short name, `WARN`) when the event has one,
+//! the batch tags, the event's fields with their types (`"status":200`),
+//! and `message` (the body) unless a field is itself named `message`. A
+//! field wins over a tag, or the severity, of the same name.
 
 use crate::batch::Batch;
+use crate::value::{STRING, severity};
 
 /// Appends one JSON document per event of `batch` to `out`, each ending with `\n`.
 pub fn write_ndjson(batch: &Batch, out: &mut Vec<u8>) {
@@ -32,6 +35,7 @@ pub fn write_ndjson(batch: &Batch, out: &mut Vec<u8>) {
         .map(|k| tags.iter().any(|(t, _)| t == k))
         .collect();
     let message_key = keys.iter().position(|k| k == "message");
+    let severity_key = keys.iter().position(|k| k == "severity");
     out.reserve(batch.body_bytes() * 2 + batch.len() * (64 + tag_json.len()));
     // Events read together share a timestamp: format it once.
     let mut cached: Option<(i64, [u8; 30])> = None;
@@ -49,9 +53,15 @@ pub fn write_ndjson(batch: &Batch, out: &mut Vec<u8>) {
         out.extend_from_slice(&text);
         out.push(b'"');
         let has_fields = event.field_count() > 0;
-        if has_fields && event.raw_fields().any(|(k, _)| overrides[k]) {
+        if let Some(name) = severity::text(event.severity()) {
+            let shadowed = severity_key.is_some_and(|s| event.raw_fields().any(|(k, ..)| k == s));
+            if !shadowed {
+                write_member("severity", name, out);
+            }
+        }
+        if has_fields && event.raw_fields().any(|(k, ..)| overrides[k]) {
             for (name, value) in &tags {
-                if !event.raw_fields().any(|(k, _)| keys[k] == *name) {
+                if !event.raw_fields().any(|(k, ..)| keys[k] == *name) {
                     write_member(name, value, out);
                 }
             }
@@ -60,10 +70,15 @@ pub fn write_ndjson(batch: &Batch, out: &mut Vec<u8>) {
         }
         let mut message_field = false;
         if has_fields {
-            for (k, value) in event.raw_fields() {
+            for (k, ty, value) in event.raw_fields() {
                 message_field |= Some(k) == message_key;
                 out.extend_from_slice(&key_json[k]);
-                write_string(value, out);
+                if ty == STRING {
+                    write_string(value, out);
+                } else {
+                    // The host lets a typed value through only as valid JSON.
+                    out.extend_from_slice(value);
+                }
             }
         }
         if !message_field {
@@ -347,6 +362,38 @@ mod tests {
         assert_eq!(lines[1]["source.path"], "override");
         assert_eq!(lines[1]["message"], "from field");
         assert_eq!(lines[1].as_object().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn typed_values_and_severity_are_written_as_json_types() {
+        let mut b = BatchBuilder::new();
+        b.push(0, b"x")
+            .value("status", 200)
+            .value("ratio", 0.5)
+            .value("cached", false)
+            .value("gone", crate::Value::Null)
+            .value("tags", crate::Value::Json(r#"["a",1]"#))
+            .field("text", "200")
+            .set_severity(crate::severity::WARN);
+        b.push(0, b"y").field("severity", "custom").set_severity(17);
+        let mut out = Vec::new();
+        write_ndjson(&b.finish(), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines[0],
+            serde_json::json!({"timestamp": "1970-01-01T00:00:00.000000000Z",
+                "severity": "WARN", "status": 200, "ratio": 0.5, "cached": false,
+                "gone": null, "tags": ["a", 1], "text": "200", "message": "x"})
+        );
+        assert_eq!(lines[1]["severity"], "custom");
+        assert!(
+            text.contains(r#""status":200,"ratio":0.5,"cached":false"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -13,7 +13,106 @@
 //! ```
 
 use crate::Batch;
-pub use crate::bindings::wit_kernels::{Capture, JsonMembers, Span};
+
+/// A match: `bodies[start .. start + len]`, in event `event`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The event.
+    pub event: u32,
+    /// Byte offset into the column.
+    pub start: u32,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// Group `group` (0 is the whole match) of event `event`'s first match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capture {
+    /// The event.
+    pub event: u32,
+    /// The group.
+    pub group: u32,
+    /// Byte offset into the column.
+    pub start: u32,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// One JSON member found by [`json_extract`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    /// The event.
+    pub event: u32,
+    /// Index into the paths asked for.
+    pub key: u32,
+    /// Offset of its value in [`JsonMembers::values`].
+    pub start: u32,
+    /// Length of its value.
+    pub len: u32,
+    /// Its type (see [`crate::value`]): strings are unescaped text, other
+    /// values compact JSON.
+    pub ty: u8,
+}
+
+/// What [`json_extract`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JsonMembers {
+    /// The values, concatenated.
+    pub values: Vec<u8>,
+    /// The members found, by event.
+    pub fields: Vec<Member>,
+    /// Events whose body is not a JSON object.
+    pub invalid: Vec<u32>,
+}
+
+impl JsonMembers {
+    /// The value bytes of a member.
+    pub fn value(&self, m: &Member) -> &[u8] {
+        self.values
+            .get(m.start as usize..(m.start + m.len) as usize)
+            .unwrap_or_default()
+    }
+}
+
+fn spans(flat: &[u32]) -> Vec<Span> {
+    flat.chunks_exact(3)
+        .map(|s| Span {
+            event: s[0],
+            start: s[1],
+            len: s[2],
+        })
+        .collect()
+}
+
+fn captures(flat: &[u32]) -> Vec<Capture> {
+    flat.chunks_exact(4)
+        .map(|c| Capture {
+            event: c[0],
+            group: c[1],
+            start: c[2],
+            len: c[3],
+        })
+        .collect()
+}
+
+fn members(values: Vec<u8>, fields: &[u32], types: &[u8], invalid: Vec<u32>) -> JsonMembers {
+    let fields = fields
+        .chunks_exact(4)
+        .zip(types)
+        .map(|(f, &ty)| Member {
+            event: f[0],
+            key: f[1],
+            start: f[2],
+            len: f[3],
+            ty,
+        })
+        .collect();
+    JsonMembers {
+        values,
+        fields,
+        invalid,
+    }
+}
 
 /// A regex compiled and run by the host (Rust `regex` syntax, linear time).
 /// Compile it once, in `init`, and reuse it for every batch.
@@ -63,12 +162,9 @@ impl Regex {
     /// [`Regex::find_all`] over any column.
     pub fn find_all_column(&self, bodies: &[u8], ends: &[u32]) -> Vec<Span> {
         #[cfg(target_arch = "wasm32")]
-        return self.re.find_all(bodies, ends);
+        return spans(&self.re.find_all(bodies, ends));
         #[cfg(not(target_arch = "wasm32"))]
-        native(self.re.find_all(bodies, ends))
-            .into_iter()
-            .map(|[event, start, len]| Span { event, start, len })
-            .collect()
+        spans(&native(self.re.find_all(bodies, ends)).into_flattened())
     }
 
     /// For each event with a match, the groups of its first match that took
@@ -81,17 +177,9 @@ impl Regex {
     /// [`Regex::captures`] over any column.
     pub fn captures_column(&self, bodies: &[u8], ends: &[u32]) -> Vec<Capture> {
         #[cfg(target_arch = "wasm32")]
-        return self.re.captures(bodies, ends);
+        return captures(&self.re.captures(bodies, ends));
         #[cfg(not(target_arch = "wasm32"))]
-        native(self.re.captures(bodies, ends))
-            .into_iter()
-            .map(|[event, group, start, len]| Capture {
-                event,
-                group,
-                start,
-                len,
-            })
-            .collect()
+        captures(&native(self.re.captures(bodies, ends)).into_flattened())
     }
 }
 
@@ -105,27 +193,14 @@ pub fn json_extract(batch: &Batch, paths: &[String]) -> JsonMembers {
 /// [`json_extract`] over any column.
 pub fn json_extract_column(bodies: &[u8], ends: &[u32], paths: &[String]) -> JsonMembers {
     #[cfg(target_arch = "wasm32")]
-    return crate::bindings::wit_kernels::json_extract(bodies, ends, paths);
+    {
+        let m = crate::bindings::wit_kernels::json_extract(bodies, ends, paths);
+        members(m.values, &m.fields, &m.types, m.invalid)
+    }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        let gleaner_kernels::JsonMembers {
-            values,
-            fields,
-            invalid,
-        } = native(gleaner_kernels::json_extract(bodies, ends, paths));
-        JsonMembers {
-            values,
-            fields: fields
-                .into_iter()
-                .map(|[event, key, start, len]| crate::bindings::wit::Field {
-                    event,
-                    key,
-                    start,
-                    len,
-                })
-                .collect(),
-            invalid,
-        }
+        let m = native(gleaner_kernels::json_extract(bodies, ends, paths));
+        members(m.values, &m.fields.into_flattened(), &m.types, m.invalid)
     }
 }
 
@@ -151,7 +226,8 @@ mod tests {
         assert_eq!((found[0].event, found[0].start, found[0].len), (0, 7, 3));
         assert_eq!(re.captures(&batch).len(), 2);
         let j = json_extract(&batch, &["a.b".to_owned()]);
-        assert_eq!((j.fields[0].event, &j.values[..]), (2, &b"x"[..]));
+        assert_eq!((j.fields[0].event, j.value(&j.fields[0])), (2, &b"x"[..]));
+        assert_eq!(j.fields[0].ty, crate::value::STRING);
         assert_eq!(j.invalid, [0, 1]);
         assert!(Regex::new("(").is_err());
     }

@@ -34,8 +34,8 @@
 //! Build with `cargo build --release --target wasm32-wasip2` (a `cdylib`
 //! crate); test the logic natively with [`testing`].
 //!
-//! Map: [`batch`] (reading and building batches), [`host`] (log, counters,
-//! compression), [`kernels`] (regexes and JSON members run natively by the
+//! Map: [`batch`] (reading and building batches), [`value`] (typed field
+//! values and severities), [`host`] (log, counters, compression), [`kernels`] (regexes and JSON members run natively by the
 //! host over a whole batch), [`json`] (the JSON lines encoding the
 //! first-party flushers share), [`testing`] (native helpers).
 
@@ -48,8 +48,10 @@ pub mod host;
 pub mod json;
 pub mod kernels;
 pub mod testing;
+pub mod value;
 
 pub use batch::{Batch, BatchBuilder, Event, EventBuilder, Key};
+pub use value::{Value, severity};
 
 /// A processor plugin: built once per instance from its config, then called
 /// with one batch at a time.

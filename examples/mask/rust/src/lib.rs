@@ -188,10 +188,8 @@ impl Processor for Mask {
                 body = &cards;
             }
             let n = e + c;
-            let mut ev = out.push(event.timestamp(), body);
-            for (k, v) in event.fields() {
-                ev.field(k, v);
-            }
+            let mut ev = out.push_copy(&event);
+            ev.set_body(body);
             match COUNTS.get(n) {
                 Some(text) => ev.field_by_key(redactions, text),
                 None => ev.field_by_key(redactions, &n.to_string()),

@@ -249,6 +249,29 @@ pub struct RawPlugin {
     /// is back. Off by default (the pipeline waits instead).
     #[serde(default)]
     pub spill: Option<RawSpill>,
+    /// Flushers only: TLS of `https://` requests.
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+}
+
+/// TLS of a flusher's `https://` requests. Without it the server's
+/// certificate is verified against the system's roots.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM file of CA certificates to trust besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mTLS; needs `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Verify the server's certificate and name. Default true; `false`
+    /// logs a warning at start.
+    #[serde(default = "default_true")]
+    pub verify: bool,
 }
 
 /// Spill to the disk buffer.

@@ -334,7 +334,11 @@ mod tests {
         assert_eq!(got.fields_of(0).count(), 0);
         assert_eq!(
             got.fields_of(1).collect::<Vec<_>>(),
-            vec![(STREAM_FIELD, &b"stderr"[..])]
+            vec![(
+                STREAM_FIELD,
+                crate::model::event::value::STRING,
+                &b"stderr"[..]
+            )]
         );
         assert_eq!(got.timestamps, vec![0, 5]);
         assert!(got.check_layout().is_ok());

@@ -2,7 +2,9 @@
 //! that crossing into a plugin moves buffers instead of converting events.
 //! Owns the layout checks; knows nothing of where events come from or go.
 
-/// One field of one event: a span into [`Batch::values`].
+pub use gleaner_kernels::value;
+
+/// One field of one event: a span into [`Batch::values`] and its type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field {
     /// Event index.
@@ -13,6 +15,8 @@ pub struct Field {
     pub start: u32,
     /// Length of the value in bytes.
     pub len: u32,
+    /// Type of the value (see [`value`]).
+    pub ty: u8,
 }
 
 /// A batch of events from one source, in flat encoding (see `wit/plugin.wit`).
@@ -22,6 +26,8 @@ pub struct Batch {
     pub tags: Vec<(String, String)>,
     /// Timestamps, ns since the epoch.
     pub timestamps: Vec<i64>,
+    /// Severity of each event (OpenTelemetry's numbers, 0 = unset).
+    pub severities: Vec<u8>,
     /// Bodies, concatenated.
     pub bodies: Vec<u8>,
     /// End offset of each body.
@@ -30,8 +36,10 @@ pub struct Batch {
     pub keys: Vec<String>,
     /// Field values, concatenated.
     pub values: Vec<u8>,
-    /// Fields, in event order.
-    pub fields: Vec<Field>,
+    /// Fields, in event order, four numbers each: event, key, start, len.
+    pub fields: Vec<u32>,
+    /// The type of each field.
+    pub field_types: Vec<u8>,
 }
 
 /// A batch that breaks the layout rules (from a faulty plugin).
@@ -45,6 +53,7 @@ impl Batch {
         Batch {
             tags,
             timestamps: Vec::with_capacity(events),
+            severities: Vec::with_capacity(events),
             bodies: Vec::with_capacity(bytes),
             body_ends: Vec::with_capacity(events),
             ..Batch::default()
@@ -61,16 +70,22 @@ impl Batch {
         self.timestamps.is_empty()
     }
 
-    /// Appends an event without fields.
+    /// Appends an event without fields or severity.
     pub fn push(&mut self, timestamp: i64, body: &[u8]) {
         self.bodies.extend_from_slice(body);
         self.timestamps.push(timestamp);
+        self.severities.push(0);
         self.body_ends.push(self.bodies.len() as u32);
     }
 
-    /// Adds the field `key` = `value` to the last event pushed (the key is
-    /// interned). Does nothing in an empty batch.
+    /// Adds the string field `key` = `value` to the last event pushed (the
+    /// key is interned). Does nothing in an empty batch.
     pub fn push_field(&mut self, key: &str, value: &[u8]) {
+        self.push_typed(key, value::STRING, value);
+    }
+
+    /// Adds a field of type `ty` (see [`value`]) to the last event pushed.
+    pub fn push_typed(&mut self, key: &str, ty: u8, value: &[u8]) {
         let Some(event) = self.len().checked_sub(1) else {
             return;
         };
@@ -81,13 +96,31 @@ impl Batch {
                 self.keys.len() - 1
             }
         };
-        self.fields.push(Field {
-            event: event as u32,
-            key: key as u32,
-            start: self.values.len() as u32,
-            len: value.len() as u32,
-        });
+        self.fields.extend_from_slice(&[
+            event as u32,
+            key as u32,
+            self.values.len() as u32,
+            value.len() as u32,
+        ]);
+        self.field_types.push(ty);
         self.values.extend_from_slice(value);
+    }
+
+    /// Number of fields of all events.
+    pub fn field_count(&self) -> usize {
+        self.field_types.len()
+    }
+
+    /// Field `i` of the batch (in the order of [`Batch::fields`]).
+    pub fn field(&self, i: usize) -> Field {
+        let f = &self.fields[4 * i..4 * i + 4];
+        Field {
+            event: f[0],
+            key: f[1],
+            start: f[2],
+            len: f[3],
+            ty: self.field_types[i],
+        }
     }
 
     /// The body of event `i`.
@@ -100,10 +133,10 @@ impl Batch {
         &self.bodies[start..self.body_ends[i] as usize]
     }
 
-    /// The fields of event `i` as (key, value) pairs.
-    pub fn fields_of(&self, i: usize) -> impl Iterator<Item = (&str, &[u8])> {
-        self.fields
-            .iter()
+    /// The fields of event `i` as (key, type, value).
+    pub fn fields_of(&self, i: usize) -> impl Iterator<Item = (&str, u8, &[u8])> {
+        (0..self.field_count())
+            .map(|n| self.field(n))
             .filter(move |f| f.event as usize == i)
             .map(|f| {
                 let key = self
@@ -115,7 +148,7 @@ impl Batch {
                     .values
                     .get(f.start as usize..(f.start + f.len) as usize)
                     .unwrap_or(&[]);
-                (key, value)
+                (key, f.ty, value)
             })
     }
 
@@ -130,11 +163,12 @@ impl Batch {
     /// Checks the invariants documented on the WIT `batch` record.
     pub fn check_layout(&self) -> Result<(), LayoutError> {
         let err = |m: String| Err(LayoutError(m));
-        if self.timestamps.len() != self.body_ends.len() {
+        let n = self.len();
+        if self.body_ends.len() != n || self.severities.len() != n {
             return err(format!(
-                "{} timestamps but {} body ends",
-                self.timestamps.len(),
-                self.body_ends.len()
+                "{n} timestamps but {} body ends and {} severities",
+                self.body_ends.len(),
+                self.severities.len()
             ));
         }
         if let Err(i) = gleaner_kernels::check_ends(self.bodies.len(), &self.body_ends) {
@@ -144,12 +178,38 @@ impl Batch {
                 self.bodies.len()
             ));
         }
-        for f in &self.fields {
-            if f.event as usize >= self.len()
+        if let Some(i) = self.severities.iter().position(|&s| s > 24) {
+            return err(format!(
+                "event {i} has severity {}; the highest is 24",
+                self.severities[i]
+            ));
+        }
+        if self.fields.len() != 4 * self.field_types.len() {
+            return err(format!(
+                "{} numbers in fields for {} field types (4 per field)",
+                self.fields.len(),
+                self.field_types.len()
+            ));
+        }
+        for i in 0..self.field_count() {
+            let f = self.field(i);
+            if f.event as usize >= n
                 || f.key as usize >= self.keys.len()
                 || (f.start as u64 + f.len as u64) > self.values.len() as u64
             {
                 return err(format!("field {f:?} points outside the batch"));
+            }
+            if f.ty != value::STRING {
+                let text = &self.values[f.start as usize..(f.start + f.len) as usize];
+                if !value::is_valid(f.ty, text, true) {
+                    return err(format!(
+                        "field `{}` of event {} is typed {} but holds {:?}",
+                        self.keys[f.key as usize],
+                        f.event,
+                        value::name(f.ty),
+                        String::from_utf8_lossy(&text[..text.len().min(64)])
+                    ));
+                }
             }
         }
         Ok(())
@@ -172,16 +232,45 @@ mod tests {
         assert!(bad.check_layout().is_err());
         let mut bad = b.clone();
         bad.keys.push("k".into());
-        bad.fields.push(Field {
-            event: 0,
-            key: 0,
-            start: 0,
-            len: 1,
-        });
+        bad.fields.extend([0, 0, 0, 1]);
+        bad.field_types.push(value::STRING);
         assert!(bad.check_layout().is_err());
         bad.values.push(b'x');
         assert!(bad.check_layout().is_ok());
-        bad.fields[0].event = 5;
+        bad.fields[0] = 5;
         assert!(bad.check_layout().is_err());
+        let mut bad = b.clone();
+        bad.severities[1] = 25;
+        assert!(bad.check_layout().is_err());
+        bad.severities.pop();
+        assert!(bad.check_layout().is_err());
+    }
+
+    #[test]
+    fn typed_values_are_checked_against_their_type() {
+        let mut b = Batch::default();
+        b.push(1, b"x");
+        b.push_typed("status", value::INT, b"200");
+        b.push_typed("ratio", value::FLOAT, b"0.5");
+        b.push_typed("tags", value::JSON, b"[1,2]");
+        assert!(b.check_layout().is_ok());
+        assert_eq!(
+            b.fields_of(0).collect::<Vec<_>>(),
+            [
+                ("status", value::INT, &b"200"[..]),
+                ("ratio", value::FLOAT, b"0.5"),
+                ("tags", value::JSON, b"[1,2]")
+            ]
+        );
+        b.push_typed("bad", value::INT, b"2x");
+        let e = b.check_layout().unwrap_err().to_string();
+        assert!(
+            e.contains("`bad` of event 0 is typed int but holds \"2x\""),
+            "{e}"
+        );
+        b.field_types[3] = 6;
+        assert!(b.check_layout().is_err());
+        b.field_types.pop();
+        assert!(b.check_layout().is_err());
     }
 }

@@ -3,22 +3,24 @@
 //! `<data_dir>/buffer/<pipeline>/<flusher index>/`, replayed (oldest first)
 //! before anything new when the flusher starts again.
 //!
-//! Segment format (little-endian): magic `GLBF`, format version `1` (u8),
+//! Segment format (little-endian): magic `GLBF`, format version (u8),
 //! then the zstd-compressed batch: tags, timestamps, bodies, body ends,
-//! keys, values, fields, each as a u32 count followed by its items (strings
-//! and byte buffers as a u32 length plus bytes). Written atomically (temp,
-//! fsync, rename).
+//! keys, values, fields (four u32 each), each as a u32 count followed by
+//! its items (strings and byte buffers as a u32 length plus bytes); since
+//! version 2 then severities and field types, as byte buffers. Version 1
+//! segments (written before typed values) read as string fields without
+//! severities. Written atomically (temp, fsync, rename).
 //!
 //! Knows batches and files only.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::model::event::{Batch, Field};
+use crate::model::event::{Batch, value};
 use crate::state::checkpoint::write_atomically;
 
 const MAGIC: &[u8; 4] = b"GLBF";
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
 /// A segment that cannot be read back.
 #[derive(Debug, thiserror::Error)]
@@ -155,11 +157,11 @@ impl DiskBuffer {
             path: path.to_path_buf(),
             source,
         })?;
-        if bytes.len() < 5 || &bytes[..4] != MAGIC || bytes[4] != FORMAT {
+        if bytes.len() < 5 || &bytes[..4] != MAGIC || !(1..=FORMAT).contains(&bytes[4]) {
             return Err(corrupt("bad header".into()));
         }
         let raw = zstd::stream::decode_all(&bytes[5..]).map_err(|e| corrupt(e.to_string()))?;
-        let batch = decode(&raw).ok_or_else(|| corrupt("truncated batch".into()))?;
+        let batch = decode(&raw, bytes[4]).ok_or_else(|| corrupt("truncated batch".into()))?;
         batch.check_layout().map_err(|e| corrupt(e.to_string()))?;
         Ok(batch)
     }
@@ -194,12 +196,12 @@ fn encode(b: &Batch, out: &mut Vec<u8>) {
         put_bytes(out, k.as_bytes());
     }
     put_bytes(out, &b.values);
-    put_u32(out, b.fields.len());
-    for f in &b.fields {
-        for v in [f.event, f.key, f.start, f.len] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
+    put_u32(out, b.field_count());
+    for v in &b.fields {
+        out.extend_from_slice(&v.to_le_bytes());
     }
+    put_bytes(out, &b.severities);
+    put_bytes(out, &b.field_types);
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -226,7 +228,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode(raw: &[u8]) -> Option<Batch> {
+fn decode(raw: &[u8], format: u8) -> Option<Batch> {
     let mut r = Reader(raw);
     let mut b = Batch::default();
     for _ in 0..r.u32()? {
@@ -245,13 +247,16 @@ fn decode(raw: &[u8]) -> Option<Batch> {
         b.keys.push(r.string()?);
     }
     b.values = r.bytes()?.to_vec();
-    for _ in 0..r.u32()? {
-        b.fields.push(Field {
-            event: r.u32()?,
-            key: r.u32()?,
-            start: r.u32()?,
-            len: r.u32()?,
-        });
+    let fields = r.u32()? as usize;
+    for _ in 0..fields.checked_mul(4)? {
+        b.fields.push(r.u32()?);
+    }
+    if format >= 2 {
+        b.severities = r.bytes()?.to_vec();
+        b.field_types = r.bytes()?.to_vec();
+    } else {
+        b.severities = vec![0; b.timestamps.len()];
+        b.field_types = vec![value::STRING; fields];
     }
     r.0.is_empty().then_some(b)
 }
@@ -264,14 +269,8 @@ mod tests {
         let mut b = Batch::with_tags(vec![("source.path".into(), "/a.log".into())], 2, 16);
         b.push(1, b"first line");
         b.push(2, b"second");
-        b.keys.push("k".into());
-        b.values.extend_from_slice(b"v1");
-        b.fields.push(Field {
-            event: 1,
-            key: 0,
-            start: 0,
-            len: 2,
-        });
+        b.push_typed("k", value::INT, b"42");
+        b.severities[1] = 13;
         b
     }
 
@@ -303,6 +302,24 @@ mod tests {
         assert_eq!(DiskBuffer::read(&segs[1]).unwrap(), other);
         let third = reopened.write(&sample()).unwrap();
         assert!(third > segs[1], "new segments sort after old ones");
+    }
+
+    #[test]
+    fn a_segment_of_format_1_reads_as_strings_without_severities() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = sample();
+        b.field_types[0] = value::STRING;
+        b.severities[1] = 0;
+        let mut raw = Vec::new();
+        encode(&b, &mut raw);
+        // Format 1 ended after the fields.
+        raw.truncate(raw.len() - (4 + b.severities.len()) - (4 + b.field_types.len()));
+        let mut bytes = MAGIC.to_vec();
+        bytes.push(1);
+        bytes.extend(zstd::bulk::compress(&raw, 1).unwrap());
+        let seg = dir.path().join("0.seg");
+        std::fs::write(&seg, bytes).unwrap();
+        assert_eq!(DiskBuffer::read(&seg).unwrap(), b);
     }
 
     #[test]

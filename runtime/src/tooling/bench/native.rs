@@ -31,6 +31,14 @@ pub fn native(mode: NativeMode, input: &Path, output: &Path) -> anyhow::Result<u
         .enumerate()
         .filter_map(|(i, n)| n.map(|n| (i, n.to_owned())))
         .collect();
+    // As the bench's parse-regex config: `types: {status: int, body_bytes_sent: int}`.
+    let types: Vec<u8> = names
+        .iter()
+        .map(|(_, n)| match n.as_str() {
+            "status" | "body_bytes_sent" => gleaner_sdk::value::INT,
+            _ => gleaner_sdk::value::STRING,
+        })
+        .collect();
     let mut locs = re.capture_locations();
     let mut file = File::open(input)?;
     let mut out = File::create(output)?;
@@ -78,17 +86,29 @@ pub fn native(mode: NativeMode, input: &Path, output: &Path) -> anyhow::Result<u
             };
             let mut e = batch.push(ts, if parsed.is_some() { b"" } else { line });
             if mode == NativeMode::Regex && re.captures_read(&mut locs, line).is_some() {
-                for (g, key) in &keys {
+                for ((g, key), &ty) in keys.iter().zip(&types) {
                     if let Some((a, b)) = locs.get(*g) {
-                        e.field_by_key(*key, &String::from_utf8_lossy(&line[a..b]));
+                        let text = String::from_utf8_lossy(&line[a..b]);
+                        if ty == gleaner_sdk::value::STRING {
+                            e.field_by_key(*key, &text);
+                        } else {
+                            e.convert_by_key(*key, ty, &text);
+                        }
                     }
                 }
             }
             if let Some(map) = &parsed {
                 for (k, v) in map {
+                    use gleaner_sdk::value::{BOOL, FLOAT, INT, JSON, NULL};
                     match v {
                         serde_json::Value::String(s) => e.field(k, s),
-                        other => e.field(k, &other.to_string()),
+                        serde_json::Value::Number(n) if n.is_i64() => {
+                            e.typed(k, INT, &n.to_string())
+                        }
+                        serde_json::Value::Number(n) => e.typed(k, FLOAT, &n.to_string()),
+                        serde_json::Value::Bool(b) => e.typed(k, BOOL, &b.to_string()),
+                        serde_json::Value::Null => e.typed(k, NULL, "null"),
+                        other => e.typed(k, JSON, &other.to_string()),
                     };
                 }
             }

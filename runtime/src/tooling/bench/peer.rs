@@ -69,7 +69,7 @@ impl System {
             System::Gleaner => {
                 let processors = match scenario.name {
                     "regex" => format!(
-                        "[ {{ plugin: builtin:parse-regex, config: {{ pattern: {} }} }} ]",
+                        "[ {{ plugin: builtin:parse-regex, config: {{ pattern: {}, types: {{ status: int, body_bytes_sent: int }} }} }} ]",
                         serde_json::to_string(NGINX_REGEX)?
                     ),
                     // As Fluent Bit's json parser: the parsed line is not kept.
@@ -110,6 +110,7 @@ parsers:
   - name: nginx
     format: regex
     regex: '{regex}'
+    types: status:integer body_bytes_sent:integer
   - name: json
     format: json
 pipeline:
@@ -211,7 +212,7 @@ pipeline:
     }
 
     /// Checks every output line: a JSON object with the message (raw) or
-    /// the parsed `status` (regex, json), `lines` of them.
+    /// the parsed `status`, a number (regex, json), `lines` of them.
     fn verify(&self, scenario: &Scenario, output: &Path, lines: u64) -> anyhow::Result<()> {
         let file = std::fs::File::open(output)
             .with_context(|| format!("no output at {}", output.display()))?;
@@ -227,6 +228,9 @@ pipeline:
                 .with_context(|| format!("output line {} is not JSON: {line}", n + 1))?;
             if v.get(key).is_none_or(serde_json::Value::is_null) {
                 bail!("output line {} has no {key}: {line}", n + 1);
+            }
+            if key == "status" && !v[key].is_u64() {
+                bail!("output line {}: status is not a number: {line}", n + 1);
             }
             n += 1;
         }

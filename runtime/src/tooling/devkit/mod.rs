@@ -72,6 +72,7 @@ pub fn test(run: &TestRun, out: &mut dyn Write) -> anyhow::Result<TestSummary> {
         config_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
         limits: Limits::default(),
         grants: run.grants.clone(),
+        tls: crate::plugin::TlsSpec::default(),
     };
     let ident = Ident {
         pipeline: Arc::from("plugin-test"),
@@ -147,14 +148,17 @@ fn to_sdk(b: &Batch) -> gleaner_sdk::Batch {
         out.set_tag(k, v);
     }
     let keys: Vec<gleaner_sdk::Key> = b.keys.iter().map(|k| out.key(k)).collect();
-    let mut fields = b.fields.iter().peekable();
+    let mut next = 0;
     let mut start = 0usize;
     for (i, (&ts, &end)) in b.timestamps.iter().zip(&b.body_ends).enumerate() {
         let mut e = out.push(ts, &b.bodies[start..end as usize]);
+        e.set_severity(b.severities.get(i).copied().unwrap_or(0));
         start = end as usize;
-        while let Some(f) = fields.next_if(|f| f.event as usize == i) {
+        while next < b.field_count() && b.field(next).event as usize == i {
+            let f = b.field(next);
             let v = &b.values[f.start as usize..(f.start + f.len) as usize];
-            e.field_by_key(keys[f.key as usize], &String::from_utf8_lossy(v));
+            e.typed_by_key(keys[f.key as usize], f.ty, &String::from_utf8_lossy(v));
+            next += 1;
         }
     }
     out.finish()

@@ -1,5 +1,7 @@
 /* Test fixture: every host kernel called through the C SDK; the results
- * become fields, as app.py does (see sdks.rs). */
+ * become fields, as app.py does (see sdks.rs): also the JSON members'
+ * types, the body's length as a typed int, and the size of the body as
+ * the host's zstd compresses it. */
 #include "gleaner.h"
 
 #include <stdio.h>
@@ -35,7 +37,7 @@ bool gleaner_process(const gl_batch *in, gl_builder *out, gl_error *err) {
     size_t m = 0, s = 0, c = 0, f = 0, inv = 0, next_field = 0;
     bool ok = true;
     for (uint32_t i = 0; ok && i < gl_len(in); i++) {
-        char fa[512] = "", ca[512] = "", js[512] = "";
+        char fa[512] = "", ca[512] = "", js[512] = "", ty[64] = "", zs[32] = "";
         for (; s < found.len && found.ptr[s].event == i; s++)
             add(fa, sizeof fa, "%s%.*s%.*s", gl_column(in, found.ptr[s].start, found.ptr[s].len), none);
         for (; c < caps.len && caps.ptr[c].event == i; c++) {
@@ -46,7 +48,16 @@ bool gleaner_process(const gl_batch *in, gl_builder *out, gl_error *err) {
         for (; f < j.fields.len && j.fields.ptr[f].event == i; f++) {
             gl_str v = {j.values.ptr + j.fields.ptr[f].start, j.fields.ptr[f].len};
             add(js, sizeof js, "%s%.*s=%.*s", gl_cstr(paths[j.fields.ptr[f].key]), v);
+            char t[4];
+            snprintf(t, sizeof t, "%u", j.types.ptr[f]);
+            add(ty, sizeof ty, "%s%.*s%.*s", gl_cstr(t), none);
         }
+        gl_bytes z;
+        char why[128];
+        if (!gl_compress(GL_ZSTD, gl_body(in, i), &z, why, sizeof why))
+            return gl_fail(err, "compress: %s", why);
+        snprintf(zs, sizeof zs, "%zu", z.len);
+        gl_bytes_free(&z);
         bool matched = m < matching.len && matching.ptr[m] == i;
         bool invalid = inv < j.invalid.len && j.invalid.ptr[inv] == i;
         m += matched;
@@ -54,7 +65,9 @@ bool gleaner_process(const gl_batch *in, gl_builder *out, gl_error *err) {
         ok = gl_push(out, gl_timestamp(in, i), gl_body(in, i)) &&
              gl_copy_fields(out, in, i, &next_field) && field(out, "matching", matched ? "yes" : "") &&
              field(out, "find_all", fa) && field(out, "captures", ca) && field(out, "json", js) &&
-             field(out, "invalid", invalid ? "yes" : "");
+             field(out, "invalid", invalid ? "yes" : "") && field(out, "types", ty) &&
+             field(out, "zstd", zs) &&
+             gl_value_int(out, gl_key(out, gl_cstr("len")), (int64_t)gl_body(in, i).len);
     }
     gl_names_free(&names);
     gl_events_free(&matching);

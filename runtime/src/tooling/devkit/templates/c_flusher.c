@@ -11,7 +11,7 @@
 bool gleaner_init(gl_str config, gl_error *err) { return true; }
 
 bool gleaner_flush(const gl_batch *in, gl_flush_error *err) {
-    gl_counter("events", gl_len(in));
+    gl_counter_add("events", gl_len(in));
     gl_log(GL_DEBUG, "%zu events", gl_len(in));
     return true;
 }

@@ -12,7 +12,7 @@ import gleaner_sdk as gl
 
 class Plugin(gl.Flusher):
     def flush(self, batch):
-        gl.counter("events", len(batch))
+        gl.counter_add("events", len(batch))
         gl.log("debug", f"{len(batch)} events")
 
 

@@ -18,8 +18,8 @@ class Plugin(gl.Processor):
         out = batch.builder()
         key = out.key("greeting")
         for e in batch:
-            out.push(e.timestamp, e.body, e.fields)
-            out.field(key, self.greeting)
+            out.push_copy(e)  # time, severity, typed fields
+            out.field(key, self.greeting)  # replaces a greeting it had
         return out
 
 

@@ -673,12 +673,47 @@ bool exports_flusher_init(flusher_string_t *config, flusher_string_t *err) {
     return ok;
 }
 
-bool exports_flusher_flush(flusher_batch_t *input, flusher_flush_error_t *err) {
+/* The per-item answer of the call in progress. */
+static GL_P(types_flush_report_t) report;
+static size_t cap_retry, cap_rejected;
+
+bool gl_report_retry(size_t event) {
+    GL_W(list_u32_t) *l = &report.retry;
+    if (!grow((void **)&l->ptr, l->len, &cap_retry, 1, sizeof *l->ptr)) return false;
+    l->ptr[l->len++] = (uint32_t)event;
+    return true;
+}
+
+bool gl_report_reject(size_t event, const char *fmt, ...) {
+    GL_W(list_u32_t) *l = &report.rejected;
+    size_t cap = cap_rejected;
+    if (!grow((void **)&l->ptr, l->len, &cap_rejected, 1, sizeof *l->ptr)) return false;
+    GL_W(list_string_t) *r = &report.reasons;
+    if (!grow((void **)&r->ptr, r->len, &cap, 1, sizeof *r->ptr)) return false;
+    va_list ap;
+    va_start(ap, fmt);
+    bool ok = vformat(&r->ptr[r->len], fmt, ap);
+    va_end(ap);
+    if (!ok) return false;
+    r->len++;
+    l->ptr[l->len++] = (uint32_t)event;
+    return true;
+}
+
+bool exports_flusher_flush(flusher_batch_t *input, flusher_flush_report_t *ret,
+                           flusher_flush_error_t *err) {
     memset(err, 0, sizeof *err);
+    memset(&report, 0, sizeof report);
+    cap_retry = cap_rejected = 0;
     err->tag = GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_UNSET;
     bool ok = gleaner_flush(input, err);
     if (!ok && err->tag == GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_UNSET)
         gl_retry(err, "flush failed");
+    if (ok) {
+        *ret = report; /* the generated glue frees it after the call */
+    } else {
+        GL_P(types_flush_report_free)(&report);
+    }
     GL_P(types_batch_free)(input);
     return ok;
 }

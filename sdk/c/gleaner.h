@@ -258,6 +258,12 @@ typedef GL_P(types_flush_error_t) gl_flush_error;
 /* Report a transient failure (retried) or a permanent one (dead-lettered). */
 bool gl_retry(gl_flush_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 bool gl_reject(gl_flush_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* For a destination that answers item by item, before returning true:
+ * event `event` is to be sent again, or was refused for good (the host
+ * retries or dead-letters just those; the others were delivered). Call
+ * them in event order. False only when memory runs out. */
+bool gl_report_retry(size_t event);
+bool gl_report_reject(size_t event, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 bool gleaner_flush(const gl_batch *in, gl_flush_error *err);
 #endif
 

@@ -60,6 +60,7 @@ __all__ = [
     "Processor",
     "Regex",
     "Reject",
+    "Report",
     "Retry",
     "Span",
     "compress",
@@ -507,13 +508,38 @@ class Processor:
 
 
 class Flusher:
-    """Subclass it: `__init__(self, config)` and `flush(self, batch)`."""
+    """Subclass it: `__init__(self, config)` and `flush(self, batch)`,
+    which returns nothing (all delivered) or a `Report`."""
 
     def __init__(self, config):
         self.config = config
 
     def flush(self, batch):
         raise NotImplementedError
+
+
+class Report:
+    """What a flusher's `flush` may return for a destination that answers
+    item by item: `retry(i)` for an event to send again, `reject(i,
+    reason)` for one refused for good; the others were delivered."""
+
+    def __init__(self):
+        self._retry = set()
+        self._rejected = {}
+
+    def retry(self, i):
+        self._retry.add(int(i))
+        return self
+
+    def reject(self, i, reason):
+        self._rejected[int(i)] = str(reason)
+        return self
+
+    def _wit(self):
+        rejected = sorted(self._rejected)
+        return types.FlushReport(
+            sorted(self._retry - set(rejected)), rejected, [self._rejected[i] for i in rejected]
+        )
 
 
 class Retry(Exception):
@@ -622,7 +648,8 @@ def export_flusher(cls):
 
         def flush(self, input):
             try:
-                state["plugin"].flush(Batch(input))
+                out = state["plugin"].flush(Batch(input))
+                return (out if isinstance(out, Report) else Report())._wit()
             except Retry as e:
                 raise Err(types.FlushError_Retryable(_message(e)))
             except Reject as e:

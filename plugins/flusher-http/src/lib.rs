@@ -14,10 +14,8 @@
 use std::collections::BTreeMap;
 
 use gleaner_sdk::host::Codec;
+use gleaner_sdk::http::{Target, outcome, parse_url};
 use gleaner_sdk::{Batch, FlushError, Flusher};
-
-#[cfg(target_arch = "wasm32")]
-mod transport;
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,66 +36,7 @@ enum Compression {
     Gzip,
 }
 
-/// A parsed `http://` or `https://` URL.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    /// `https://`.
-    pub https: bool,
-    /// `host:port`.
-    pub authority: String,
-    /// Path and query, starting with `/`.
-    pub path: String,
-}
-
-/// Parses `http[s]://host[:port][/path]`.
-pub fn parse_url(url: &str) -> Result<Target, String> {
-    let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
-        (Some(rest), _) => (false, rest),
-        (_, Some(rest)) => (true, rest),
-        _ => return Err(format!("url: `{url}` must start with http:// or https://")),
-    };
-    let (auth, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if auth.is_empty() {
-        return Err(format!("url: `{url}` has no host"));
-    }
-    let authority = if auth
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        auth.to_owned()
-    } else {
-        format!("{auth}:{}", if https { 443 } else { 80 })
-    };
-    Ok(Target {
-        https,
-        authority,
-        path: path.to_owned(),
-    })
-}
-
-/// Maps an HTTP status to the flush outcome.
-pub fn outcome(status: u16, body: &str) -> Result<(), FlushError> {
-    let msg = || {
-        format!(
-            "HTTP {status}: {}",
-            body.chars().take(200).collect::<String>()
-        )
-    };
-    match status {
-        200..=299 => Ok(()),
-        408 | 429 | 500..=599 => Err(FlushError::Retryable(msg())),
-        _ => Err(FlushError::Rejected(msg())),
-    }
-}
-
 /// The flusher.
-#[cfg_attr(
-    not(target_arch = "wasm32"),
-    expect(dead_code, reason = "the transport exists only in the component")
-)]
 pub struct Http {
     target: Target,
     compression: Compression,
@@ -109,12 +48,7 @@ impl Flusher for Http {
     fn init(config: &str) -> Result<Self, String> {
         let c: Config = gleaner_sdk::parse_config(config)?;
         let target = parse_url(&c.url)?;
-        let mut headers: Vec<(String, Vec<u8>)> = c
-            .headers
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.into_bytes()))
-            .collect();
-        headers.push(("content-type".into(), b"application/x-ndjson".to_vec()));
+        let mut headers = gleaner_sdk::http::headers(c.headers, "application/x-ndjson");
         match c.compression {
             Compression::None => {}
             Compression::Zstd => headers.push(("content-encoding".into(), b"zstd".to_vec())),
@@ -148,59 +82,10 @@ impl Flusher for Http {
 }
 
 impl Http {
-    #[cfg(target_arch = "wasm32")]
     fn send(&self, body: &[u8]) -> Result<(), FlushError> {
-        let (status, text) = transport::post(&self.target, &self.headers, body)?;
+        let (status, text) = gleaner_sdk::http::post(&self.target, &self.headers, body)?;
         outcome(status, &text)
-    }
-
-    #[cfg(not(target_arch = "wasm32"))]
-    fn send(&self, _body: &[u8]) -> Result<(), FlushError> {
-        Err(FlushError::Retryable(
-            "wasi:http is only available inside the Gleaner host".into(),
-        ))
     }
 }
 
 gleaner_sdk::export_flusher!(Http);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_get_a_default_port_and_path() {
-        assert_eq!(
-            parse_url("http://127.0.0.1:9000/ingest?x=1").unwrap(),
-            Target {
-                https: false,
-                authority: "127.0.0.1:9000".into(),
-                path: "/ingest?x=1".into()
-            }
-        );
-        assert_eq!(
-            parse_url("http://logs.local").unwrap(),
-            Target {
-                https: false,
-                authority: "logs.local:80".into(),
-                path: "/".into()
-            }
-        );
-        assert!(parse_url("ftp://x").unwrap_err().starts_with("url:"));
-        let t = parse_url("https://logs.example.org/in").unwrap();
-        assert_eq!(
-            (t.https, t.authority.as_str()),
-            (true, "logs.example.org:443")
-        );
-    }
-
-    #[test]
-    fn statuses_map_to_outcomes() {
-        assert_eq!(outcome(204, ""), Ok(()));
-        assert!(
-            matches!(outcome(503, "busy"), Err(FlushError::Retryable(m)) if m == "HTTP 503: busy")
-        );
-        assert!(matches!(outcome(429, ""), Err(FlushError::Retryable(_))));
-        assert!(matches!(outcome(400, "bad"), Err(FlushError::Rejected(_))));
-    }
-}

@@ -32,6 +32,55 @@ enum Exports {
     FlusherV0_2(v0_2::flusher::Flusher),
 }
 
+/// A flusher's answer item by item (see `flush-report` in the WIT):
+/// events not listed were delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Events to send again, ascending.
+    pub retry: Vec<u32>,
+    /// Events refused for good, ascending, each with the reason.
+    pub rejected: Vec<(u32, String)>,
+}
+
+impl FlushReport {
+    /// True when every event was delivered.
+    pub fn is_empty(&self) -> bool {
+        self.retry.is_empty() && self.rejected.is_empty()
+    }
+
+    /// Checks a plugin's report against a batch of `events`: indices in
+    /// range, ascending, none both retried and rejected, a reason for each.
+    fn check(raw: wit::FlushReport, events: usize) -> Result<FlushReport, String> {
+        let bad = |m: String| Err(format!("malformed flush report: {m}"));
+        if raw.reasons.len() != raw.rejected.len() {
+            return bad(format!(
+                "{} rejected events but {} reasons",
+                raw.rejected.len(),
+                raw.reasons.len()
+            ));
+        }
+        for (name, list) in [("retry", &raw.retry), ("rejected", &raw.rejected)] {
+            if list.windows(2).any(|w| w[0] >= w[1]) {
+                return bad(format!("`{name}` is not ascending"));
+            }
+            if let Some(i) = list.iter().find(|&&i| i as usize >= events) {
+                return bad(format!("`{name}` names event {i} of a batch of {events}"));
+            }
+        }
+        if let Some(i) = raw
+            .retry
+            .iter()
+            .find(|i| raw.rejected.binary_search(i).is_ok())
+        {
+            return bad(format!("event {i} is both retried and rejected"));
+        }
+        Ok(FlushReport {
+            retry: raw.retry,
+            rejected: raw.rejected.into_iter().zip(raw.reasons).collect(),
+        })
+    }
+}
+
 /// A compiled, linked plugin: makes instances.
 pub struct Prepared {
     engine: Engine,
@@ -259,8 +308,9 @@ impl Instance {
         }
     }
 
-    /// Runs a flusher over `batch` (left as it was, for retries).
-    pub fn flush(&mut self, batch: &mut Batch) -> Result<(), CallError> {
+    /// Runs a flusher over `batch` (left as it was, for retries). `Ok` with
+    /// the destination's answer per item (empty: all delivered).
+    pub fn flush(&mut self, batch: &mut Batch) -> Result<FlushReport, CallError> {
         self.before_call()?;
         let started = Instant::now();
         self.account_in(batch);
@@ -277,7 +327,12 @@ impl Instance {
                 let result = f.call_flush(&mut live.store, &input);
                 convert::give_back_v0_2(batch, input);
                 result.map(|r| {
-                    r.map_err(|e| match e {
+                    r.map(|()| wit::FlushReport {
+                        retry: Vec::new(),
+                        rejected: Vec::new(),
+                        reasons: Vec::new(),
+                    })
+                    .map_err(|e| match e {
                         v0_2::types::FlushError::Retryable(m) => wit::FlushError::Retryable(m),
                         v0_2::types::FlushError::Rejected(m) => wit::FlushError::Rejected(m),
                     })
@@ -287,9 +342,13 @@ impl Instance {
         };
         self.account(started);
         match result {
-            Ok(Ok(())) => {
+            Ok(Ok(report)) => {
+                let report = FlushReport::check(report, batch.len()).map_err(|e| {
+                    self.prepared.stats.errors.inc();
+                    CallError::Failed(e)
+                })?;
                 self.account_out(batch);
-                Ok(())
+                Ok(report)
             }
             Ok(Err(e)) => {
                 self.prepared.stats.errors.inc();

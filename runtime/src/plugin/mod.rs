@@ -34,7 +34,7 @@ use wasmtime::component::{HasSelf, Linker};
 use self::bindings::{flusher, processor, v0_2};
 pub use self::cache::{compile_in, compile_to, digest};
 use self::instance::Pre;
-pub use self::instance::{Instance, Prepared};
+pub use self::instance::{FlushReport, Instance, Prepared};
 pub use self::stdio::stdout_closed;
 use self::store::StoreState;
 pub use self::store::{Ident, PluginStats};

@@ -239,7 +239,7 @@ fn plugin_test(
     let summary = crate::tooling::devkit::test(&run, &mut out)?;
     std::io::Write::write_all(&mut std::io::stdout(), &out)?;
     eprintln!(
-        "{} {} lines in, {} events {}, {:.1} ms in plugin calls{}",
+        "{} {} lines in, {} events {}, {:.1} ms in plugin calls{}{}",
         summary.kind,
         summary.lines,
         summary.events_out,
@@ -249,6 +249,14 @@ fn plugin_test(
             "flushed"
         },
         summary.call_time.as_secs_f64() * 1e3,
+        if summary.retried + summary.rejected == 0 {
+            String::new()
+        } else {
+            format!(
+                ", {} to retry and {} refused by the destination",
+                summary.retried, summary.rejected
+            )
+        },
         if summary.counters.is_empty() {
             String::new()
         } else {

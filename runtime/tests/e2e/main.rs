@@ -11,6 +11,7 @@ mod common;
 mod config_errors;
 mod delivery;
 mod deploy;
+mod destinations;
 mod docker;
 mod faults;
 mod flushers;

@@ -55,6 +55,36 @@ __attribute__((__weak__, __export_name__("cabi_post_flush")))
 void __wasm_export_exports_flusher_flush_post_return(uint8_t * arg0) {
   switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + 0))) {
     case 0: {
+      size_t len = *((size_t*) (arg0 + (2*sizeof(void*))));
+      if (len > 0) {
+        uint8_t *ptr = *((uint8_t **) (arg0 + sizeof(void*)));
+        for (size_t i = 0; i < len; i++) {
+          uint8_t *base = ptr + i * 4;
+          (void) base;
+        }
+        free(ptr);
+      }
+      size_t len0 = *((size_t*) (arg0 + (4*sizeof(void*))));
+      if (len0 > 0) {
+        uint8_t *ptr1 = *((uint8_t **) (arg0 + (3*sizeof(void*))));
+        for (size_t i2 = 0; i2 < len0; i2++) {
+          uint8_t *base = ptr1 + i2 * 4;
+          (void) base;
+        }
+        free(ptr1);
+      }
+      size_t len3 = *((size_t*) (arg0 + (6*sizeof(void*))));
+      if (len3 > 0) {
+        uint8_t *ptr4 = *((uint8_t **) (arg0 + (5*sizeof(void*))));
+        for (size_t i5 = 0; i5 < len3; i5++) {
+          uint8_t *base = ptr4 + i5 * (2*sizeof(void*));
+          (void) base;
+          if ((*((size_t*) (base + sizeof(void*)))) > 0) {
+            free(*((uint8_t **) (base + 0)));
+          }
+        }
+        free(ptr4);
+      }
       break;
     }
     case 1: {
@@ -89,7 +119,7 @@ void *cabi_realloc(void *ptr, size_t old_size, size_t align, size_t new_size) {
 }
 
 __attribute__((__aligned__(sizeof(void*))))
-static uint8_t RET_AREA[(4*sizeof(void*))];
+static uint8_t RET_AREA[(7*sizeof(void*))];
 
 // Helper Functions
 
@@ -175,6 +205,12 @@ void gleaner_plugin_0_3_0_types_flush_error_free(gleaner_plugin_0_3_0_types_flus
   }
 }
 
+void gleaner_plugin_0_3_0_types_flush_report_free(gleaner_plugin_0_3_0_types_flush_report_t *ptr) {
+  flusher_list_u32_free(&ptr->retry);
+  flusher_list_u32_free(&ptr->rejected);
+  flusher_list_string_free(&ptr->reasons);
+}
+
 void gleaner_plugin_0_3_0_host_result_list_u8_string_free(gleaner_plugin_0_3_0_host_result_list_u8_string_t *ptr) {
   if (!ptr->is_err) {
     flusher_list_u8_free(&ptr->val.ok);
@@ -220,6 +256,10 @@ void flusher_flush_error_free(flusher_flush_error_t *ptr) {
   gleaner_plugin_0_3_0_types_flush_error_free(ptr);
 }
 
+void flusher_flush_report_free(flusher_flush_report_t *ptr) {
+  gleaner_plugin_0_3_0_types_flush_report_free(ptr);
+}
+
 void flusher_result_void_string_free(flusher_result_void_string_t *ptr) {
   if (!ptr->is_err) {
   } else {
@@ -227,8 +267,9 @@ void flusher_result_void_string_free(flusher_result_void_string_t *ptr) {
   }
 }
 
-void flusher_result_void_flush_error_free(flusher_result_void_flush_error_t *ptr) {
+void flusher_result_flush_report_flush_error_free(flusher_result_flush_report_flush_error_t *ptr) {
   if (!ptr->is_err) {
+    flusher_flush_report_free(&ptr->val.ok);
   } else {
     flusher_flush_error_free(&ptr->val.err);
   }
@@ -401,11 +442,15 @@ uint8_t * __wasm_export_exports_flusher_flush(uint8_t * arg) {
     (flusher_list_u32_t) (flusher_list_u32_t) { (uint32_t*)(*((uint8_t **) (arg + (14*sizeof(void*))))), (*((size_t*) (arg + (15*sizeof(void*))))) },
     (flusher_list_u8_t) (flusher_list_u8_t) { (uint8_t*)(*((uint8_t **) (arg + (16*sizeof(void*))))), (*((size_t*) (arg + (17*sizeof(void*))))) },
   };
-  flusher_result_void_flush_error_t ret;
+  flusher_result_flush_report_flush_error_t ret;
+  flusher_flush_report_t ok;
   flusher_flush_error_t err;
-  ret.is_err = !exports_flusher_flush(&arg0, &err);
+  ret.is_err = !exports_flusher_flush(&arg0, &ok, &err);
   if (ret.is_err) {
     ret.val.err = err;
+  }
+  if (!ret.is_err) {
+    ret.val.ok = ok;
   }
   free(arg);
   uint8_t *ptr = (uint8_t *) &RET_AREA;
@@ -428,7 +473,13 @@ uint8_t * __wasm_export_exports_flusher_flush(uint8_t * arg) {
       }
     }
   } else {
-    *((int8_t*)(ptr + 0)) = 0;
+    const flusher_flush_report_t *payload = &(ret).val.ok;*((int8_t*)(ptr + 0)) = 0;
+    *((size_t*)(ptr + (2*sizeof(void*)))) = ((*payload).retry).len;
+    *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) ((*payload).retry).ptr;
+    *((size_t*)(ptr + (4*sizeof(void*)))) = ((*payload).rejected).len;
+    *((uint8_t **)(ptr + (3*sizeof(void*)))) = (uint8_t *) ((*payload).rejected).ptr;
+    *((size_t*)(ptr + (6*sizeof(void*)))) = ((*payload).reasons).len;
+    *((uint8_t **)(ptr + (5*sizeof(void*)))) = (uint8_t *) ((*payload).reasons).ptr;
   }
   return ptr;
 }

@@ -122,6 +122,22 @@ typedef struct gleaner_plugin_0_3_0_types_flush_error_t {
 // dead-letter file and counts it. The string says why.
 #define GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_REJECTED 1
 
+// A flusher's answer for a destination that answers item by item
+// (Elasticsearch `_bulk`, Loki per stream): events not listed were
+// delivered. An empty report means the whole batch was delivered.
+typedef struct gleaner_plugin_0_3_0_types_flush_report_t {
+  // Events to send again (throttled or failed per item, e.g. 429 or
+  // 5xx): indices into the batch, ascending. The host retries just
+  // these, with its backoff, spill and buffer as for a whole batch.
+  flusher_list_u32_t   retry;
+  // Events the destination refused for good (a mapping error):
+  // indices into the batch, ascending. The host dead-letters them
+  // (or drops them, by policy) and counts them.
+  flusher_list_u32_t   rejected;
+  // Why, one entry per entry of `rejected`.
+  flusher_list_string_t   reasons;
+} gleaner_plugin_0_3_0_types_flush_report_t;
+
 // Severity of a log line a plugin sends to the host.
 typedef uint8_t gleaner_plugin_0_3_0_types_level_t;
 
@@ -189,6 +205,8 @@ typedef gleaner_plugin_0_3_0_types_batch_t flusher_batch_t;
 
 typedef gleaner_plugin_0_3_0_types_flush_error_t flusher_flush_error_t;
 
+typedef gleaner_plugin_0_3_0_types_flush_report_t flusher_flush_report_t;
+
 typedef struct {
   bool is_err;
   union {
@@ -199,9 +217,10 @@ typedef struct {
 typedef struct {
   bool is_err;
   union {
+    flusher_flush_report_t ok;
     flusher_flush_error_t err;
   } val;
-} flusher_result_void_flush_error_t;
+} flusher_result_flush_report_flush_error_t;
 
 // Imported Functions from `gleaner:plugin/host@0.3.0`
 // Writes `message` to the host's log, tagged with the pipeline and
@@ -237,7 +256,7 @@ extern void gleaner_plugin_0_3_0_kernels_json_extract(flusher_list_u8_t *bodies,
 
 // Exported Functions from `flusher`
 bool exports_flusher_init(flusher_string_t *config, flusher_string_t *err);
-bool exports_flusher_flush(flusher_batch_t *input, flusher_flush_error_t *err);
+bool exports_flusher_flush(flusher_batch_t *input, flusher_flush_report_t *ret, flusher_flush_error_t *err);
 
 // Helper Functions
 
@@ -257,6 +276,8 @@ void gleaner_plugin_0_3_0_types_batch_free(gleaner_plugin_0_3_0_types_batch_t *p
 
 void gleaner_plugin_0_3_0_types_flush_error_free(gleaner_plugin_0_3_0_types_flush_error_t *ptr);
 
+void gleaner_plugin_0_3_0_types_flush_report_free(gleaner_plugin_0_3_0_types_flush_report_t *ptr);
+
 void gleaner_plugin_0_3_0_host_result_list_u8_string_free(gleaner_plugin_0_3_0_host_result_list_u8_string_t *ptr);
 
 extern void gleaner_plugin_0_3_0_kernels_regex_drop_own(gleaner_plugin_0_3_0_kernels_own_regex_t handle);
@@ -273,9 +294,11 @@ void flusher_batch_free(flusher_batch_t *ptr);
 
 void flusher_flush_error_free(flusher_flush_error_t *ptr);
 
+void flusher_flush_report_free(flusher_flush_report_t *ptr);
+
 void flusher_result_void_string_free(flusher_result_void_string_t *ptr);
 
-void flusher_result_void_flush_error_free(flusher_result_void_flush_error_t *ptr);
+void flusher_result_flush_report_flush_error_free(flusher_result_flush_report_flush_error_t *ptr);
 
 // Sets the string `ret` to reference the input string `s` without copying it
 void flusher_string_set(flusher_string_t *ret, const char*s);

@@ -254,6 +254,12 @@ void gleaner_plugin_0_3_0_types_flush_error_free(gleaner_plugin_0_3_0_types_flus
   }
 }
 
+void gleaner_plugin_0_3_0_types_flush_report_free(gleaner_plugin_0_3_0_types_flush_report_t *ptr) {
+  processor_list_u32_free(&ptr->retry);
+  processor_list_u32_free(&ptr->rejected);
+  processor_list_string_free(&ptr->reasons);
+}
+
 void gleaner_plugin_0_3_0_host_result_list_u8_string_free(gleaner_plugin_0_3_0_host_result_list_u8_string_t *ptr) {
   if (!ptr->is_err) {
     processor_list_u8_free(&ptr->val.ok);

@@ -122,6 +122,22 @@ typedef struct gleaner_plugin_0_3_0_types_flush_error_t {
 // dead-letter file and counts it. The string says why.
 #define GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_REJECTED 1
 
+// A flusher's answer for a destination that answers item by item
+// (Elasticsearch `_bulk`, Loki per stream): events not listed were
+// delivered. An empty report means the whole batch was delivered.
+typedef struct gleaner_plugin_0_3_0_types_flush_report_t {
+  // Events to send again (throttled or failed per item, e.g. 429 or
+  // 5xx): indices into the batch, ascending. The host retries just
+  // these, with its backoff, spill and buffer as for a whole batch.
+  processor_list_u32_t   retry;
+  // Events the destination refused for good (a mapping error):
+  // indices into the batch, ascending. The host dead-letters them
+  // (or drops them, by policy) and counts them.
+  processor_list_u32_t   rejected;
+  // Why, one entry per entry of `rejected`.
+  processor_list_string_t   reasons;
+} gleaner_plugin_0_3_0_types_flush_report_t;
+
 // Severity of a log line a plugin sends to the host.
 typedef uint8_t gleaner_plugin_0_3_0_types_level_t;
 
@@ -255,6 +271,8 @@ void processor_list_string_free(processor_list_string_t *ptr);
 void gleaner_plugin_0_3_0_types_batch_free(gleaner_plugin_0_3_0_types_batch_t *ptr);
 
 void gleaner_plugin_0_3_0_types_flush_error_free(gleaner_plugin_0_3_0_types_flush_error_t *ptr);
+
+void gleaner_plugin_0_3_0_types_flush_report_free(gleaner_plugin_0_3_0_types_flush_report_t *ptr);
 
 void gleaner_plugin_0_3_0_host_result_list_u8_string_free(gleaner_plugin_0_3_0_host_result_list_u8_string_t *ptr);
 

@@ -12,6 +12,21 @@ use crate::value::{STRING, severity};
 
 /// Appends one JSON document per event of `batch` to `out`, each ending with `\n`.
 pub fn write_ndjson(batch: &Batch, out: &mut Vec<u8>) {
+    write_documents(batch, out, "timestamp", |_, _| {});
+}
+
+/// [`write_ndjson`] with the time under `timestamp_key` (Elasticsearch
+/// wants `@timestamp`), and `before(i, out)` called before event `i`'s
+/// document (a bulk action line, say).
+pub fn write_documents(
+    batch: &Batch,
+    out: &mut Vec<u8>,
+    timestamp_key: &str,
+    mut before: impl FnMut(usize, &mut Vec<u8>),
+) {
+    let mut open = vec![b'{'];
+    write_string(timestamp_key.as_bytes(), &mut open);
+    open.extend_from_slice(b":\"");
     let tags: Vec<(&str, &str)> = batch.tags().collect();
     // The tag members, encoded once for the events that do not override a tag.
     let mut tag_json = Vec::new();
@@ -49,7 +64,8 @@ pub fn write_ndjson(batch: &Batch, out: &mut Vec<u8>) {
                 text
             }
         };
-        out.extend_from_slice(b"{\"timestamp\":\"");
+        before(event.index(), out);
+        out.extend_from_slice(&open);
         out.extend_from_slice(&text);
         out.push(b'"');
         let has_fields = event.field_count() > 0;

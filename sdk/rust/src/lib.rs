@@ -45,6 +45,7 @@ pub mod batch;
 #[doc(hidden)]
 pub mod bindings;
 pub mod host;
+pub mod http;
 pub mod json;
 pub mod kernels;
 pub mod testing;
@@ -79,8 +80,63 @@ pub trait Flusher: Sized + 'static {
     /// Builds the flusher from the pipeline's `config:` block as JSON.
     fn init(config: &str) -> Result<Self, String>;
 
-    /// Delivers one batch.
+    /// Delivers one batch, all or nothing.
     fn flush(&mut self, input: Batch) -> Result<(), FlushError>;
+}
+
+/// A flusher for a destination that answers item by item (Elasticsearch
+/// `_bulk`, Loki per stream): `flush` says which events to retry and which
+/// were refused for good; the host retries and dead-letters just those.
+/// Export it with [`export_item_flusher!`].
+pub trait ItemFlusher: Sized + 'static {
+    /// Builds the flusher from the pipeline's `config:` block as JSON.
+    fn init(config: &str) -> Result<Self, String>;
+
+    /// Delivers one batch; an empty [`Report`] means every event.
+    fn flush(&mut self, input: Batch) -> Result<Report, FlushError>;
+}
+
+/// What an [`ItemFlusher`] did with each event: events neither retried nor
+/// rejected were delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    retry: Vec<u32>,
+    rejected: Vec<(u32, String)>,
+}
+
+impl Report {
+    /// Event `index` is to be sent again (throttled, failed per item).
+    pub fn retry(&mut self, index: usize) -> &mut Self {
+        self.retry.push(index as u32);
+        self
+    }
+
+    /// Event `index` was refused for good, for `reason`.
+    pub fn reject(&mut self, index: usize, reason: impl Into<String>) -> &mut Self {
+        self.rejected.push((index as u32, reason.into()));
+        self
+    }
+
+    /// True when every event was delivered.
+    pub fn is_empty(&self) -> bool {
+        self.retry.is_empty() && self.rejected.is_empty()
+    }
+
+    /// Events to retry, ascending.
+    pub fn retried(&self) -> Vec<u32> {
+        let mut r = self.retry.clone();
+        r.sort_unstable();
+        r.dedup();
+        r
+    }
+
+    /// Events refused, ascending, with their reasons.
+    pub fn rejections(&self) -> Vec<(u32, String)> {
+        let mut r = self.rejected.clone();
+        r.sort_by_key(|(i, _)| *i);
+        r.dedup_by_key(|(i, _)| *i);
+        r
+    }
 }
 
 /// Deserializes a plugin config from JSON; the error names the key path, e.g.
@@ -136,6 +192,19 @@ pub mod __private {
         batch.into_wit()
     }
 
+    pub fn report_into_wit(r: crate::Report) -> wit::FlushReport {
+        let (rejected, reasons) = r.rejections().into_iter().unzip();
+        wit::FlushReport {
+            retry: r.retried(),
+            rejected,
+            reasons,
+        }
+    }
+
+    pub fn empty_report() -> wit::FlushReport {
+        report_into_wit(crate::Report::default())
+    }
+
     pub fn flush_error_into_wit(e: crate::FlushError) -> wit::FlushError {
         match e {
             crate::FlushError::Retryable(m) => wit::FlushError::Retryable(m),
@@ -180,6 +249,24 @@ macro_rules! export_processor {
 #[macro_export]
 macro_rules! export_flusher {
     ($ty:ty) => {
+        $crate::__export_flusher_world_with!($ty, Flusher, |()| {
+            $crate::__private::empty_report()
+        });
+    };
+}
+
+/// Exports an [`ItemFlusher`] implementation as the component's `flusher` world.
+#[macro_export]
+macro_rules! export_item_flusher {
+    ($ty:ty) => {
+        $crate::__export_flusher_world_with!($ty, ItemFlusher, $crate::__private::report_into_wit);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_flusher_world_with {
+    ($ty:ty, $trait:ident, $report:expr) => {
         const _: () = {
             ::std::thread_local! {
                 static __GLEANER_STATE: ::std::cell::RefCell<Option<$ty>> = const { ::std::cell::RefCell::new(None) };
@@ -187,15 +274,16 @@ macro_rules! export_flusher {
             struct __GleanerExport;
             impl $crate::bindings::flusher::Guest for __GleanerExport {
                 fn init(config: String) -> Result<(), String> {
-                    let plugin = <$ty as $crate::Flusher>::init(&config)?;
+                    let plugin = <$ty as $crate::$trait>::init(&config)?;
                     __GLEANER_STATE.with(|s| *s.borrow_mut() = Some(plugin));
                     Ok(())
                 }
                 fn flush(
                     input: $crate::bindings::wit::Batch,
-                ) -> Result<(), $crate::bindings::wit::FlushError> {
+                ) -> Result<$crate::bindings::wit::FlushReport, $crate::bindings::wit::FlushError> {
                     __GLEANER_STATE.with(|s| match s.borrow_mut().as_mut() {
-                        Some(p) => $crate::Flusher::flush(p, $crate::__private::batch_from_wit(input))
+                        Some(p) => $crate::$trait::flush(p, $crate::__private::batch_from_wit(input))
+                            .map($report)
                             .map_err($crate::__private::flush_error_into_wit),
                         None => Err($crate::bindings::wit::FlushError::Rejected(
                             $crate::__private::NOT_INITIALISED.to_string(),

@@ -10,6 +10,11 @@
 //! - When the pipeline stops, delivery goes on until the drain deadline;
 //!   after it, every batch still undelivered is written to the disk buffer.
 //!
+//! - A flusher that answers per item (`flush-report`) has the events it
+//!   refused dead-lettered with their reasons; the batch shrinks to the
+//!   events it asked to retry, which are retried (or spilled, or buffered)
+//!   as a whole batch would be, so accepted events are never sent again.
+//!
 //! A batch's acknowledgement is released (delivered) once it is delivered,
 //! dead-lettered, dropped by policy or buffered, and marked failed if even
 //! the buffer cannot take it. Knows plugins only through `plugin::Instance`.
@@ -28,7 +33,7 @@ use self::policy::{GiveUp, OnError, Spill, Step};
 use crate::data::batch::Envelope;
 use crate::model::event::Batch;
 pub use crate::model::shutdown::Shutdown;
-use crate::plugin::{CallError, Instance};
+use crate::plugin::{CallError, FlushReport, Instance};
 use crate::state::buffer::DiskBuffer;
 use crate::state::dead_letter::DeadLetter;
 use crate::telemetry::stats::PipelineStats;
@@ -132,15 +137,16 @@ impl FlushWorker {
                         error!(error = %e, "Setting aside an unreadable buffer segment.");
                         let _ = self.buffer.set_aside(&seg);
                     }
-                    Ok(mut batch) => match self.attempt(&mut batch) {
-                        Attempt::Done => {
+                    Ok(mut batch) => match (batch.len(), self.attempt(&mut batch)) {
+                        (_, Attempt::Done) => {
                             self.stats.events_replayed.add(batch.len() as u64);
                             backoff = self.on_error.backoff;
                             if let Err(e) = self.buffer.remove(&seg) {
                                 warn!(error = %e, "Cannot remove a delivered buffer segment: it will be sent again.");
                             }
                         }
-                        Attempt::Later(err) => {
+                        (before, Attempt::Later(err)) => {
+                            self.keep_rest(&seg, before, &batch);
                             warn!(error = %err, backoff_ms = backoff.as_millis() as u64, "Destination still failing; keeping the disk buffer.");
                             retry_at = Instant::now() + backoff;
                             backoff = self.on_error.next_backoff(backoff);
@@ -208,6 +214,7 @@ impl FlushWorker {
                     let _ = self.buffer.set_aside(&seg);
                     continue;
                 };
+                let before = batch.len();
                 match self.attempt(&mut batch) {
                     Attempt::Done => {
                         self.stats.events_replayed.add(batch.len() as u64);
@@ -215,6 +222,7 @@ impl FlushWorker {
                         *backoff = self.on_error.backoff;
                     }
                     Attempt::Later(_) => {
+                        self.keep_rest(&seg, before, &batch);
                         self.shutdown.sleep(*backoff);
                         *backoff = self.on_error.next_backoff(*backoff);
                     }
@@ -238,10 +246,14 @@ impl FlushWorker {
         let plugin = self.instance.prepared().ident().plugin.clone();
         loop {
             let err = match self.instance.flush(batch) {
-                Ok(()) => {
+                Ok(report) if report.is_empty() => {
                     self.stats.events_delivered.add(batch.len() as u64);
                     return Attempt::Done;
                 }
+                Ok(report) => match self.settle(batch, report) {
+                    None => return Attempt::Done,
+                    Some(err) => return Attempt::Later(err),
+                },
                 Err(e) => e,
             };
             match self.on_error.after(&err, traps) {
@@ -267,6 +279,51 @@ impl FlushWorker {
         }
     }
 
+    /// Applies a per-item answer: counts what was delivered, gives up on
+    /// what was refused (dead letter or drop, by policy, with each event's
+    /// reason), and leaves in `batch` only the events to retry; `Some`
+    /// error if there are any.
+    fn settle(&mut self, batch: &mut Batch, report: FlushReport) -> Option<CallError> {
+        let plugin = self.instance.prepared().ident().plugin.clone();
+        let total = batch.len();
+        let delivered = total - report.retry.len() - report.rejected.len();
+        self.stats.events_delivered.add(delivered as u64);
+        // One dead-letter write per distinct reason.
+        let mut by_reason: Vec<(&str, Vec<u32>)> = Vec::new();
+        for (i, reason) in &report.rejected {
+            match by_reason.iter_mut().find(|(r, _)| r == reason) {
+                Some((_, events)) => events.push(*i),
+                None => by_reason.push((reason, vec![*i])),
+            }
+        }
+        for (reason, events) in by_reason {
+            let refused = batch.select(&events);
+            warn!(
+                plugin = &*plugin,
+                events = refused.len(),
+                reason,
+                "The destination refused events for good."
+            );
+            match self.on_error.then {
+                GiveUp::DeadLetter | GiveUp::Skip => self.dead_letter.write(
+                    &plugin,
+                    &format!("flusher rejected the event: {reason}"),
+                    &refused,
+                    &self.stats,
+                ),
+                GiveUp::Drop => self.stats.events_dropped.add(refused.len() as u64),
+            }
+        }
+        if report.retry.is_empty() {
+            return None;
+        }
+        *batch = batch.select(&report.retry);
+        Some(CallError::Retryable(format!(
+            "the destination asked for {} of {total} events again",
+            batch.len()
+        )))
+    }
+
     /// Delivers what the last graceful stop left in the buffer.
     fn replay(&mut self) -> Outcome {
         let segments = match self.buffer.segments() {
@@ -290,6 +347,7 @@ impl FlushWorker {
                     continue;
                 }
             };
+            let before = batch.len();
             match self.deliver(&mut batch) {
                 Outcome::Done => {
                     self.stats.events_replayed.add(batch.len() as u64);
@@ -297,12 +355,28 @@ impl FlushWorker {
                         warn!(path = %seg.display(), error = %e, "Cannot remove a delivered buffer segment: it will be sent again.");
                     }
                 }
-                // Still undeliverable at shutdown: it stays in the buffer.
-                Outcome::Undelivered => return Outcome::Undelivered,
+                // Still undeliverable at shutdown: it stays in the buffer
+                // (only what the destination did not take).
+                Outcome::Undelivered => {
+                    self.keep_rest(&seg, before, &batch);
+                    return Outcome::Undelivered;
+                }
                 Outcome::Closed => return Outcome::Closed,
             }
         }
         Outcome::Done
+    }
+
+    /// After a partial delivery of a buffered batch, rewrites its segment
+    /// with what is left, so what was delivered is not sent again.
+    fn keep_rest(&self, seg: &std::path::Path, before: usize, rest: &Batch) {
+        // Unchanged batches keep their segment as it is.
+        if rest.len() == before {
+            return;
+        }
+        if let Err(e) = self.buffer.rewrite(seg, rest) {
+            warn!(error = %e, "Cannot rewrite a partly delivered buffer segment: all of it will be sent again.");
+        }
     }
 
     fn to_buffer(&self, envelope: &Envelope) {

@@ -152,6 +152,40 @@ impl Batch {
             })
     }
 
+    /// A batch of events `events` (ascending indices) of this one, with
+    /// their fields, types and severities, and the same tags and keys.
+    pub fn select(&self, events: &[u32]) -> Batch {
+        let mut out = Batch::with_tags(self.tags.clone(), events.len(), 0);
+        out.keys.clone_from(&self.keys);
+        // Fields are in event order; walk them alongside.
+        let mut f = 0;
+        for (new, &old) in events.iter().enumerate() {
+            let old = old as usize;
+            out.bodies.extend_from_slice(self.body(old));
+            out.body_ends.push(out.bodies.len() as u32);
+            out.timestamps.push(self.timestamps[old]);
+            out.severities
+                .push(self.severities.get(old).copied().unwrap_or(0));
+            while f < self.field_count() && (self.fields[4 * f] as usize) < old {
+                f += 1;
+            }
+            while f < self.field_count() && self.fields[4 * f] as usize == old {
+                let field = self.field(f);
+                let value = &self.values[field.start as usize..(field.start + field.len) as usize];
+                out.fields.extend_from_slice(&[
+                    new as u32,
+                    field.key,
+                    out.values.len() as u32,
+                    field.len,
+                ]);
+                out.field_types.push(field.ty);
+                out.values.extend_from_slice(value);
+                f += 1;
+            }
+        }
+        out
+    }
+
     /// The value of tag `key`.
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags
@@ -244,6 +278,27 @@ mod tests {
         assert!(bad.check_layout().is_err());
         bad.severities.pop();
         assert!(bad.check_layout().is_err());
+    }
+
+    #[test]
+    fn a_selection_keeps_bodies_fields_types_and_severities() {
+        let mut b = Batch::with_tags(vec![("t".into(), "v".into())], 3, 0);
+        for i in 0..4 {
+            b.push(i, format!("e{i}").as_bytes());
+            b.push_typed("n", value::INT, i.to_string().as_bytes());
+            b.severities[i as usize] = i as u8;
+        }
+        let s = b.select(&[1, 3]);
+        assert!(s.check_layout().is_ok());
+        assert_eq!((s.body(0), s.body(1)), (&b"e1"[..], &b"e3"[..]));
+        assert_eq!(s.timestamps, [1, 3]);
+        assert_eq!(s.severities, [1, 3]);
+        assert_eq!(
+            s.fields_of(1).collect::<Vec<_>>(),
+            [("n", value::INT, &b"3"[..])]
+        );
+        assert_eq!(s.tag("t"), Some("v"));
+        assert!(b.select(&[]).is_empty());
     }
 
     #[test]

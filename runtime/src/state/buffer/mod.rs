@@ -136,15 +136,30 @@ impl DiskBuffer {
     pub fn write(&self, batch: &Batch) -> std::io::Result<PathBuf> {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("{seq:012}.seg"));
+        self.write_at(&path, batch)?;
+        Ok(path)
+    }
+
+    /// Replaces segment `path` with what is left of its batch (the
+    /// destination took the rest), keeping its place in the order.
+    pub fn rewrite(&self, path: &Path, batch: &Batch) -> std::io::Result<()> {
+        let old = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        self.write_at(path, batch)?;
+        self.bytes
+            .fetch_sub(old.min(self.size()), Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn write_at(&self, path: &Path, batch: &Batch) -> std::io::Result<()> {
         let mut raw =
             Vec::with_capacity(batch.bodies.len() + batch.values.len() + batch.len() * 12 + 64);
         encode(batch, &mut raw);
         let mut bytes = MAGIC.to_vec();
         bytes.push(FORMAT);
         bytes.extend_from_slice(&zstd::bulk::compress(&raw, 1)?);
-        write_atomically(&path, &bytes)?;
+        write_atomically(path, &bytes)?;
         self.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        Ok(path)
+        Ok(())
     }
 
     /// Reads a segment back.
@@ -320,6 +335,27 @@ mod tests {
         let seg = dir.path().join("0.seg");
         std::fs::write(&seg, bytes).unwrap();
         assert_eq!(DiskBuffer::read(&seg).unwrap(), b);
+    }
+
+    #[test]
+    fn a_partly_delivered_segment_is_rewritten_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let buffer = DiskBuffer::open(dir.path().join("p/0")).unwrap();
+        let mut big = sample();
+        for i in 0..50 {
+            big.push(i, format!("event {i}").as_bytes());
+        }
+        let first = buffer.write(&big).unwrap();
+        let second = buffer.write(&sample()).unwrap();
+        let rest = big.select(&[1, 40]);
+        buffer.rewrite(&first, &rest).unwrap();
+        assert_eq!(buffer.segments().unwrap(), [first.clone(), second.clone()]);
+        assert_eq!(DiskBuffer::read(&first).unwrap(), rest);
+        let on_disk: u64 = [&first, &second]
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert_eq!(buffer.size(), on_disk);
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub struct TestSummary {
     pub lines: usize,
     /// Events returned (processors) or delivered (flushers).
     pub events_out: usize,
+    /// Flushers: events the destination asked for again, or refused.
+    pub retried: usize,
+    /// Flushers: events the destination refused for good.
+    pub rejected: usize,
     /// Time in plugin calls.
     pub call_time: Duration,
     /// The plugin's own counters.
@@ -107,6 +111,8 @@ pub fn test(run: &TestRun, out: &mut dyn Write) -> anyhow::Result<TestSummary> {
         kind,
         lines: lines.len(),
         events_out: 0,
+        retried: 0,
+        rejected: 0,
         call_time: Duration::ZERO,
         counters: Default::default(),
     };
@@ -131,8 +137,10 @@ pub fn test(run: &TestRun, out: &mut dyn Write) -> anyhow::Result<TestSummary> {
             PluginKind::Flusher => {
                 let result = instance.flush(&mut batch);
                 summary.call_time += started.elapsed();
-                result.map_err(|e| anyhow::anyhow!("flush: {e}"))?;
-                summary.events_out += batch.len();
+                let report = result.map_err(|e| anyhow::anyhow!("flush: {e}"))?;
+                summary.events_out += batch.len() - report.retry.len() - report.rejected.len();
+                summary.retried += report.retry.len();
+                summary.rejected += report.rejected.len();
             }
         }
     }

@@ -26,11 +26,14 @@ impl Batch {
     /// Wraps a batch received from the host. Fields out of event order are
     /// sorted (stably) so each event's fields are contiguous.
     pub(crate) fn from_wit(mut raw: wit::Batch) -> Self {
-        let events_of = |fields: &[u32]| fields.iter().step_by(4).copied().collect::<Vec<u32>>();
-        let events = events_of(&raw.fields);
-        if events.windows(2).any(|w| w[0] > w[1]) {
-            let mut order: Vec<usize> = (0..events.len()).collect();
-            order.sort_by_key(|&i| events[i]);
+        let in_order = raw
+            .fields
+            .chunks_exact(4)
+            .zip(raw.fields.chunks_exact(4).skip(1))
+            .all(|(a, b)| a[0] <= b[0]);
+        if !in_order {
+            let mut order: Vec<usize> = (0..raw.fields.len() / 4).collect();
+            order.sort_by_key(|&i| raw.fields[4 * i]);
             let fields = order
                 .iter()
                 .flat_map(|&i| raw.fields[4 * i..4 * i + 4].to_vec())
@@ -38,15 +41,15 @@ impl Batch {
             raw.field_types = order.iter().map(|&i| raw.field_types[i]).collect();
             raw.fields = fields;
         }
-        let events = events_of(&raw.fields);
+        let count = raw.fields.len() / 4;
         let mut field_ranges = Vec::with_capacity(raw.timestamps.len());
-        let mut at = 0u32;
+        let mut at = 0usize;
         for event in 0..raw.timestamps.len() as u32 {
-            let start = at;
-            while events.get(at as usize) == Some(&event) {
+            let start = at as u32;
+            while at < count && raw.fields[4 * at] == event {
                 at += 1;
             }
-            field_ranges.push(start..at);
+            field_ranges.push(start..at as u32);
         }
         Batch { raw, field_ranges }
     }

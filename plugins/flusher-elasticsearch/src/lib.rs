@@ -137,14 +137,16 @@ impl ItemFlusher for Elasticsearch {
         let mut answered = 0;
         let mut last_error = None;
         for request in &requests {
-            let body = if self.gzip {
-                gleaner_sdk::host::compress(Codec::Gzip, &request.body)
-                    .map_err(FlushError::Rejected)?
+            let compressed;
+            let body: &[u8] = if self.gzip {
+                compressed = gleaner_sdk::host::compress(Codec::Gzip, &request.body)
+                    .map_err(FlushError::Rejected)?;
+                &compressed
             } else {
-                request.body.clone()
+                &request.body
             };
             let answer =
-                gleaner_sdk::http::post_reading(&self.target, &self.headers, &body, 64 << 20)
+                gleaner_sdk::http::post_reading(&self.target, &self.headers, body, 64 << 20)
                     .and_then(|(status, text)| {
                         bulk::read_answer(status, &text, request, &mut report)
                     });

@@ -3,12 +3,20 @@
 # Idempotent: safe to run before every build.
 #
 #   bash scripts/setup.sh          what the agent and its demo need
-#   bash scripts/setup.sh --sdks   also the C and Python plugin toolchains
-#                                  (the test suite builds plugins in both)
+#   bash scripts/setup.sh --sdks   also what the test suite needs: the C and
+#                                  Python plugin toolchains, and the servers
+#                                  the delivery tests start (ClickHouse, an
+#                                  S3 server)
+#
+# Tools built from crates.io go to a cache outside the checkout,
+# $GLEANER_TOOLS (default ~/.cache/gleaner/tools), so that a fresh clone
+# (CI's) reuses them instead of building them again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sdks=false
 [ "${1:-}" = "--sdks" ] && sdks=true
+tools="${GLEANER_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/gleaner/tools}"
+mkdir -p "$tools"
 
 sudo_=""
 [ "$(id -u)" = 0 ] || sudo_=sudo
@@ -32,9 +40,8 @@ fi
 
 if $sdks; then
   # C plugins: Debian's clang, lld and wasi-libc, then `wasm-tools
-  # component new` (built from crates.io into target/tools).
+  # component new` (built from crates.io into the tools cache).
   apt_install clang lld wasi-libc libclang-rt-14-dev-wasm32 make
-  tools=target/tools
   if [ "$("$tools/bin/wasm-tools" --version 2>/dev/null)" != "wasm-tools 1.262.0" ]; then
     cargo install --quiet --locked --root "$tools" wasm-tools@1.262.0 \
       --no-default-features --features component
@@ -46,5 +53,14 @@ if $sdks; then
     python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
     python3 -m venv "$tools/py"
     "$tools/py/bin/pip" install --quiet --disable-pip-version-check componentize-py==0.25.1
+  fi
+
+  # Servers the delivery tests start: ClickHouse from Debian's packages,
+  # an S3 server (s3s-fs, the s3s project's file-backed server) from
+  # crates.io. A test that cannot find its server fails, naming this
+  # script.
+  apt_install clickhouse-server clickhouse-client
+  if [ "$("$tools/bin/s3s-fs" --version 2>/dev/null)" != "s3s-fs 0.14.1" ]; then
+    cargo install --quiet --locked --root "$tools" s3s-fs@0.14.1 --features binary
   fi
 fi

@@ -63,6 +63,11 @@ enum Command {
         /// How long the steady writer writes, in seconds.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+        /// Also ship JSON lines through every destination flusher
+        /// (elasticsearch, loki, otlp, splunk-hec, clickhouse, s3) to a
+        /// local sink, next to the file flusher.
+        #[arg(long)]
+        destinations: bool,
     },
     /// Work with plugins.
     #[command(subcommand)]
@@ -171,6 +176,7 @@ fn main() -> ExitCode {
             peer,
             steady,
             seconds,
+            destinations,
         } => gleaner::tooling::bench::cli(
             gleaner::tooling::bench::BenchOptions {
                 lines,
@@ -179,6 +185,7 @@ fn main() -> ExitCode {
                 filter,
                 peers: peer,
                 steady: steady.map(|mbps| (mbps, seconds)),
+                destinations,
             },
             dir,
         ),

@@ -638,11 +638,11 @@ bool exports_processor_process(processor_batch_t *input, processor_batch_t *ret,
 #else
 
 /* Not a WIT tag: marks a flush error nobody set. */
-#define GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_UNSET 0xFF
+#define GLEANER_PLUGIN_0_4_0_TYPES_FLUSH_ERROR_UNSET 0xFF
 
 static bool vflush_error(gl_flush_error *err, uint8_t tag, const char *fmt, va_list ap) {
     err->tag = tag;
-    vformat(tag == GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_RETRYABLE ? &err->val.retryable
+    vformat(tag == GLEANER_PLUGIN_0_4_0_TYPES_FLUSH_ERROR_RETRYABLE ? &err->val.retryable
                                                              : &err->val.rejected,
             fmt, ap);
     return false;
@@ -651,7 +651,7 @@ static bool vflush_error(gl_flush_error *err, uint8_t tag, const char *fmt, va_l
 bool gl_retry(gl_flush_error *err, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vflush_error(err, GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_RETRYABLE, fmt, ap);
+    vflush_error(err, GLEANER_PLUGIN_0_4_0_TYPES_FLUSH_ERROR_RETRYABLE, fmt, ap);
     va_end(ap);
     return false;
 }
@@ -659,7 +659,7 @@ bool gl_retry(gl_flush_error *err, const char *fmt, ...) {
 bool gl_reject(gl_flush_error *err, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vflush_error(err, GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_REJECTED, fmt, ap);
+    vflush_error(err, GLEANER_PLUGIN_0_4_0_TYPES_FLUSH_ERROR_REJECTED, fmt, ap);
     va_end(ap);
     return false;
 }
@@ -705,9 +705,9 @@ bool exports_flusher_flush(flusher_batch_t *input, flusher_flush_report_t *ret,
     memset(err, 0, sizeof *err);
     memset(&report, 0, sizeof report);
     cap_retry = cap_rejected = 0;
-    err->tag = GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_UNSET;
+    err->tag = GLEANER_PLUGIN_0_4_0_TYPES_FLUSH_ERROR_UNSET;
     bool ok = gleaner_flush(input, err);
-    if (!ok && err->tag == GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_UNSET)
+    if (!ok && err->tag == GLEANER_PLUGIN_0_4_0_TYPES_FLUSH_ERROR_UNSET)
         gl_retry(err, "flush failed");
     if (ok) {
         *ret = report; /* the generated glue frees it after the call */

@@ -38,9 +38,9 @@
 #error "compile with -DGLEANER_PROCESSOR or -DGLEANER_FLUSHER (plugin.mk does)"
 #endif
 
-/* Generated names carry the WIT package version (gleaner:plugin@0.3.0),
+/* Generated names carry the WIT package version (gleaner:plugin@0.4.0),
  * since wit/deps/ holds the frozen earlier versions. */
-#define GL_P(x) gleaner_plugin_0_3_0_##x
+#define GL_P(x) gleaner_plugin_0_4_0_##x
 
 #ifdef __cplusplus
 extern "C" {
@@ -162,7 +162,7 @@ void gl_counter_add(const char *name, uint64_t delta);
 /* The name before 0.3.0. */
 #define gl_counter gl_counter_add
 
-enum gl_codec { GL_ZSTD, GL_LZ4, GL_GZIP };
+enum gl_codec { GL_ZSTD, GL_LZ4, GL_GZIP, GL_SNAPPY };
 /* Compresses `data` natively in the host into *out (free it with
  * gl_bytes_free). On error returns false and writes the reason to `why`. */
 typedef struct {

@@ -572,11 +572,16 @@ def counter_add(name, delta=1):
 # The name before 0.3.0.
 counter = counter_add
 
-_CODECS = {"zstd": types.Codec.ZSTD, "lz4": types.Codec.LZ4, "gzip": types.Codec.GZIP}
+_CODECS = {
+    "zstd": types.Codec.ZSTD,
+    "lz4": types.Codec.LZ4,
+    "gzip": types.Codec.GZIP,
+    "snappy": types.Codec.SNAPPY,
+}
 
 
 def compress(codec, data):
-    """`data` compressed natively by the host (`codec`: zstd, lz4, gzip)."""
+    """`data` compressed natively by the host (`codec`: zstd, lz4, gzip, snappy)."""
     try:
         return host.compress(_CODECS[codec], bytes(data))
     except Err as e:

@@ -2,9 +2,9 @@
 //! within `max_bytes`, and reading Elasticsearch's answer item by item into
 //! a [`Report`]. No I/O: the flusher posts what this builds.
 
-use std::ops::Range;
-
-use gleaner_sdk::json::{write_documents, write_rfc3339, write_string};
+use gleaner_sdk::http::{Request, split};
+use gleaner_sdk::json::{write_documents, write_string};
+use gleaner_sdk::time::Template;
 use gleaner_sdk::{Batch, Event, FlushError, Report};
 
 /// The bulk action of every document.
@@ -18,97 +18,22 @@ pub enum Action {
     Create,
 }
 
-/// A piece of an index template.
+/// The index of an event: a [`Template`] in lower case (as Elasticsearch
+/// wants index names).
 #[derive(Debug, Clone, PartialEq)]
-enum Part {
-    Text(String),
-    /// `%Y`, `%m`, `%d`, `%H`: a byte range of the RFC 3339 time.
-    Time(Range<usize>),
-    /// `{name}`: a field, else a tag.
-    Value(String),
-}
-
-/// `logs-{k8s.namespace.name}-%Y.%m.%d`, parsed once.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IndexTemplate(Vec<Part>);
+pub struct IndexTemplate(Template);
 
 impl IndexTemplate {
     /// Parses a template; the error says what is wrong.
     pub fn parse(text: &str) -> Result<IndexTemplate, String> {
-        let mut parts = Vec::new();
-        let mut lit = String::new();
-        let mut chars = text.chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '%' => {
-                    let range = match chars.next() {
-                        Some('Y') => 0..4,
-                        Some('m') => 5..7,
-                        Some('d') => 8..10,
-                        Some('H') => 11..13,
-                        Some('%') => {
-                            lit.push('%');
-                            continue;
-                        }
-                        other => {
-                            return Err(format!(
-                                "`%{}` is not one of %Y, %m, %d, %H, %%",
-                                other.map(String::from).unwrap_or_default()
-                            ));
-                        }
-                    };
-                    parts.push(Part::Text(std::mem::take(&mut lit)));
-                    parts.push(Part::Time(range));
-                }
-                '{' => {
-                    let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
-                    if name.is_empty() {
-                        return Err("`{}` names no field".into());
-                    }
-                    parts.push(Part::Text(std::mem::take(&mut lit)));
-                    parts.push(Part::Value(name));
-                }
-                c => lit.push(c),
-            }
-        }
-        parts.push(Part::Text(lit));
-        parts.retain(|p| !matches!(p, Part::Text(t) if t.is_empty()));
-        if parts.is_empty() {
-            return Err("must not be empty".into());
-        }
-        Ok(IndexTemplate(parts))
+        Template::parse(text).map(IndexTemplate)
     }
 
-    /// The index of `event` (Elasticsearch wants it in lower case).
+    /// The index of `event`.
     pub fn render(&self, batch: &Batch, event: &Event<'_>, out: &mut String) {
-        out.clear();
-        let mut time = Vec::new();
-        for part in &self.0 {
-            match part {
-                Part::Text(t) => out.push_str(t),
-                Part::Time(range) => {
-                    if time.is_empty() {
-                        write_rfc3339(event.timestamp(), &mut time);
-                    }
-                    out.push_str(std::str::from_utf8(&time[range.clone()]).unwrap_or("0"));
-                }
-                Part::Value(name) => {
-                    let v = event.field(name).or_else(|| batch.tag(name));
-                    out.push_str(v.filter(|v| !v.is_empty()).unwrap_or("unknown"));
-                }
-            }
-        }
+        self.0.render(batch, event, out);
         out.make_ascii_lowercase();
     }
-}
-
-/// One `_bulk` request: its body and the events it holds.
-#[derive(Debug, Clone)]
-pub struct Request {
-    /// NDJSON: an action line and a document per event.
-    pub body: Vec<u8>,
-    /// The batch's events in it, in order.
-    pub events: Range<usize>,
 }
 
 /// Builds bulk requests.
@@ -163,22 +88,7 @@ impl Encoder {
         if !batch.is_empty() {
             ends.push(all.len());
         }
-        // Cut into requests at event boundaries.
-        let mut requests = Vec::new();
-        let (mut from_event, mut from_byte) = (0, 0);
-        for (i, &end) in ends.iter().enumerate() {
-            let next_end = ends.get(i + 1).copied();
-            let full = next_end.is_none_or(|n| n - from_byte > self.max_bytes);
-            if full {
-                requests.push(Request {
-                    body: all[from_byte..end].to_vec(),
-                    events: from_event..i + 1,
-                });
-                from_event = i + 1;
-                from_byte = end;
-            }
-        }
-        requests
+        split(&all, &ends, self.max_bytes)
     }
 }
 
@@ -206,19 +116,13 @@ pub fn read_answer(
     request: &Request,
     report: &mut Report,
 ) -> Result<(), FlushError> {
-    let msg = || {
-        format!(
-            "HTTP {status}: {}",
+    gleaner_sdk::http::outcome(status, text)?;
+    let answer: Answer = serde_json::from_str(text).map_err(|e| {
+        FlushError::Retryable(format!(
+            "unreadable _bulk answer ({e}): HTTP {status}: {}",
             text.chars().take(300).collect::<String>()
-        )
-    };
-    match status {
-        200..=299 => {}
-        401 | 403 | 408 | 429 | 500..=599 => return Err(FlushError::Retryable(msg())),
-        _ => return Err(FlushError::Rejected(msg())),
-    }
-    let answer: Answer = serde_json::from_str(text)
-        .map_err(|e| FlushError::Retryable(format!("unreadable _bulk answer ({e}): {}", msg())))?;
+        ))
+    })?;
     if !answer.errors {
         return Ok(());
     }

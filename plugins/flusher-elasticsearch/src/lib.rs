@@ -30,8 +30,7 @@ mod bulk;
 
 use std::collections::BTreeMap;
 
-use gleaner_sdk::host::Codec;
-use gleaner_sdk::http::{Target, parse_url};
+use gleaner_sdk::http::{Compression, Target, basic_auth, parse_url};
 use gleaner_sdk::{Batch, FlushError, ItemFlusher, Report};
 
 use crate::bulk::{Action, IndexTemplate};
@@ -70,19 +69,11 @@ fn default_max_bytes() -> usize {
     5 << 20
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Compression {
-    #[default]
-    None,
-    Gzip,
-}
-
 /// The flusher.
 pub struct Elasticsearch {
     target: Target,
     headers: Vec<(String, Vec<u8>)>,
-    gzip: bool,
+    compression: Compression,
     bulk: bulk::Encoder,
 }
 
@@ -100,25 +91,14 @@ impl ItemFlusher for Elasticsearch {
             (Some(key), None, None) => {
                 headers.push(("authorization".into(), format!("ApiKey {key}").into_bytes()))
             }
-            (None, Some(user), Some(password)) => {
-                use base64::Engine as _;
-                let token =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                headers.push((
-                    "authorization".into(),
-                    format!("Basic {token}").into_bytes(),
-                ));
-            }
+            (None, Some(user), Some(password)) => headers.push(basic_auth(user, password)),
             (None, None, None) => {}
             (Some(_), _, _) => {
                 return Err("api_key: give either api_key or user and password".into());
             }
             (None, _, _) => return Err("user, password: give both".into()),
         }
-        let gzip = c.compression == Compression::Gzip;
-        if gzip {
-            headers.push(("content-encoding".into(), b"gzip".to_vec()));
-        }
+        c.compression.add_header(&mut headers);
         if c.max_bytes == 0 {
             return Err("max_bytes: must be above zero".into());
         }
@@ -126,56 +106,23 @@ impl ItemFlusher for Elasticsearch {
         Ok(Elasticsearch {
             target,
             headers,
-            gzip,
+            compression: c.compression,
             bulk: bulk::Encoder::new(index, c.action, c.id_field, c.max_bytes),
         })
     }
 
     fn flush(&mut self, input: Batch) -> Result<Report, FlushError> {
         let requests = self.bulk.encode(&input);
-        let mut report = Report::default();
-        let mut answered = 0;
-        let mut last_error = None;
-        for request in &requests {
-            let compressed;
-            let body: &[u8] = if self.gzip {
-                compressed = gleaner_sdk::host::compress(Codec::Gzip, &request.body)
-                    .map_err(FlushError::Rejected)?;
-                &compressed
-            } else {
-                &request.body
-            };
-            let answer =
-                gleaner_sdk::http::post_reading(&self.target, &self.headers, body, 64 << 20)
-                    .and_then(|(status, text)| {
-                        bulk::read_answer(status, &text, request, &mut report)
-                    });
-            match answer {
-                Ok(()) => answered += 1,
-                // The whole request failed: its events are retried.
-                Err(FlushError::Retryable(m)) => {
-                    request.events.clone().for_each(|i| {
-                        report.retry(i);
-                    });
-                    last_error = Some(FlushError::Retryable(m));
-                }
-                Err(FlushError::Rejected(m)) => {
-                    request.events.clone().for_each(|i| {
-                        report.reject(i, m.clone());
-                    });
-                }
-            }
-        }
-        // Nothing got through: the host's whole-batch retry says why.
-        if answered == 0
-            && report.rejections().is_empty()
-            && let Some(err) = last_error
-        {
-            return Err(err);
-        }
-        gleaner_sdk::host::counter_add("items_retried", report.retried().len() as u64);
-        gleaner_sdk::host::counter_add("items_rejected", report.rejections().len() as u64);
-        Ok(report)
+        gleaner_sdk::deliver_each(
+            &requests,
+            |r| r.events.clone().collect(),
+            |request, report| {
+                let body = self.compression.apply(&request.body)?;
+                let (status, text) =
+                    gleaner_sdk::http::post_reading(&self.target, &self.headers, &body, 64 << 20)?;
+                bulk::read_answer(status, &text, request, report)
+            },
+        )
     }
 }
 

@@ -6,15 +6,16 @@
 //! gets the bindings its plugins need: 0.2.0 plugins export a batch of
 //! another shape, so both its worlds are bound and instantiated as such
 //! (`compat.rs` maps their imports, `convert.rs` their batches); 0.1.0
-//! plugins export the same shapes as 0.2.0 ones (component types are
-//! structural), so only their imports are bound.
+//! plugins export the same shapes as 0.2.0 ones, and 0.3.0 plugins the
+//! same as 0.4.0 ones (component types are structural), so only their
+//! imports are bound.
 
 /// Bindings of the `processor` world.
 pub mod processor {
     wasmtime::component::bindgen!({
-        world: "gleaner:plugin/processor@0.3.0",
+        world: "gleaner:plugin/processor@0.4.0",
         path: "../wit",
-        imports: { "gleaner:plugin/kernels@0.3.0": trappable },
+        imports: { "gleaner:plugin/kernels@0.4.0": trappable },
         with: {
             "gleaner:plugin/kernels.regex": gleaner_kernels::CompiledRegex,
         },
@@ -24,14 +25,29 @@ pub mod processor {
 /// Bindings of the `flusher` world; shares the interfaces of `processor`.
 pub mod flusher {
     wasmtime::component::bindgen!({
-        world: "gleaner:plugin/flusher@0.3.0",
+        world: "gleaner:plugin/flusher@0.4.0",
         path: "../wit",
         with: {
-            "gleaner:plugin/types@0.3.0": super::processor::gleaner::plugin0_3_0::types,
-            "gleaner:plugin/host@0.3.0": super::processor::gleaner::plugin0_3_0::host,
-            "gleaner:plugin/kernels@0.3.0": super::processor::gleaner::plugin0_3_0::kernels,
+            "gleaner:plugin/types@0.4.0": super::processor::gleaner::plugin0_4_0::types,
+            "gleaner:plugin/host@0.4.0": super::processor::gleaner::plugin0_4_0::host,
+            "gleaner:plugin/kernels@0.4.0": super::processor::gleaner::plugin0_4_0::kernels,
         },
     });
+}
+
+/// Imports of `gleaner:plugin@0.3.0`: its plugins export the same shapes
+/// as 0.4.0 ones (0.4.0 only added a codec to the host's `compress`).
+pub mod v0_3 {
+    wasmtime::component::bindgen!({
+        world: "gleaner:plugin/processor@0.3.0",
+        path: "../wit",
+        imports: { "gleaner:plugin/kernels@0.3.0": trappable },
+        with: {
+            "gleaner:plugin/kernels.regex": gleaner_kernels::CompiledRegex,
+        },
+    });
+
+    pub use self::gleaner::plugin0_3_0::{host, kernels, types};
 }
 
 /// Both worlds of `gleaner:plugin@0.2.0` (and the exports of 0.1.0).
@@ -72,6 +88,6 @@ pub mod v0_1 {
     });
 }
 
-pub use processor::gleaner::plugin0_3_0::host as wit_host;
-pub use processor::gleaner::plugin0_3_0::kernels;
-pub use processor::gleaner::plugin0_3_0::types as wit;
+pub use processor::gleaner::plugin0_4_0::host as wit_host;
+pub use processor::gleaner::plugin0_4_0::kernels;
+pub use processor::gleaner::plugin0_4_0::types as wit;

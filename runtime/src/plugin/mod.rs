@@ -220,12 +220,14 @@ impl Runtime {
         let mut processor_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut processor_linker)?;
         processor::Processor::add_to_linker::<_, HasSelf<_>>(&mut processor_linker, |s| s)?;
+        bindings::v0_3::Processor::add_to_linker::<_, HasSelf<_>>(&mut processor_linker, |s| s)?;
         v0_2::processor::Processor::add_to_linker::<_, HasSelf<_>>(&mut processor_linker, |s| s)?;
         bindings::v0_1::Processor::add_to_linker::<_, HasSelf<_>>(&mut processor_linker, |s| s)?;
         let mut flusher_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut flusher_linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut flusher_linker)?;
         flusher::Flusher::add_to_linker::<_, HasSelf<_>>(&mut flusher_linker, |s| s)?;
+        bindings::v0_3::Processor::add_to_linker::<_, HasSelf<_>>(&mut flusher_linker, |s| s)?;
         v0_2::processor::Processor::add_to_linker::<_, HasSelf<_>>(&mut flusher_linker, |s| s)?;
         bindings::v0_1::Processor::add_to_linker::<_, HasSelf<_>>(&mut flusher_linker, |s| s)?;
         if epoch {
@@ -322,8 +324,9 @@ impl PluginHost {
         let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| PluginError::Load(format!("{e:#}")))?;
-        // The current world first, then 0.2.0's (whose exports 0.1.0
-        // plugins share); the error is the current world's.
+        // The current world first (whose exports 0.3.0 plugins share),
+        // then 0.2.0's (whose exports 0.1.0 plugins share); the error is
+        // the current world's.
         let pre = match kind {
             PluginKind::Processor => processor::ProcessorPre::new(pre.clone())
                 .map(Pre::Processor)

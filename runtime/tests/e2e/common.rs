@@ -17,6 +17,30 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where `scripts/setup.sh --sdks` puts the tools it builds: `GLEANER_TOOLS`,
+/// else `~/.cache/gleaner/tools` (outside the checkout, so fresh clones
+/// reuse it).
+pub fn tools_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("GLEANER_TOOLS") {
+        return PathBuf::from(dir);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
+    cache.join("gleaner/tools")
+}
+
+/// A tool from the tools cache; panics naming the setup step if absent.
+pub fn tool(rel: &str) -> PathBuf {
+    let path = tools_dir().join(rel);
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash scripts/setup.sh --sdks`",
+        path.display()
+    );
+    path
+}
+
 /// A plugin component built by `cargo plugins` (build.rs runs it).
 pub fn plugin_wasm(krate: &str) -> PathBuf {
     let p = workspace()

@@ -46,7 +46,7 @@ pub struct Sink {
     _rt: tokio::runtime::Runtime,
 }
 
-fn decode(encoding: Option<&str>, raw: &[u8]) -> Vec<u8> {
+pub fn decode(encoding: Option<&str>, raw: &[u8]) -> Vec<u8> {
     match encoding {
         Some("zstd") => zstd::stream::decode_all(raw).expect("valid zstd"),
         Some("gzip") => {

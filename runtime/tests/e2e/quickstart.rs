@@ -89,6 +89,12 @@ fn every_example_config_validates() {
                 .args(["validate", "--config"])
                 .arg(&path)
                 .env("ES_API_KEY", "example-key")
+                .env("LOKI_TENANT", "team-a")
+                .env("NODE_NAME", "node-1")
+                .env("HEC_TOKEN", "example-token")
+                .env("CLICKHOUSE_PASSWORD", "example")
+                .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+                .env("AWS_SECRET_ACCESS_KEY", "example-secret")
                 .output()
                 .unwrap();
             assert!(

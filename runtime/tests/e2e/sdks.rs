@@ -9,15 +9,13 @@ use std::time::Instant;
 
 use crate::common::*;
 
-/// Where `scripts/setup.sh --sdks` puts wasm-tools and componentize-py.
-fn tools() -> PathBuf {
-    workspace().join("target/tools")
-}
-
 /// A command with the SDK toolchains and this gleaner in its environment.
 fn with_tools(mut cmd: Command) -> Command {
-    cmd.env("WASM_TOOLS", tools().join("bin/wasm-tools"))
-        .env("COMPONENTIZE_PY", tools().join("py/bin/componentize-py"))
+    cmd.env("WASM_TOOLS", tools_dir().join("bin/wasm-tools"))
+        .env(
+            "COMPONENTIZE_PY",
+            tools_dir().join("py/bin/componentize-py"),
+        )
         .env("GLEANER", env!("CARGO_BIN_EXE_gleaner"));
     cmd
 }
@@ -49,7 +47,7 @@ fn build_c(src: &Path, build: &Path, out: &Path) {
 fn build_python(src: &Path, out: &Path) {
     let work = out.parent().unwrap();
     check(
-        Command::new(tools().join("py/bin/componentize-py"))
+        Command::new(tools_dir().join("py/bin/componentize-py"))
             .current_dir(work)
             .arg("-d")
             .arg(workspace().join("wit"))

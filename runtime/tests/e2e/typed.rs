@@ -267,3 +267,52 @@ fn a_plugin_built_against_wit_0_2_0_runs_between_current_ones() {
         assert_eq!(e["severity"], ["INFO", "WARN", "ERROR"][i % 3]);
     }
 }
+
+/// A plugin built against 0.3.0 between 0.4.0 ones: it keeps types and
+/// severities, its kernels and the host's zstd (0.3.0's codec enum) work.
+#[test]
+fn a_plugin_built_against_wit_0_3_0_runs_between_current_ones() {
+    let fixture = plugin_wasm("test-wit-0-3-0");
+    let wasm = std::fs::read(&fixture).unwrap();
+    let has = |s: &str| wasm.windows(s.len()).any(|w| w == s.as_bytes());
+    assert!(has("gleaner:plugin/host@0.3.0"));
+    assert!(!has("gleaner:plugin/host@0.4.0"));
+    let lines: Vec<String> = (0..300)
+        .map(|i| {
+            format!(
+                "status={} level={}",
+                200 + i % 5,
+                ["info", "warn", "error"][i % 3]
+            )
+        })
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let (file, http) = both_flushers(
+        &format!(
+            r#"
+      - plugin: builtin:parse-regex
+        config: {{ pattern: 'status=(?P<status>\d+)', types: {{ status: int }} }}
+      - plugin: {fixture}
+      - plugin: builtin:parse-regex
+        config: {{ pattern: 'status=(?P<code>\d+)', types: {{ code: int }} }}"#,
+            fixture = fixture.display()
+        ),
+        &refs,
+    );
+    assert_eq!(file, http);
+    assert_eq!(file.len(), 300);
+    for (i, e) in file.iter().enumerate() {
+        assert_eq!(e["message"], lines[i].as_str());
+        // Typed before the 0.3.0 plugin, typed after it.
+        assert_eq!(e["status"], 200 + i % 5);
+        assert_eq!(e["code"], 200 + i % 5);
+        assert_eq!(e["wit"], "0.3.0");
+        assert_eq!(e["level"], ["info", "warn", "error"][i % 3]);
+        assert!(e["zstd"].as_u64().unwrap() > 0, "{e}");
+        if i % 3 == 1 {
+            assert_eq!(e["severity"], "WARN");
+        } else {
+            assert!(e.get("severity").is_none(), "{e}");
+        }
+    }
+}

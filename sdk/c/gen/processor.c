@@ -3,36 +3,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Imported Functions from `gleaner:plugin/host@0.3.0`
+// Imported Functions from `gleaner:plugin/host@0.4.0`
 
-__attribute__((__import_module__("gleaner:plugin/host@0.3.0"), __import_name__("log")))
-extern void __wasm_import_gleaner_plugin_0_3_0_host_log(int32_t, uint8_t *, size_t);
+__attribute__((__import_module__("gleaner:plugin/host@0.4.0"), __import_name__("log")))
+extern void __wasm_import_gleaner_plugin_0_4_0_host_log(int32_t, uint8_t *, size_t);
 
-__attribute__((__import_module__("gleaner:plugin/host@0.3.0"), __import_name__("counter-add")))
-extern void __wasm_import_gleaner_plugin_0_3_0_host_counter_add(uint8_t *, size_t, int64_t);
+__attribute__((__import_module__("gleaner:plugin/host@0.4.0"), __import_name__("counter-add")))
+extern void __wasm_import_gleaner_plugin_0_4_0_host_counter_add(uint8_t *, size_t, int64_t);
 
-__attribute__((__import_module__("gleaner:plugin/host@0.3.0"), __import_name__("compress")))
-extern void __wasm_import_gleaner_plugin_0_3_0_host_compress(int32_t, uint8_t *, size_t, uint8_t *);
+__attribute__((__import_module__("gleaner:plugin/host@0.4.0"), __import_name__("compress")))
+extern void __wasm_import_gleaner_plugin_0_4_0_host_compress(int32_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `gleaner:plugin/kernels@0.3.0`
+// Imported Functions from `gleaner:plugin/kernels@0.4.0`
 
-__attribute__((__import_module__("gleaner:plugin/kernels@0.3.0"), __import_name__("[static]regex.compile")))
-extern void __wasm_import_gleaner_plugin_0_3_0_kernels_static_regex_compile(uint8_t *, size_t, uint8_t *);
+__attribute__((__import_module__("gleaner:plugin/kernels@0.4.0"), __import_name__("[static]regex.compile")))
+extern void __wasm_import_gleaner_plugin_0_4_0_kernels_static_regex_compile(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gleaner:plugin/kernels@0.3.0"), __import_name__("[method]regex.group-names")))
-extern void __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_group_names(int32_t, uint8_t *);
+__attribute__((__import_module__("gleaner:plugin/kernels@0.4.0"), __import_name__("[method]regex.group-names")))
+extern void __wasm_import_gleaner_plugin_0_4_0_kernels_method_regex_group_names(int32_t, uint8_t *);
 
-__attribute__((__import_module__("gleaner:plugin/kernels@0.3.0"), __import_name__("[method]regex.matching")))
-extern void __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_matching(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
+__attribute__((__import_module__("gleaner:plugin/kernels@0.4.0"), __import_name__("[method]regex.matching")))
+extern void __wasm_import_gleaner_plugin_0_4_0_kernels_method_regex_matching(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gleaner:plugin/kernels@0.3.0"), __import_name__("[method]regex.find-all")))
-extern void __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_find_all(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
+__attribute__((__import_module__("gleaner:plugin/kernels@0.4.0"), __import_name__("[method]regex.find-all")))
+extern void __wasm_import_gleaner_plugin_0_4_0_kernels_method_regex_find_all(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gleaner:plugin/kernels@0.3.0"), __import_name__("[method]regex.captures")))
-extern void __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_captures(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
+__attribute__((__import_module__("gleaner:plugin/kernels@0.4.0"), __import_name__("[method]regex.captures")))
+extern void __wasm_import_gleaner_plugin_0_4_0_kernels_method_regex_captures(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("gleaner:plugin/kernels@0.3.0"), __import_name__("json-extract")))
-extern void __wasm_import_gleaner_plugin_0_3_0_kernels_json_extract(uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
+__attribute__((__import_module__("gleaner:plugin/kernels@0.4.0"), __import_name__("json-extract")))
+extern void __wasm_import_gleaner_plugin_0_4_0_kernels_json_extract(uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
 // Exported Functions from `processor`
 
@@ -229,7 +229,7 @@ void processor_list_string_free(processor_list_string_t *ptr) {
   }
 }
 
-void gleaner_plugin_0_3_0_types_batch_free(gleaner_plugin_0_3_0_types_batch_t *ptr) {
+void gleaner_plugin_0_4_0_types_batch_free(gleaner_plugin_0_4_0_types_batch_t *ptr) {
   processor_list_tuple2_string_string_free(&ptr->tags);
   processor_list_s64_free(&ptr->timestamps);
   processor_list_u8_free(&ptr->severities);
@@ -241,7 +241,7 @@ void gleaner_plugin_0_3_0_types_batch_free(gleaner_plugin_0_3_0_types_batch_t *p
   processor_list_u8_free(&ptr->field_types);
 }
 
-void gleaner_plugin_0_3_0_types_flush_error_free(gleaner_plugin_0_3_0_types_flush_error_t *ptr) {
+void gleaner_plugin_0_4_0_types_flush_error_free(gleaner_plugin_0_4_0_types_flush_error_t *ptr) {
   switch ((int32_t) ptr->tag) {
     case 0: {
       processor_string_free(&ptr->val.retryable);
@@ -254,13 +254,13 @@ void gleaner_plugin_0_3_0_types_flush_error_free(gleaner_plugin_0_3_0_types_flus
   }
 }
 
-void gleaner_plugin_0_3_0_types_flush_report_free(gleaner_plugin_0_3_0_types_flush_report_t *ptr) {
+void gleaner_plugin_0_4_0_types_flush_report_free(gleaner_plugin_0_4_0_types_flush_report_t *ptr) {
   processor_list_u32_free(&ptr->retry);
   processor_list_u32_free(&ptr->rejected);
   processor_list_string_free(&ptr->reasons);
 }
 
-void gleaner_plugin_0_3_0_host_result_list_u8_string_free(gleaner_plugin_0_3_0_host_result_list_u8_string_t *ptr) {
+void gleaner_plugin_0_4_0_host_result_list_u8_string_free(gleaner_plugin_0_4_0_host_result_list_u8_string_t *ptr) {
   if (!ptr->is_err) {
     processor_list_u8_free(&ptr->val.ok);
   } else {
@@ -268,29 +268,29 @@ void gleaner_plugin_0_3_0_host_result_list_u8_string_free(gleaner_plugin_0_3_0_h
   }
 }
 
-__attribute__((__import_module__("gleaner:plugin/kernels@0.3.0"), __import_name__("[resource-drop]regex")))
-extern void __wasm_import_gleaner_plugin_0_3_0_kernels_regex_drop(int32_t handle);
+__attribute__((__import_module__("gleaner:plugin/kernels@0.4.0"), __import_name__("[resource-drop]regex")))
+extern void __wasm_import_gleaner_plugin_0_4_0_kernels_regex_drop(int32_t handle);
 
-void gleaner_plugin_0_3_0_kernels_regex_drop_own(gleaner_plugin_0_3_0_kernels_own_regex_t handle) {
-  __wasm_import_gleaner_plugin_0_3_0_kernels_regex_drop(handle.__handle);
+void gleaner_plugin_0_4_0_kernels_regex_drop_own(gleaner_plugin_0_4_0_kernels_own_regex_t handle) {
+  __wasm_import_gleaner_plugin_0_4_0_kernels_regex_drop(handle.__handle);
 }
 
-void gleaner_plugin_0_3_0_kernels_regex_drop_borrow(gleaner_plugin_0_3_0_kernels_borrow_regex_t handle) {
-  __wasm_import_gleaner_plugin_0_3_0_kernels_regex_drop(handle.__handle);
+void gleaner_plugin_0_4_0_kernels_regex_drop_borrow(gleaner_plugin_0_4_0_kernels_borrow_regex_t handle) {
+  __wasm_import_gleaner_plugin_0_4_0_kernels_regex_drop(handle.__handle);
 }
 
-gleaner_plugin_0_3_0_kernels_borrow_regex_t gleaner_plugin_0_3_0_kernels_borrow_regex(gleaner_plugin_0_3_0_kernels_own_regex_t arg) {
-  return (gleaner_plugin_0_3_0_kernels_borrow_regex_t) { arg.__handle };
+gleaner_plugin_0_4_0_kernels_borrow_regex_t gleaner_plugin_0_4_0_kernels_borrow_regex(gleaner_plugin_0_4_0_kernels_own_regex_t arg) {
+  return (gleaner_plugin_0_4_0_kernels_borrow_regex_t) { arg.__handle };
 }
 
-void gleaner_plugin_0_3_0_kernels_json_members_free(gleaner_plugin_0_3_0_kernels_json_members_t *ptr) {
+void gleaner_plugin_0_4_0_kernels_json_members_free(gleaner_plugin_0_4_0_kernels_json_members_t *ptr) {
   processor_list_u8_free(&ptr->values);
   processor_list_u32_free(&ptr->fields);
   processor_list_u8_free(&ptr->types);
   processor_list_u32_free(&ptr->invalid);
 }
 
-void gleaner_plugin_0_3_0_kernels_result_own_regex_string_free(gleaner_plugin_0_3_0_kernels_result_own_regex_string_t *ptr) {
+void gleaner_plugin_0_4_0_kernels_result_own_regex_string_free(gleaner_plugin_0_4_0_kernels_result_own_regex_string_t *ptr) {
   if (!ptr->is_err) {
   } else {
     processor_string_free(&ptr->val.err);
@@ -298,7 +298,7 @@ void gleaner_plugin_0_3_0_kernels_result_own_regex_string_free(gleaner_plugin_0_
 }
 
 void processor_batch_free(processor_batch_t *ptr) {
-  gleaner_plugin_0_3_0_types_batch_free(ptr);
+  gleaner_plugin_0_4_0_types_batch_free(ptr);
 }
 
 void processor_result_void_string_free(processor_result_void_string_t *ptr) {
@@ -343,20 +343,20 @@ void processor_string_free(processor_string_t *ret) {
 
 // Component Adapters
 
-void gleaner_plugin_0_3_0_host_log(gleaner_plugin_0_3_0_host_level_t level, processor_string_t *message) {
-  __wasm_import_gleaner_plugin_0_3_0_host_log((int32_t) level, (uint8_t *) (*message).ptr, (*message).len);
+void gleaner_plugin_0_4_0_host_log(gleaner_plugin_0_4_0_host_level_t level, processor_string_t *message) {
+  __wasm_import_gleaner_plugin_0_4_0_host_log((int32_t) level, (uint8_t *) (*message).ptr, (*message).len);
 }
 
-void gleaner_plugin_0_3_0_host_counter_add(processor_string_t *name, uint64_t delta) {
-  __wasm_import_gleaner_plugin_0_3_0_host_counter_add((uint8_t *) (*name).ptr, (*name).len, (int64_t) (delta));
+void gleaner_plugin_0_4_0_host_counter_add(processor_string_t *name, uint64_t delta) {
+  __wasm_import_gleaner_plugin_0_4_0_host_counter_add((uint8_t *) (*name).ptr, (*name).len, (int64_t) (delta));
 }
 
-bool gleaner_plugin_0_3_0_host_compress(gleaner_plugin_0_3_0_host_codec_t codec, processor_list_u8_t *data, processor_list_u8_t *ret, processor_string_t *err) {
+bool gleaner_plugin_0_4_0_host_compress(gleaner_plugin_0_4_0_host_codec_t codec, processor_list_u8_t *data, processor_list_u8_t *ret, processor_string_t *err) {
   __attribute__((__aligned__(sizeof(void*))))
   uint8_t ret_area[(3*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
-  __wasm_import_gleaner_plugin_0_3_0_host_compress((int32_t) codec, (uint8_t *) (*data).ptr, (*data).len, ptr);
-  gleaner_plugin_0_3_0_host_result_list_u8_string_t result;
+  __wasm_import_gleaner_plugin_0_4_0_host_compress((int32_t) codec, (uint8_t *) (*data).ptr, (*data).len, ptr);
+  gleaner_plugin_0_4_0_host_result_list_u8_string_t result;
   switch ((int32_t) *((uint8_t*) (ptr + 0))) {
     case 0: {
       result.is_err = false;
@@ -378,16 +378,16 @@ bool gleaner_plugin_0_3_0_host_compress(gleaner_plugin_0_3_0_host_codec_t codec,
   }
 }
 
-bool gleaner_plugin_0_3_0_kernels_static_regex_compile(processor_string_t *pattern, gleaner_plugin_0_3_0_kernels_own_regex_t *ret, processor_string_t *err) {
+bool gleaner_plugin_0_4_0_kernels_static_regex_compile(processor_string_t *pattern, gleaner_plugin_0_4_0_kernels_own_regex_t *ret, processor_string_t *err) {
   __attribute__((__aligned__(sizeof(void*))))
   uint8_t ret_area[(3*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
-  __wasm_import_gleaner_plugin_0_3_0_kernels_static_regex_compile((uint8_t *) (*pattern).ptr, (*pattern).len, ptr);
-  gleaner_plugin_0_3_0_kernels_result_own_regex_string_t result;
+  __wasm_import_gleaner_plugin_0_4_0_kernels_static_regex_compile((uint8_t *) (*pattern).ptr, (*pattern).len, ptr);
+  gleaner_plugin_0_4_0_kernels_result_own_regex_string_t result;
   switch ((int32_t) *((uint8_t*) (ptr + 0))) {
     case 0: {
       result.is_err = false;
-      result.val.ok = (gleaner_plugin_0_3_0_kernels_own_regex_t) { *((int32_t*) (ptr + sizeof(void*))) };
+      result.val.ok = (gleaner_plugin_0_4_0_kernels_own_regex_t) { *((int32_t*) (ptr + sizeof(void*))) };
       break;
     }
     case 1: {
@@ -405,44 +405,44 @@ bool gleaner_plugin_0_3_0_kernels_static_regex_compile(processor_string_t *patte
   }
 }
 
-void gleaner_plugin_0_3_0_kernels_method_regex_group_names(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_string_t *ret) {
+void gleaner_plugin_0_4_0_kernels_method_regex_group_names(gleaner_plugin_0_4_0_kernels_borrow_regex_t self, processor_list_string_t *ret) {
   __attribute__((__aligned__(sizeof(void*))))
   uint8_t ret_area[(2*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
-  __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_group_names((self).__handle, ptr);
+  __wasm_import_gleaner_plugin_0_4_0_kernels_method_regex_group_names((self).__handle, ptr);
   *ret = (processor_list_string_t) { (processor_string_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
 }
 
-void gleaner_plugin_0_3_0_kernels_method_regex_matching(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret) {
+void gleaner_plugin_0_4_0_kernels_method_regex_matching(gleaner_plugin_0_4_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret) {
   __attribute__((__aligned__(sizeof(void*))))
   uint8_t ret_area[(2*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
-  __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_matching((self).__handle, (uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, ptr);
+  __wasm_import_gleaner_plugin_0_4_0_kernels_method_regex_matching((self).__handle, (uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, ptr);
   *ret = (processor_list_u32_t) { (uint32_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
 }
 
-void gleaner_plugin_0_3_0_kernels_method_regex_find_all(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret) {
+void gleaner_plugin_0_4_0_kernels_method_regex_find_all(gleaner_plugin_0_4_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret) {
   __attribute__((__aligned__(sizeof(void*))))
   uint8_t ret_area[(2*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
-  __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_find_all((self).__handle, (uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, ptr);
+  __wasm_import_gleaner_plugin_0_4_0_kernels_method_regex_find_all((self).__handle, (uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, ptr);
   *ret = (processor_list_u32_t) { (uint32_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
 }
 
-void gleaner_plugin_0_3_0_kernels_method_regex_captures(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret) {
+void gleaner_plugin_0_4_0_kernels_method_regex_captures(gleaner_plugin_0_4_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret) {
   __attribute__((__aligned__(sizeof(void*))))
   uint8_t ret_area[(2*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
-  __wasm_import_gleaner_plugin_0_3_0_kernels_method_regex_captures((self).__handle, (uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, ptr);
+  __wasm_import_gleaner_plugin_0_4_0_kernels_method_regex_captures((self).__handle, (uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, ptr);
   *ret = (processor_list_u32_t) { (uint32_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
 }
 
-void gleaner_plugin_0_3_0_kernels_json_extract(processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_string_t *paths, gleaner_plugin_0_3_0_kernels_json_members_t *ret) {
+void gleaner_plugin_0_4_0_kernels_json_extract(processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_string_t *paths, gleaner_plugin_0_4_0_kernels_json_members_t *ret) {
   __attribute__((__aligned__(sizeof(void*))))
   uint8_t ret_area[(8*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
-  __wasm_import_gleaner_plugin_0_3_0_kernels_json_extract((uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, (uint8_t *) (*paths).ptr, (*paths).len, ptr);
-  *ret = (gleaner_plugin_0_3_0_kernels_json_members_t) {
+  __wasm_import_gleaner_plugin_0_4_0_kernels_json_extract((uint8_t *) (*bodies).ptr, (*bodies).len, (uint8_t *) (*body_ends).ptr, (*body_ends).len, (uint8_t *) (*paths).ptr, (*paths).len, ptr);
+  *ret = (gleaner_plugin_0_4_0_kernels_json_members_t) {
     (processor_list_u8_t) (processor_list_u8_t) { (uint8_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) },
     (processor_list_u32_t) (processor_list_u32_t) { (uint32_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) },
     (processor_list_u8_t) (processor_list_u8_t) { (uint8_t*)(*((uint8_t **) (ptr + (4*sizeof(void*))))), (*((size_t*) (ptr + (5*sizeof(void*))))) },
@@ -472,7 +472,7 @@ uint8_t * __wasm_export_exports_processor_init(uint8_t * arg, size_t arg0) {
 
 __attribute__((__export_name__("process")))
 uint8_t * __wasm_export_exports_processor_process(uint8_t * arg) {
-  processor_batch_t arg0 = (gleaner_plugin_0_3_0_types_batch_t) {
+  processor_batch_t arg0 = (gleaner_plugin_0_4_0_types_batch_t) {
     (processor_list_tuple2_string_string_t) (processor_list_tuple2_string_string_t) { (processor_tuple2_string_string_t*)(*((uint8_t **) (arg + 0))), (*((size_t*) (arg + sizeof(void*)))) },
     (processor_list_s64_t) (processor_list_s64_t) { (int64_t*)(*((uint8_t **) (arg + (2*sizeof(void*))))), (*((size_t*) (arg + (3*sizeof(void*))))) },
     (processor_list_u8_t) (processor_list_u8_t) { (uint8_t*)(*((uint8_t **) (arg + (4*sizeof(void*))))), (*((size_t*) (arg + (5*sizeof(void*))))) },

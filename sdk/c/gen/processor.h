@@ -64,7 +64,7 @@ typedef struct {
 //   typed value's bytes are what its type says (see `field-types`).
 // 
 // Limits: at most 2^32 - 1 bytes in `bodies` and in `values`.
-typedef struct gleaner_plugin_0_3_0_types_batch_t {
+typedef struct gleaner_plugin_0_4_0_types_batch_t {
   // Tags shared by every event of the batch, sent once: for example
   // `source.path`, later `container.name` or `k8s.pod.name`.
   // Keys are unique within a batch.
@@ -103,29 +103,29 @@ typedef struct gleaner_plugin_0_3_0_types_batch_t {
   // - 4 null: `null`;
   // - 5 json: a JSON array or object, compact.
   processor_list_u8_t   field_types;
-} gleaner_plugin_0_3_0_types_batch_t;
+} gleaner_plugin_0_4_0_types_batch_t;
 
 // Why a flusher could not deliver a batch.
-typedef struct gleaner_plugin_0_3_0_types_flush_error_t {
+typedef struct gleaner_plugin_0_4_0_types_flush_error_t {
   uint8_t tag;
   union {
     processor_string_t     retryable;
     processor_string_t     rejected;
   } val;
-} gleaner_plugin_0_3_0_types_flush_error_t;
+} gleaner_plugin_0_4_0_types_flush_error_t;
 
 // A transient failure (destination down, timeout, 5xx): the host
 // retries the same batch later with backoff. The string says why.
-#define GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_RETRYABLE 0
+#define GLEANER_PLUGIN_0_4_0_TYPES_FLUSH_ERROR_RETRYABLE 0
 // The destination refused the batch for good (4xx, schema error):
 // the host does not retry; it writes the batch to the pipeline's
 // dead-letter file and counts it. The string says why.
-#define GLEANER_PLUGIN_0_3_0_TYPES_FLUSH_ERROR_REJECTED 1
+#define GLEANER_PLUGIN_0_4_0_TYPES_FLUSH_ERROR_REJECTED 1
 
 // A flusher's answer for a destination that answers item by item
 // (Elasticsearch `_bulk`, Loki per stream): events not listed were
 // delivered. An empty report means the whole batch was delivered.
-typedef struct gleaner_plugin_0_3_0_types_flush_report_t {
+typedef struct gleaner_plugin_0_4_0_types_flush_report_t {
   // Events to send again (throttled or failed per item, e.g. 429 or
   // 5xx): indices into the batch, ascending. The host retries just
   // these, with its backoff, spill and buffer as for a whole batch.
@@ -136,30 +136,34 @@ typedef struct gleaner_plugin_0_3_0_types_flush_report_t {
   processor_list_u32_t   rejected;
   // Why, one entry per entry of `rejected`.
   processor_list_string_t   reasons;
-} gleaner_plugin_0_3_0_types_flush_report_t;
+} gleaner_plugin_0_4_0_types_flush_report_t;
 
 // Severity of a log line a plugin sends to the host.
-typedef uint8_t gleaner_plugin_0_3_0_types_level_t;
+typedef uint8_t gleaner_plugin_0_4_0_types_level_t;
 
-#define GLEANER_PLUGIN_0_3_0_TYPES_LEVEL_TRACE 0
-#define GLEANER_PLUGIN_0_3_0_TYPES_LEVEL_DEBUG 1
-#define GLEANER_PLUGIN_0_3_0_TYPES_LEVEL_INFO 2
-#define GLEANER_PLUGIN_0_3_0_TYPES_LEVEL_WARN 3
-#define GLEANER_PLUGIN_0_3_0_TYPES_LEVEL_ERROR 4
+#define GLEANER_PLUGIN_0_4_0_TYPES_LEVEL_TRACE 0
+#define GLEANER_PLUGIN_0_4_0_TYPES_LEVEL_DEBUG 1
+#define GLEANER_PLUGIN_0_4_0_TYPES_LEVEL_INFO 2
+#define GLEANER_PLUGIN_0_4_0_TYPES_LEVEL_WARN 3
+#define GLEANER_PLUGIN_0_4_0_TYPES_LEVEL_ERROR 4
 
 // A compression codec the host runs natively.
-typedef uint8_t gleaner_plugin_0_3_0_types_codec_t;
+typedef uint8_t gleaner_plugin_0_4_0_types_codec_t;
 
 // zstd at level 1 (about 5x on logs at over 500 MB/s): the default.
-#define GLEANER_PLUGIN_0_3_0_TYPES_CODEC_ZSTD 0
+#define GLEANER_PLUGIN_0_4_0_TYPES_CODEC_ZSTD 0
 // LZ4 frame format (about 3.5x on logs, fastest).
-#define GLEANER_PLUGIN_0_3_0_TYPES_CODEC_LZ4 1
+#define GLEANER_PLUGIN_0_4_0_TYPES_CODEC_LZ4 1
 // gzip (RFC 1952) at level 1, for destinations that only take gzip.
-#define GLEANER_PLUGIN_0_3_0_TYPES_CODEC_GZIP 2
+#define GLEANER_PLUGIN_0_4_0_TYPES_CODEC_GZIP 2
+// Snappy's raw block format, without framing (Loki's push API,
+// Prometheus remote write; Kafka wraps blocks in its own framing).
+// Added in 0.4.0.
+#define GLEANER_PLUGIN_0_4_0_TYPES_CODEC_SNAPPY 3
 
-typedef gleaner_plugin_0_3_0_types_level_t gleaner_plugin_0_3_0_host_level_t;
+typedef gleaner_plugin_0_4_0_types_level_t gleaner_plugin_0_4_0_host_level_t;
 
-typedef gleaner_plugin_0_3_0_types_codec_t gleaner_plugin_0_3_0_host_codec_t;
+typedef gleaner_plugin_0_4_0_types_codec_t gleaner_plugin_0_4_0_host_codec_t;
 
 typedef struct {
   bool is_err;
@@ -167,15 +171,15 @@ typedef struct {
     processor_list_u8_t ok;
     processor_string_t err;
   } val;
-} gleaner_plugin_0_3_0_host_result_list_u8_string_t;
+} gleaner_plugin_0_4_0_host_result_list_u8_string_t;
 
-typedef struct gleaner_plugin_0_3_0_kernels_own_regex_t {
+typedef struct gleaner_plugin_0_4_0_kernels_own_regex_t {
   int32_t __handle;
-} gleaner_plugin_0_3_0_kernels_own_regex_t;
+} gleaner_plugin_0_4_0_kernels_own_regex_t;
 
-typedef struct gleaner_plugin_0_3_0_kernels_borrow_regex_t {
+typedef struct gleaner_plugin_0_4_0_kernels_borrow_regex_t {
   int32_t __handle;
-} gleaner_plugin_0_3_0_kernels_borrow_regex_t;
+} gleaner_plugin_0_4_0_kernels_borrow_regex_t;
 
 // Members of JSON objects. For each event whose body is a JSON object,
 // the members named in `paths` that it has; a path descends into
@@ -186,22 +190,22 @@ typedef struct gleaner_plugin_0_3_0_kernels_borrow_regex_t {
 // accordingly (a number with a fraction or exponent, or beyond i64,
 // is a float). Bodies that are not JSON objects have no fields;
 // `invalid` lists them.
-typedef struct gleaner_plugin_0_3_0_kernels_json_members_t {
+typedef struct gleaner_plugin_0_4_0_kernels_json_members_t {
   processor_list_u8_t   values;
   processor_list_u32_t   fields;
   processor_list_u8_t   types;
   processor_list_u32_t   invalid;
-} gleaner_plugin_0_3_0_kernels_json_members_t;
+} gleaner_plugin_0_4_0_kernels_json_members_t;
 
 typedef struct {
   bool is_err;
   union {
-    gleaner_plugin_0_3_0_kernels_own_regex_t ok;
+    gleaner_plugin_0_4_0_kernels_own_regex_t ok;
     processor_string_t err;
   } val;
-} gleaner_plugin_0_3_0_kernels_result_own_regex_string_t;
+} gleaner_plugin_0_4_0_kernels_result_own_regex_string_t;
 
-typedef gleaner_plugin_0_3_0_types_batch_t processor_batch_t;
+typedef gleaner_plugin_0_4_0_types_batch_t processor_batch_t;
 
 typedef struct {
   bool is_err;
@@ -218,37 +222,37 @@ typedef struct {
   } val;
 } processor_result_batch_string_t;
 
-// Imported Functions from `gleaner:plugin/host@0.3.0`
+// Imported Functions from `gleaner:plugin/host@0.4.0`
 // Writes `message` to the host's log, tagged with the pipeline and
 // plugin. Rate-limit it yourself: never log per event at `info` or above.
-extern void gleaner_plugin_0_3_0_host_log(gleaner_plugin_0_3_0_host_level_t level, processor_string_t *message);
+extern void gleaner_plugin_0_4_0_host_log(gleaner_plugin_0_4_0_host_level_t level, processor_string_t *message);
 // Adds `delta` to the plugin counter `name`, exported by the host as
 // `gleaner_plugin_counter_total{pipeline, plugin, name}`. Names should be
 // a small fixed set (snake_case); at most 64 distinct names per plugin,
 // further names are ignored.
-extern void gleaner_plugin_0_3_0_host_counter_add(processor_string_t *name, uint64_t delta);
+extern void gleaner_plugin_0_4_0_host_counter_add(processor_string_t *name, uint64_t delta);
 // Compresses `data` with `codec`, natively in the host. Returns the
 // compressed bytes, or an error message if the codec failed.
-extern bool gleaner_plugin_0_3_0_host_compress(gleaner_plugin_0_3_0_host_codec_t codec, processor_list_u8_t *data, processor_list_u8_t *ret, processor_string_t *err);
+extern bool gleaner_plugin_0_4_0_host_compress(gleaner_plugin_0_4_0_host_codec_t codec, processor_list_u8_t *data, processor_list_u8_t *ret, processor_string_t *err);
 
-// Imported Functions from `gleaner:plugin/kernels@0.3.0`
+// Imported Functions from `gleaner:plugin/kernels@0.4.0`
 // Compiles `pattern`, or says why it is not valid (or too large:
 // a compiled program is limited to 10 MiB).
-extern bool gleaner_plugin_0_3_0_kernels_static_regex_compile(processor_string_t *pattern, gleaner_plugin_0_3_0_kernels_own_regex_t *ret, processor_string_t *err);
+extern bool gleaner_plugin_0_4_0_kernels_static_regex_compile(processor_string_t *pattern, gleaner_plugin_0_4_0_kernels_own_regex_t *ret, processor_string_t *err);
 // The capture groups' names, group 0 first; "" for unnamed groups.
-extern void gleaner_plugin_0_3_0_kernels_method_regex_group_names(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_string_t *ret);
+extern void gleaner_plugin_0_4_0_kernels_method_regex_group_names(gleaner_plugin_0_4_0_kernels_borrow_regex_t self, processor_list_string_t *ret);
 // Indices of the events whose body has a match, ascending.
-extern void gleaner_plugin_0_3_0_kernels_method_regex_matching(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret);
+extern void gleaner_plugin_0_4_0_kernels_method_regex_matching(gleaner_plugin_0_4_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret);
 // Every non-overlapping match of every body (leftmost first, as
 // `regex::find_iter`), by event, then by position: three numbers
 // per match, `event, start, len`.
-extern void gleaner_plugin_0_3_0_kernels_method_regex_find_all(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret);
+extern void gleaner_plugin_0_4_0_kernels_method_regex_find_all(gleaner_plugin_0_4_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret);
 // For each event whose body has a match: the groups of its first
 // match that took part in it, group 0 first, four numbers per
 // group: `event, group, start, len`. Events without a match have
 // no entry.
-extern void gleaner_plugin_0_3_0_kernels_method_regex_captures(gleaner_plugin_0_3_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret);
-extern void gleaner_plugin_0_3_0_kernels_json_extract(processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_string_t *paths, gleaner_plugin_0_3_0_kernels_json_members_t *ret);
+extern void gleaner_plugin_0_4_0_kernels_method_regex_captures(gleaner_plugin_0_4_0_kernels_borrow_regex_t self, processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_u32_t *ret);
+extern void gleaner_plugin_0_4_0_kernels_json_extract(processor_list_u8_t *bodies, processor_list_u32_t *body_ends, processor_list_string_t *paths, gleaner_plugin_0_4_0_kernels_json_members_t *ret);
 
 // Exported Functions from `processor`
 bool exports_processor_init(processor_string_t *config, processor_string_t *err);
@@ -268,23 +272,23 @@ void processor_list_u32_free(processor_list_u32_t *ptr);
 
 void processor_list_string_free(processor_list_string_t *ptr);
 
-void gleaner_plugin_0_3_0_types_batch_free(gleaner_plugin_0_3_0_types_batch_t *ptr);
+void gleaner_plugin_0_4_0_types_batch_free(gleaner_plugin_0_4_0_types_batch_t *ptr);
 
-void gleaner_plugin_0_3_0_types_flush_error_free(gleaner_plugin_0_3_0_types_flush_error_t *ptr);
+void gleaner_plugin_0_4_0_types_flush_error_free(gleaner_plugin_0_4_0_types_flush_error_t *ptr);
 
-void gleaner_plugin_0_3_0_types_flush_report_free(gleaner_plugin_0_3_0_types_flush_report_t *ptr);
+void gleaner_plugin_0_4_0_types_flush_report_free(gleaner_plugin_0_4_0_types_flush_report_t *ptr);
 
-void gleaner_plugin_0_3_0_host_result_list_u8_string_free(gleaner_plugin_0_3_0_host_result_list_u8_string_t *ptr);
+void gleaner_plugin_0_4_0_host_result_list_u8_string_free(gleaner_plugin_0_4_0_host_result_list_u8_string_t *ptr);
 
-extern void gleaner_plugin_0_3_0_kernels_regex_drop_own(gleaner_plugin_0_3_0_kernels_own_regex_t handle);
+extern void gleaner_plugin_0_4_0_kernels_regex_drop_own(gleaner_plugin_0_4_0_kernels_own_regex_t handle);
 
-extern void gleaner_plugin_0_3_0_kernels_regex_drop_borrow(gleaner_plugin_0_3_0_kernels_borrow_regex_t handle);
+extern void gleaner_plugin_0_4_0_kernels_regex_drop_borrow(gleaner_plugin_0_4_0_kernels_borrow_regex_t handle);
 
-extern gleaner_plugin_0_3_0_kernels_borrow_regex_t gleaner_plugin_0_3_0_kernels_borrow_regex(gleaner_plugin_0_3_0_kernels_own_regex_t handle);
+extern gleaner_plugin_0_4_0_kernels_borrow_regex_t gleaner_plugin_0_4_0_kernels_borrow_regex(gleaner_plugin_0_4_0_kernels_own_regex_t handle);
 
-void gleaner_plugin_0_3_0_kernels_json_members_free(gleaner_plugin_0_3_0_kernels_json_members_t *ptr);
+void gleaner_plugin_0_4_0_kernels_json_members_free(gleaner_plugin_0_4_0_kernels_json_members_t *ptr);
 
-void gleaner_plugin_0_3_0_kernels_result_own_regex_string_free(gleaner_plugin_0_3_0_kernels_result_own_regex_string_t *ptr);
+void gleaner_plugin_0_4_0_kernels_result_own_regex_string_free(gleaner_plugin_0_4_0_kernels_result_own_regex_string_t *ptr);
 
 void processor_batch_free(processor_batch_t *ptr);
 

@@ -9,7 +9,7 @@
 )]
 pub mod processor {
     wit_bindgen::generate!({
-        world: "gleaner:plugin/processor@0.3.0",
+        world: "gleaner:plugin/processor@0.4.0",
         path: "../../wit",
         pub_export_macro: true,
         export_macro_name: "__export_processor_world",
@@ -25,20 +25,20 @@ pub mod processor {
 )]
 pub mod flusher {
     wit_bindgen::generate!({
-        world: "gleaner:plugin/flusher@0.3.0",
+        world: "gleaner:plugin/flusher@0.4.0",
         path: "../../wit",
         pub_export_macro: true,
         export_macro_name: "__export_flusher_world",
         default_bindings_module: "gleaner_sdk::bindings::flusher",
         runtime_path: "gleaner_sdk::__private::wit_bindgen::rt",
         with: {
-            "gleaner:plugin/types@0.3.0": crate::bindings::processor::gleaner::plugin0_3_0::types,
-            "gleaner:plugin/host@0.3.0": crate::bindings::processor::gleaner::plugin0_3_0::host,
-            "gleaner:plugin/kernels@0.3.0": crate::bindings::processor::gleaner::plugin0_3_0::kernels,
+            "gleaner:plugin/types@0.4.0": crate::bindings::processor::gleaner::plugin0_4_0::types,
+            "gleaner:plugin/host@0.4.0": crate::bindings::processor::gleaner::plugin0_4_0::host,
+            "gleaner:plugin/kernels@0.4.0": crate::bindings::processor::gleaner::plugin0_4_0::kernels,
         },
     });
 }
 
-pub use processor::gleaner::plugin0_3_0::host as wit_host;
-pub use processor::gleaner::plugin0_3_0::kernels as wit_kernels;
-pub use processor::gleaner::plugin0_3_0::types as wit;
+pub use processor::gleaner::plugin0_4_0::host as wit_host;
+pub use processor::gleaner::plugin0_4_0::kernels as wit_kernels;
+pub use processor::gleaner::plugin0_4_0::types as wit;

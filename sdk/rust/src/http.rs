@@ -46,19 +46,100 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
     })
 }
 
-/// Maps an HTTP status to the flush outcome.
+/// Maps an HTTP status to the flush outcome: 2xx delivered; 401, 403,
+/// 408, 429 and 5xx retried (a credential gets fixed, a server recovers:
+/// the events wait in the buffer); any other status rejects the events.
 pub fn outcome(status: u16, body: &str) -> Result<(), FlushError> {
-    let msg = || {
-        format!(
-            "HTTP {status}: {}",
-            body.chars().take(200).collect::<String>()
-        )
-    };
+    let msg = || describe(status, body);
     match status {
         200..=299 => Ok(()),
-        408 | 429 | 500..=599 => Err(FlushError::Retryable(msg())),
+        s if retryable(s) => Err(FlushError::Retryable(msg())),
         _ => Err(FlushError::Rejected(msg())),
     }
+}
+
+/// True for the statuses [`outcome`] retries.
+pub fn retryable(status: u16) -> bool {
+    matches!(status, 401 | 403 | 408 | 429 | 500..=599)
+}
+
+/// `HTTP 503: <up to 300 characters of the answer>`, for reasons and logs.
+pub fn describe(status: u16, text: &str) -> String {
+    format!(
+        "HTTP {status}: {}",
+        text.trim().chars().take(300).collect::<String>()
+    )
+}
+
+/// The `authorization` header of HTTP basic auth.
+pub fn basic_auth(user: &str, password: &str) -> (String, Vec<u8>) {
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    (
+        "authorization".into(),
+        format!("Basic {token}").into_bytes(),
+    )
+}
+
+/// A request body's compression, as flusher configs spell it
+/// (`compression: gzip`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// Sent as it is.
+    #[default]
+    None,
+    /// gzip, by the host, with `content-encoding: gzip`.
+    Gzip,
+}
+
+impl Compression {
+    /// Adds the `content-encoding` header it needs, if any.
+    pub fn add_header(self, headers: &mut Vec<(String, Vec<u8>)>) {
+        if self == Compression::Gzip {
+            headers.push(("content-encoding".into(), b"gzip".to_vec()));
+        }
+    }
+
+    /// The body to send.
+    pub fn apply(self, body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, FlushError> {
+        match self {
+            Compression::None => Ok(std::borrow::Cow::Borrowed(body)),
+            Compression::Gzip => crate::host::compress(crate::host::Codec::Gzip, body)
+                .map(std::borrow::Cow::Owned)
+                .map_err(FlushError::Rejected),
+        }
+    }
+}
+
+/// One request of a batch and the batch's events in it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The body, before compression.
+    pub body: Vec<u8>,
+    /// The events in it, in order.
+    pub events: std::ops::Range<usize>,
+}
+
+/// Cuts `all` (the encoded events one after another, event `i` ending at
+/// `ends[i]`) into requests of at most `max_bytes`, at event boundaries
+/// (an event larger than that alone is a request of its own).
+pub fn split(all: &[u8], ends: &[usize], max_bytes: usize) -> Vec<Request> {
+    let mut requests = Vec::new();
+    let (mut from_event, mut from_byte) = (0, 0);
+    for (i, &end) in ends.iter().enumerate() {
+        let full = ends
+            .get(i + 1)
+            .is_none_or(|&next| next - from_byte > max_bytes);
+        if full {
+            requests.push(Request {
+                body: all[from_byte..end].to_vec(),
+                events: from_event..i + 1,
+            });
+            (from_event, from_byte) = (i + 1, end);
+        }
+    }
+    requests
 }
 
 /// Request headers from a config's `headers:` map (names lower-cased)
@@ -93,11 +174,43 @@ pub fn post_reading(
     body: &[u8],
     limit: usize,
 ) -> Result<(u16, String), FlushError> {
+    let (status, bytes) = post_bytes(target, headers, body, limit)?;
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// [`post_reading`] for a binary answer (a protobuf response).
+pub fn post_bytes(
+    target: &Target,
+    headers: &[(String, Vec<u8>)],
+    body: &[u8],
+    limit: usize,
+) -> Result<(u16, Vec<u8>), FlushError> {
+    send(Method::Post, target, headers, body, limit)
+}
+
+/// The request methods flushers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `POST`.
+    Post,
+    /// `PUT` (an S3 object).
+    Put,
+}
+
+/// Sends `body` with `method`; returns the status and up to `limit` bytes
+/// of the response.
+pub fn send(
+    method: Method,
+    target: &Target,
+    headers: &[(String, Vec<u8>)],
+    body: &[u8],
+    limit: usize,
+) -> Result<(u16, Vec<u8>), FlushError> {
     #[cfg(target_arch = "wasm32")]
-    return transport::post(target, headers, body, limit);
+    return transport::send(method, target, headers, body, limit);
     #[cfg(not(target_arch = "wasm32"))]
     {
-        let _ = (target, headers, body, limit);
+        let _ = (method, target, headers, body, limit);
         Err(FlushError::Retryable(
             "wasi:http is only available inside the Gleaner host".into(),
         ))
@@ -109,6 +222,7 @@ pub fn post_reading(
 mod transport {
     use wasip2::http::outgoing_handler;
     use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+    use wasip2::io::streams::StreamError;
 
     use super::Target;
     use crate::FlushError;
@@ -131,19 +245,30 @@ mod transport {
         }
     }
 
-    /// POSTs `body`; returns the status and up to `limit` bytes of the response.
-    pub fn post(
+    /// Sends `body`; returns the status and up to `limit` bytes of the response.
+    pub fn send(
+        method: super::Method,
         target: &Target,
         headers: &[(String, Vec<u8>)],
         body: &[u8],
         limit: usize,
-    ) -> Result<(u16, String), FlushError> {
+    ) -> Result<(u16, Vec<u8>), FlushError> {
         let fields = Fields::from_list(headers)
             .map_err(|e| FlushError::Rejected(format!("headers: {e:?}")))?;
+        // A length, not chunked encoding: S3 refuses a PUT without one
+        // (411), and every destination can size its buffer.
+        if !headers.iter().any(|(k, _)| k == "content-length") {
+            fields
+                .append("content-length", body.len().to_string().as_bytes())
+                .map_err(|e| FlushError::Rejected(format!("headers: {e:?}")))?;
+        }
         let request = OutgoingRequest::new(fields);
         let bad = |what: &str| FlushError::Rejected(format!("invalid {what}"));
         request
-            .set_method(&Method::Post)
+            .set_method(&match method {
+                super::Method::Post => Method::Post,
+                super::Method::Put => Method::Put,
+            })
             .map_err(|()| bad("method"))?;
         request
             .set_scheme(Some(if target.https {
@@ -178,16 +303,20 @@ mod transport {
                     .map_err(|e| transient("write body", e))?;
                 rest = &rest[n..];
             }
-            stream.flush().map_err(|e| transient("flush body", e))?;
-            loop {
-                if stream
-                    .check_write()
-                    .map_err(|e| transient("flush body", e))?
-                    > 0
-                {
-                    break;
+            // With its content-length written the body is complete and the
+            // stream may close under us: that is success, not an error (an
+            // error here would send the request again).
+            let done = |r: Result<u64, StreamError>| match r {
+                Ok(n) => Ok(n > 0),
+                Err(StreamError::Closed) => Ok(true),
+                Err(e) => Err(transient("flush body", e)),
+            };
+            if done(stream.flush().map(|()| 0))? {
+                // Closed already.
+            } else {
+                while !done(stream.check_write())? {
+                    stream.subscribe().block();
                 }
-                stream.subscribe().block();
             }
         }
         OutgoingBody::finish(outgoing, None).map_err(failed)?;
@@ -212,7 +341,7 @@ mod transport {
                 }
             }
         }
-        Ok((status, String::from_utf8_lossy(&text).into_owned()))
+        Ok((status, text))
     }
 }
 
@@ -254,5 +383,18 @@ mod tests {
         );
         assert!(matches!(outcome(429, ""), Err(FlushError::Retryable(_))));
         assert!(matches!(outcome(400, "bad"), Err(FlushError::Rejected(_))));
+        assert!(matches!(outcome(401, ""), Err(FlushError::Retryable(_))));
+        assert!(matches!(outcome(404, ""), Err(FlushError::Rejected(_))));
+        let ends = [10, 20, 35, 40];
+        let cut: Vec<_> = split(&[0; 40], &ends, 20)
+            .into_iter()
+            .map(|r| (r.events, r.body.len()))
+            .collect();
+        assert_eq!(cut, [(0..2, 20), (2..4, 20)]);
+        assert_eq!(split(&[0; 40], &ends, 5).len(), 4);
+        assert_eq!(
+            basic_auth("elastic", "pw").1,
+            b"Basic ZWxhc3RpYzpwdw==".to_vec()
+        );
     }
 }

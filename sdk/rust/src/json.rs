@@ -8,6 +8,8 @@
 //! field wins over a tag, or the severity, of the same name.
 
 use crate::batch::Batch;
+use crate::time::TimeFormat;
+pub use crate::time::write_rfc3339;
 use crate::value::{STRING, severity};
 
 /// Appends one JSON document per event of `batch` to `out`, each ending with `\n`.
@@ -22,19 +24,67 @@ pub fn write_documents(
     batch: &Batch,
     out: &mut Vec<u8>,
     timestamp_key: &str,
+    before: impl FnMut(usize, &mut Vec<u8>),
+) {
+    let layout = Layout {
+        time: Some((timestamp_key, TimeFormat::Rfc3339)),
+        ..Layout::default()
+    };
+    write_with(batch, out, &layout, before);
+}
+
+/// Which members a document has besides the event's fields.
+#[derive(Debug, Clone)]
+pub struct Layout<'a> {
+    /// The time's member name and format; `None` leaves the time out.
+    pub time: Option<(&'a str, TimeFormat)>,
+    /// The body's member name, unless a field has that name; `None`
+    /// leaves the body out.
+    pub body_key: Option<&'a str>,
+    /// The batch tags as members.
+    pub tags: bool,
+    /// Field and tag names left out (sent elsewhere, as Loki labels say).
+    pub skip: &'a [&'a str],
+}
+
+impl Default for Layout<'_> {
+    /// `timestamp` (RFC 3339), tags, fields and `message`.
+    fn default() -> Self {
+        Layout {
+            time: Some(("timestamp", TimeFormat::Rfc3339)),
+            body_key: Some("message"),
+            tags: true,
+            skip: &[],
+        }
+    }
+}
+
+/// Appends one JSON document per event, laid out as `layout` says, each
+/// ending with `\n`; `before(i, out)` is called before event `i`'s.
+pub fn write_with(
+    batch: &Batch,
+    out: &mut Vec<u8>,
+    layout: &Layout<'_>,
     mut before: impl FnMut(usize, &mut Vec<u8>),
 ) {
+    let skipped = |name: &str| layout.skip.contains(&name);
     let mut open = vec![b'{'];
-    write_string(timestamp_key.as_bytes(), &mut open);
-    open.extend_from_slice(b":\"");
-    let tags: Vec<(&str, &str)> = batch.tags().collect();
+    if let Some((key, _)) = layout.time {
+        write_string(key.as_bytes(), &mut open);
+        open.push(b':');
+    }
+    let tags: Vec<(&str, &str)> = if layout.tags {
+        batch.tags().filter(|(k, _)| !skipped(k)).collect()
+    } else {
+        Vec::new()
+    };
     // The tag members, encoded once for the events that do not override a tag.
     let mut tag_json = Vec::new();
     for (k, v) in &tags {
         write_member(k, v, &mut tag_json);
     }
     // Every field name, encoded once as `,"name":`; which names override a
-    // tag, and which one is `message`.
+    // tag, which are left out, and which one is the body's.
     let keys = batch.keys();
     let key_json: Vec<Vec<u8>> = keys
         .iter()
@@ -49,27 +99,31 @@ pub fn write_documents(
         .iter()
         .map(|k| tags.iter().any(|(t, _)| t == k))
         .collect();
-    let message_key = keys.iter().position(|k| k == "message");
+    let left_out: Vec<bool> = keys.iter().map(|k| skipped(k)).collect();
+    let message_key = layout
+        .body_key
+        .and_then(|b| keys.iter().position(|k| k == b));
     let severity_key = keys.iter().position(|k| k == "severity");
+    let write_severity = !skipped("severity");
     out.reserve(batch.body_bytes() * 2 + batch.len() * (64 + tag_json.len()));
     // Events read together share a timestamp: format it once.
-    let mut cached: Option<(i64, [u8; 30])> = None;
+    let mut time_text = Vec::new();
+    let mut time_of = None;
     for event in batch.events() {
-        let ts = event.timestamp();
-        let text = match cached {
-            Some((t, text)) if t == ts => text,
-            _ => {
-                let text = rfc3339(ts);
-                cached = Some((ts, text));
-                text
-            }
-        };
         before(event.index(), out);
+        let start = out.len();
         out.extend_from_slice(&open);
-        out.extend_from_slice(&text);
-        out.push(b'"');
+        if let Some((_, format)) = layout.time {
+            let ts = event.timestamp();
+            if time_of != Some(ts) {
+                time_text.clear();
+                format.write_json(ts, &mut time_text);
+                time_of = Some(ts);
+            }
+            out.extend_from_slice(&time_text);
+        }
         let has_fields = event.field_count() > 0;
-        if let Some(name) = severity::text(event.severity()) {
+        if let Some(name) = severity::text(event.severity()).filter(|_| write_severity) {
             let shadowed = severity_key.is_some_and(|s| event.raw_fields().any(|(k, ..)| k == s));
             if !shadowed {
                 write_member("severity", name, out);
@@ -87,6 +141,9 @@ pub fn write_documents(
         let mut message_field = false;
         if has_fields {
             for (k, ty, value) in event.raw_fields() {
+                if left_out[k] {
+                    continue;
+                }
                 message_field |= Some(k) == message_key;
                 out.extend_from_slice(&key_json[k]);
                 if ty == STRING {
@@ -97,9 +154,17 @@ pub fn write_documents(
                 }
             }
         }
-        if !message_field {
-            out.extend_from_slice(b",\"message\":");
+        if let Some(body_key) = layout.body_key
+            && !message_field
+        {
+            out.push(b',');
+            write_string(body_key.as_bytes(), out);
+            out.push(b':');
             write_string(event.body(), out);
+        }
+        // Without a time first, the first member came with a comma.
+        if layout.time.is_none() && out.get(start + 1) == Some(&b',') {
+            out.remove(start + 1);
         }
         out.extend_from_slice(b"}\n");
     }
@@ -291,51 +356,6 @@ fn write_escaped(b: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&b[start..]);
 }
 
-/// Writes `nanos` since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
-pub fn write_rfc3339(nanos: i64, out: &mut Vec<u8>) {
-    out.extend_from_slice(&rfc3339(nanos));
-}
-
-/// `nanos` since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`
-/// (years 0 to 9999; others are clamped).
-fn rfc3339(nanos: i64) -> [u8; 30] {
-    let secs = nanos.div_euclid(1_000_000_000);
-    let frac = nanos.rem_euclid(1_000_000_000) as u64;
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400) as u64;
-    let (y, m, d) = civil_from_days(days);
-    let mut t = *b"0000-00-00T00:00:00.000000000Z";
-    let mut put = |at: usize, width: usize, mut v: u64| {
-        for i in (at..at + width).rev() {
-            t[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, y.clamp(0, 9999) as u64);
-    put(5, 2, u64::from(m));
-    put(8, 2, u64::from(d));
-    put(11, 2, tod / 3600);
-    put(14, 2, (tod % 3600) / 60);
-    put(17, 2, tod % 60);
-    put(20, 9, frac);
-    t
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (H. Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,5 +480,38 @@ mod tests {
         write_string(b"a\x01b\xffc", &mut out);
         let v: String = serde_json::from_slice(&out).unwrap();
         assert_eq!(v, "a\u{1}b\u{fffd}c");
+    }
+
+    #[test]
+    fn layouts_leave_out_the_time_tags_names_and_body() {
+        let mut b = BatchBuilder::new();
+        b.set_tag("host", "h1").set_tag("app", "web");
+        b.push(1_700_000_000_500_000_000, b"line")
+            .value("status", 200)
+            .field("app", "api");
+        let b = b.finish();
+        let doc = |layout: &Layout<'_>| {
+            let mut out = Vec::new();
+            write_with(&b, &mut out, layout, |_, _| {});
+            String::from_utf8(out).unwrap()
+        };
+        let skip = ["app"];
+        assert_eq!(
+            doc(&Layout {
+                time: None,
+                skip: &skip,
+                ..Layout::default()
+            }),
+            "{\"host\":\"h1\",\"status\":200,\"message\":\"line\"}\n"
+        );
+        assert_eq!(
+            doc(&Layout {
+                time: Some(("time", TimeFormat::Unix)),
+                body_key: None,
+                tags: false,
+                skip: &[],
+            }),
+            "{\"time\":1700000000,\"status\":200,\"app\":\"api\"}\n"
+        );
     }
 }

@@ -48,7 +48,9 @@ pub mod host;
 pub mod http;
 pub mod json;
 pub mod kernels;
+pub mod proto;
 pub mod testing;
+pub mod time;
 pub mod value;
 
 pub use batch::{Batch, BatchBuilder, Event, EventBuilder, Key};
@@ -137,6 +139,48 @@ impl Report {
         r.dedup_by_key(|(i, _)| *i);
         r
     }
+}
+
+/// Sends a batch's `requests` one by one (`send` may report events of its
+/// request one by one) and folds the outcomes into one [`Report`]: a
+/// request that failed as a whole has its `events` retried or rejected
+/// with the error. When no request was answered and nothing was rejected,
+/// the last error is returned for the whole batch instead (the host then
+/// retries it as one). Adds the counters `items_retried` and
+/// `items_rejected`.
+pub fn deliver_each<R>(
+    requests: &[R],
+    events: impl Fn(&R) -> Vec<usize>,
+    mut send: impl FnMut(&R, &mut Report) -> Result<(), FlushError>,
+) -> Result<Report, FlushError> {
+    let mut report = Report::default();
+    let mut answered = 0;
+    let mut last_error = None;
+    for request in requests {
+        match send(request, &mut report) {
+            Ok(()) => answered += 1,
+            Err(FlushError::Retryable(m)) => {
+                for i in events(request) {
+                    report.retry(i);
+                }
+                last_error = Some(FlushError::Retryable(m));
+            }
+            Err(FlushError::Rejected(m)) => {
+                for i in events(request) {
+                    report.reject(i, m.clone());
+                }
+            }
+        }
+    }
+    if answered == 0
+        && report.rejected.is_empty()
+        && let Some(err) = last_error
+    {
+        return Err(err);
+    }
+    host::counter_add("items_retried", report.retried().len() as u64);
+    host::counter_add("items_rejected", report.rejections().len() as u64);
+    Ok(report)
 }
 
 /// Deserializes a plugin config from JSON; the error names the key path, e.g.

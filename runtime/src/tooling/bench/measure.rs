@@ -156,9 +156,19 @@ impl Running {
     /// start, and CPU and peak RSS at that moment.
     pub fn until_lines(&mut self, output: &Path, lines: u64) -> anyhow::Result<Usage> {
         let mut counter = LineCounter::new(output);
+        self.until(|| Ok(counter.count()?), lines)
+    }
+
+    /// Waits until `progress` reaches `lines`; the wall time since the
+    /// start, and CPU and peak RSS at that moment.
+    pub fn until(
+        &mut self,
+        mut progress: impl FnMut() -> anyhow::Result<u64>,
+        lines: u64,
+    ) -> anyhow::Result<Usage> {
         let mut last = (0, Instant::now());
         loop {
-            let got = counter.count()?;
+            let got = progress()?;
             if got >= lines {
                 break;
             }
@@ -172,7 +182,7 @@ impl Running {
         }
         let wall = self.started.elapsed().as_secs_f64();
         let pid = self.pid();
-        let got = counter.count()?;
+        let got = progress()?;
         if got != lines {
             bail!("wrote {got} lines for {lines} input lines");
         }

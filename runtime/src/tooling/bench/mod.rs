@@ -10,14 +10,18 @@
 //! (its `tail` input, `out_file`), and the native baseline (one thread, no
 //! Wasm, `bench-native`) shows what the work itself costs. Every output is
 //! verified record by record. `--steady MBPS` adds the steady-rate mode: an
-//! application writing at that rate, CPU % and RSS over the window.
+//! application writing at that rate, CPU % and RSS over the window;
+//! `--destinations` ships the JSON lines through every destination flusher
+//! to a local sink (`destinations`, `sink`).
 //!
 //! Owns no pipeline logic: it writes configs and runs binaries.
 
+mod destinations;
 mod generate;
 mod measure;
 mod native;
 mod peer;
+mod sink;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,6 +51,8 @@ pub struct BenchOptions {
     pub peers: Vec<String>,
     /// Steady-rate mode: MB/s and seconds.
     pub steady: Option<(f64, u64)>,
+    /// Also ship through every destination flusher to a local sink.
+    pub destinations: bool,
 }
 
 /// One workload.
@@ -172,6 +178,9 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
     }
     if let Some(rate) = opts.steady {
         steady(&exe, &systems, &scenarios, rate, opts)?;
+    }
+    if opts.destinations {
+        destinations::run(&exe, opts)?;
     }
     println!(
         "\nMB/s = input bytes / seconds from start until the output holds every line (1 MB = 10^6 bytes); CPU = user + sys of the collector's process; peak RSS = VmHWM. Every output is verified record by record."

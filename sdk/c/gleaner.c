@@ -347,6 +347,15 @@ bool gl_compress(enum gl_codec codec, gl_str data, gl_bytes *out, char *why, siz
     return take_error(&err, why, cap);
 }
 
+void gl_sha256(gl_str data, uint8_t out[32]) {
+    GL_W(list_u8_t) in = {(uint8_t *)data.ptr, data.len};
+    GL_W(list_u8_t) ret = {0};
+    GL_P(host_hash)(GLEANER_PLUGIN_0_4_0_TYPES_HASH_ALGORITHM_SHA256, &in, &ret);
+    memset(out, 0, 32);
+    memcpy(out, ret.ptr, ret.len < 32 ? ret.len : 32);
+    free(ret.ptr);
+}
+
 void gl_bytes_free(gl_bytes *b) {
     free(b->ptr);
     b->ptr = NULL;

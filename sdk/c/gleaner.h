@@ -171,6 +171,8 @@ typedef struct {
 } gl_bytes;
 bool gl_compress(enum gl_codec codec, gl_str data, gl_bytes *out, char *why, size_t cap);
 void gl_bytes_free(gl_bytes *b);
+/* The SHA-256 of `data` into out[32], computed natively in the host. */
+void gl_sha256(gl_str data, uint8_t out[32]);
 
 /* --- Host kernels: run natively over every body of a batch --------- */
 

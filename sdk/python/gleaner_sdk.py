@@ -580,6 +580,11 @@ _CODECS = {
 }
 
 
+def sha256(data):
+    """The SHA-256 of `data` (bytes), computed natively by the host."""
+    return bytes(host.hash(types.HashAlgorithm.SHA256, bytes(data)))
+
+
 def compress(codec, data):
     """`data` compressed natively by the host (`codec`: zstd, lz4, gzip, snappy)."""
     try:

@@ -1,6 +1,6 @@
 //! The host side of the `gleaner:plugin/host` interface: logging into
-//! `tracing`, plugin counters, and native compression (zstd-1, LZ4 frame,
-//! gzip-1, raw snappy).
+//! `tracing`, plugin counters, native compression (zstd-1, LZ4 frame,
+//! gzip-1, raw snappy) and digests (SHA-256).
 
 use std::io::Write;
 
@@ -42,6 +42,13 @@ impl wit_host::Host for StoreState {
 
     fn compress(&mut self, codec: wit::Codec, data: Vec<u8>) -> Result<Vec<u8>, String> {
         compress(codec, &data).map_err(|e| e.to_string())
+    }
+
+    fn hash(&mut self, algorithm: wit::HashAlgorithm, data: Vec<u8>) -> Vec<u8> {
+        use sha2::Digest as _;
+        match algorithm {
+            wit::HashAlgorithm::Sha256 => sha2::Sha256::digest(&data).to_vec(),
+        }
     }
 }
 

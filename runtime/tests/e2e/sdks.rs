@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use sha2::Digest as _;
+
 use crate::common::*;
 
 /// A command with the SDK toolchains and this gleaner in its environment.
@@ -634,6 +636,11 @@ fn kernels_from_c_and_python_give_the_host_answers() {
             want.insert("len".into(), body.len().into());
             let zstd = zstd::bulk::compress(body.as_bytes(), 1).unwrap().len();
             want.insert("zstd".into(), zstd.to_string().into());
+            let sha: String = sha2::Sha256::digest(body.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            want.insert("sha256".into(), sha.into());
             assert_eq!(got, want, "{}: {}", component.display(), e["message"]);
         }
     }

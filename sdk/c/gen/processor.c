@@ -14,6 +14,9 @@ extern void __wasm_import_gleaner_plugin_0_4_0_host_counter_add(uint8_t *, size_
 __attribute__((__import_module__("gleaner:plugin/host@0.4.0"), __import_name__("compress")))
 extern void __wasm_import_gleaner_plugin_0_4_0_host_compress(int32_t, uint8_t *, size_t, uint8_t *);
 
+__attribute__((__import_module__("gleaner:plugin/host@0.4.0"), __import_name__("hash")))
+extern void __wasm_import_gleaner_plugin_0_4_0_host_hash(int32_t, uint8_t *, size_t, uint8_t *);
+
 // Imported Functions from `gleaner:plugin/kernels@0.4.0`
 
 __attribute__((__import_module__("gleaner:plugin/kernels@0.4.0"), __import_name__("[static]regex.compile")))
@@ -376,6 +379,14 @@ bool gleaner_plugin_0_4_0_host_compress(gleaner_plugin_0_4_0_host_codec_t codec,
     *err = result.val.err;
     return 0;
   }
+}
+
+void gleaner_plugin_0_4_0_host_hash(gleaner_plugin_0_4_0_host_hash_algorithm_t algorithm, processor_list_u8_t *data, processor_list_u8_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(2*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_gleaner_plugin_0_4_0_host_hash((int32_t) algorithm, (uint8_t *) (*data).ptr, (*data).len, ptr);
+  *ret = (processor_list_u8_t) { (uint8_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
 }
 
 bool gleaner_plugin_0_4_0_kernels_static_regex_compile(processor_string_t *pattern, gleaner_plugin_0_4_0_kernels_own_regex_t *ret, processor_string_t *err) {

@@ -1,9 +1,11 @@
-//! Host services for plugins: logging, counters and native compression.
+//! Host services for plugins: logging, counters, native compression and
+//! digests.
 //!
 //! Inside a component these call the `gleaner:plugin/host` imports; in a
 //! native build (a plugin's own `cargo test`) logging goes to stderr,
 //! counters are kept in a thread-local map you can read with
-//! [`crate::testing::counters`], and compression is not available.
+//! [`crate::testing::counters`], compression is not available, and
+//! [`sha256`] is computed in process.
 
 pub use crate::bindings::wit::{Codec, Level};
 
@@ -50,4 +52,19 @@ pub fn compress(codec: Codec, data: &[u8]) -> Result<Vec<u8>, String> {
         let _ = (codec, data);
         Err("compression is done by the Gleaner host and is not available in native tests".into())
     }
+}
+
+/// The SHA-256 of `data`, computed natively by the host (Wasm has no SHA
+/// instructions: hashing a payload in the plugin costs ten times more).
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    #[cfg(target_arch = "wasm32")]
+    let digest = crate::bindings::wit_host::hash(crate::bindings::wit::HashAlgorithm::Sha256, data);
+    #[cfg(not(target_arch = "wasm32"))]
+    let digest = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(data).to_vec()
+    };
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&digest[..32.min(digest.len())]);
+    out
 }

@@ -88,19 +88,24 @@ pub fn string(out: &mut Vec<u8>, field: u32, value: &[u8]) {
 /// Field `field` as an embedded message that `body` writes.
 pub fn message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
     encode_key(field, WireType::LengthDelimited, out);
-    // Room for a 2-byte length; moved when the message needs more or less.
+    // Room for a 1-byte length (messages under 128 bytes, most of them);
+    // a longer one is moved up by the extra length bytes.
     let at = out.len();
-    out.extend_from_slice(&[0, 0]);
+    out.push(0);
     body(out);
-    let len = out.len() - at - 2;
-    let width = encoded_len_varint(len as u64);
-    let mut prefix = Vec::with_capacity(width);
-    encode_varint(len as u64, &mut prefix);
-    if width != 2 {
-        out.splice(at..at + 2, prefix);
-    } else {
-        out[at..at + 2].copy_from_slice(&prefix);
+    let len = out.len() - at - 1;
+    if len < 0x80 {
+        out[at] = len as u8;
+        return;
     }
+    let width = encoded_len_varint(len as u64);
+    let end = out.len();
+    out.resize(end + width - 1, 0);
+    out.copy_within(at + 1..end, at + width);
+    let mut prefix = [0u8; 10];
+    let mut slot = &mut prefix[..];
+    encode_varint(len as u64, &mut slot);
+    out[at..at + width].copy_from_slice(&prefix[..width]);
 }
 
 #[cfg(test)]

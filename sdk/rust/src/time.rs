@@ -183,6 +183,11 @@ impl Template {
         self.0.iter().any(|p| matches!(p, Part::Time(_)))
     }
 
+    /// True when the template uses fields or tags (`{name}`).
+    pub fn uses_values(&self) -> bool {
+        self.0.iter().any(|p| matches!(p, Part::Value(_)))
+    }
+
     /// Renders the template for `event` into `out` (cleared first).
     pub fn render(&self, batch: &Batch, event: &Event<'_>, out: &mut String) {
         self.render_at(
@@ -236,7 +241,8 @@ mod tests {
         assert_eq!(out, "logs-shop-web-2023.11.14-22:13%");
         t.render(&b, &b.event(0), &mut out);
         assert_eq!(out, "logs-shop-unknown-2023.11.14-22:13%");
-        assert!(t.uses_time() && !t.is_constant());
+        assert!(t.uses_time() && t.uses_values() && !t.is_constant());
+        assert!(!Template::parse("%Y").unwrap().uses_values());
         assert!(Template::parse("logs").unwrap().is_constant());
         assert!(Template::parse("x-%Q").unwrap_err().contains("%Q"));
         assert!(Template::parse("").is_err());

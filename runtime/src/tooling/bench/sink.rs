@@ -44,12 +44,17 @@ impl Sink {
                         async move {
                             let path = req.uri().path().to_owned();
                             let query = req.uri().query().unwrap_or_default().to_owned();
+                            let gzip = req
+                                .headers()
+                                .get("content-encoding")
+                                .is_some_and(|v| v.as_bytes() == b"gzip");
                             let body = req
                                 .into_body()
                                 .collect()
                                 .await
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
+                            let body = if gzip { gunzip(&body) } else { body.to_vec() };
                             let (status, answer, n) = answer(&path, &query, &body);
                             counted.fetch_add(n, Ordering::Relaxed);
                             let response = Response::builder()
@@ -77,6 +82,14 @@ impl Sink {
     pub fn records(&self) -> u64 {
         self.records.load(Ordering::Relaxed)
     }
+}
+
+/// A gzip body's content (nothing if it is not gzip).
+fn gunzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    let _ = flate2::read::GzDecoder::new(body).read_to_end(&mut out);
+    out
 }
 
 /// The success answer of each protocol and the records in `body`.

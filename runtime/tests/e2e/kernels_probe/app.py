@@ -1,7 +1,8 @@
 """Test fixture: every host kernel called through the Python SDK; the
 results become fields (see sdks.rs, kernels_from_c_and_python_...), as
 probe.c does: also the JSON members' types, the body's length as a typed
-int, and the size of the body as the host's zstd compresses it."""
+int, the size of the body as the host's zstd compresses it, and its
+SHA-256 (hex) from the host."""
 
 import gleaner_sdk as gl
 
@@ -34,6 +35,7 @@ class Probe(gl.Processor):
         out.add_field("types", {i: ",".join(v) for i, v in types.items()})
         n = len(batch)
         out.add_field("zstd", {i: str(len(gl.compress("zstd", batch.body(i)))) for i in range(n)})
+        out.add_field("sha256", {i: gl.sha256(batch.body(i)).hex() for i in range(n)})
         out.add_field("len", {i: len(batch.body(i)) for i in range(n)})
         return out
 

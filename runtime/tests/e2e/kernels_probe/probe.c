@@ -1,7 +1,7 @@
 /* Test fixture: every host kernel called through the C SDK; the results
  * become fields, as app.py does (see sdks.rs): also the JSON members'
- * types, the body's length as a typed int, and the size of the body as
- * the host's zstd compresses it. */
+ * types, the body's length as a typed int, the size of the body as the
+ * host's zstd compresses it, and its SHA-256 (hex) from the host. */
 #include "gleaner.h"
 
 #include <stdio.h>
@@ -58,6 +58,11 @@ bool gleaner_process(const gl_batch *in, gl_builder *out, gl_error *err) {
             return gl_fail(err, "compress: %s", why);
         snprintf(zs, sizeof zs, "%zu", z.len);
         gl_bytes_free(&z);
+        uint8_t digest[32];
+        char hex[65];
+        gl_sha256(gl_body(in, i), digest);
+        for (int d = 0; d < 32; d++)
+            snprintf(hex + 2 * d, 3, "%02x", digest[d]);
         bool matched = m < matching.len && matching.ptr[m] == i;
         bool invalid = inv < j.invalid.len && j.invalid.ptr[inv] == i;
         m += matched;
@@ -66,7 +71,7 @@ bool gleaner_process(const gl_batch *in, gl_builder *out, gl_error *err) {
              gl_copy_fields(out, in, i, &next_field) && field(out, "matching", matched ? "yes" : "") &&
              field(out, "find_all", fa) && field(out, "captures", ca) && field(out, "json", js) &&
              field(out, "invalid", invalid ? "yes" : "") && field(out, "types", ty) &&
-             field(out, "zstd", zs) &&
+             field(out, "zstd", zs) && field(out, "sha256", hex) &&
              gl_value_int(out, gl_key(out, gl_cstr("len")), (int64_t)gl_body(in, i).len);
     }
     gl_names_free(&names);

@@ -20,6 +20,7 @@ mod convert;
 mod host;
 mod instance;
 pub mod kernels;
+mod sockets;
 mod stdio;
 mod store;
 mod tls;

@@ -67,6 +67,9 @@ pub struct PluginStats {
     pub output_lines: Counter,
     /// Lines of that output over the rate limit (counted, not logged).
     pub output_lines_dropped: Counter,
+    /// HTTP requests and TCP connections to destinations not in
+    /// `grants.hosts`, denied before any connection was made.
+    pub denied: Counter,
     /// The rate limit of those lines.
     pub output_budget: Mutex<super::stdio::LineBudget>,
 }
@@ -105,6 +108,7 @@ pub struct GrantHooks {
     hosts: Arc<[String]>,
     client: Option<HttpClient>,
     timeout: Duration,
+    stats: Arc<PluginStats>,
 }
 
 /// `host:port` of a URI, with the scheme's default port.
@@ -143,8 +147,10 @@ impl WasiHttpHooks for GrantHooks {
             .is_some_and(|t| self.hosts.iter().any(|h| h == t));
         let client = self.client.clone();
         let timeout = self.timeout;
+        let stats = self.stats.clone();
         Box::new(async move {
             let Some(client) = client.filter(|_| allowed) else {
+                stats.denied.inc();
                 tracing::warn!(
                     destination = target.as_deref().unwrap_or("?"),
                     "Plugin tried to reach a destination it was not granted; denied."
@@ -281,6 +287,7 @@ impl StoreState {
                 "stdout",
             ));
         }
+        super::sockets::grant(&mut wasi, &grants.hosts, &ident, &stats);
         for dir in &grants.dirs {
             std::fs::create_dir_all(dir).map_err(|e| {
                 PluginError::Grant(format!(
@@ -319,6 +326,7 @@ impl StoreState {
                 hosts: grants.hosts.clone().into(),
                 client,
                 timeout: limits.call_timeout,
+                stats: stats.clone(),
             },
             table: ResourceTable::new(),
             regexes: 0,
@@ -361,10 +369,12 @@ mod tests {
             .build()
             .unwrap();
         let _guard = rt.enter();
+        let stats = Arc::new(PluginStats::default());
         let mut hooks = GrantHooks {
             hosts: vec!["127.0.0.1:1".to_owned()].into(),
             client: Some(http_client(&TlsSpec::default()).unwrap()),
             timeout: Duration::from_secs(5),
+            stats: stats.clone(),
         };
         let body = http_body_util::Empty::<bytes::Bytes>::new()
             .map_err(|never| match never {})
@@ -383,6 +393,7 @@ mod tests {
             matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
             "no connection may be made"
         );
+        assert_eq!(stats.denied.get(), 1);
     }
 
     #[test]

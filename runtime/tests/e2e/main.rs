@@ -24,6 +24,7 @@ mod processors;
 mod quickstart;
 mod reload;
 mod sdks;
+mod sockets;
 mod tailing;
 mod throughput;
 mod tls;

@@ -182,6 +182,11 @@ pub fn pipelines(e: &mut Exposition, views: &[PipelineView], progress: &Progress
                     "Lines of plugin output over the rate limit: counted, not logged.",
                     ps.output_lines_dropped.get() as f64,
                 ),
+                (
+                    "plugin_destinations_denied_total",
+                    "HTTP requests and TCP connections to destinations not in grants.hosts, denied before connecting.",
+                    ps.denied.get() as f64,
+                ),
             ] {
                 e.counter(metric, help, &l, v);
             }

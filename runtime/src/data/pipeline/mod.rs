@@ -394,6 +394,7 @@ impl RunningPipeline {
                 output_bytes = p.output_bytes.get(),
                 output_lines = p.output_lines.get(),
                 output_lines_dropped = p.output_lines_dropped.get(),
+                denied = p.denied.get(),
                 counters = %counters,
                 "Plugin summary."
             );

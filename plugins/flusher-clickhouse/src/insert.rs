@@ -2,8 +2,6 @@
 //! ClickHouse's answer (`Code: N. ... (at row N)`) read into a [`Report`].
 //! No I/O.
 
-use std::ops::Range;
-
 use gleaner_sdk::http::{Request, split};
 use gleaner_sdk::json::{Layout, write_with};
 use gleaner_sdk::time::TimeFormat;
@@ -106,6 +104,8 @@ pub fn read_answer(
 
 #[cfg(test)]
 mod tests {
+    use std::ops::Range;
+
     use super::*;
     use gleaner_sdk::BatchBuilder;
 

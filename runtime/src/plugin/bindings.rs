@@ -36,7 +36,8 @@ pub mod flusher {
 }
 
 /// Imports of `gleaner:plugin@0.3.0`: its plugins export the same shapes
-/// as 0.4.0 ones (0.4.0 only added a codec to the host's `compress`).
+/// as 0.4.0 ones (0.4.0 only added to the host interface: the `snappy`
+/// codec and `hash`).
 pub mod v0_3 {
     wasmtime::component::bindgen!({
         world: "gleaner:plugin/processor@0.3.0",

@@ -157,6 +157,29 @@ pub fn gleaner() -> Command {
 }
 
 /// Runs `gleaner run --exit-on-eof` to completion.
+/// [`run_once`] with one environment variable set (a secret the config
+/// reads with `${NAME}`); returns the agent's log. The log must not hold
+/// the secret's value.
+pub fn run_with_secret(config: &Path, name: &str, value: &str) -> String {
+    let out = gleaner()
+        .args(["run", "--exit-on-eof", "--config"])
+        .arg(config)
+        .env(name, value)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "gleaner failed: {}\n{log}",
+        out.status
+    );
+    assert!(
+        value.len() < 4 || !log.contains(value),
+        "the value of {name} reached the log"
+    );
+    log
+}
+
 pub fn run_once(config: &Path) -> Output {
     let out = gleaner()
         .args(["run", "--exit-on-eof", "--config"])

@@ -140,14 +140,7 @@ fn clickhouse_inserts_typed_rows_and_dead_letters_the_rows_it_cannot_parse() {
 "#,
         log = env.path("in.log").display(),
     ));
-    let out = gleaner()
-        .args(["run", "--exit-on-eof", "--config"])
-        .arg(&config)
-        .env("CH_PASSWORD", "")
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    run_with_secret(&config, "CH_PASSWORD", "");
     // Every good row once, with its own time and typed columns.
     let want: Vec<i64> = (0..400).filter(|i| i % 40 != 13).collect();
     assert_eq!(

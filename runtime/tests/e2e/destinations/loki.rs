@@ -334,14 +334,7 @@ fn loki_takes_streams_and_dead_letters_only_the_stream_it_refuses() {
         log = env.path("in.log").display(),
         addr = loki.addr
     ));
-    let out = gleaner()
-        .args(["run", "--exit-on-eof", "--config"])
-        .arg(&config)
-        .env("LOKI_TENANT", "team-a")
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    run_with_secret(&config, "LOKI_TENANT", "team-a");
     let store = loki.store.lock().unwrap();
     // web and api: every line once, in its stream, typed values intact.
     let mut seen: Vec<i64> = Vec::new();

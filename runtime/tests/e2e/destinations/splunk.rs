@@ -123,14 +123,7 @@ fn splunk_hec_indexes_up_to_an_invalid_event_and_retries_the_rest() {
 "#,
         log = env.path("in.log").display(),
     ));
-    let out = gleaner()
-        .args(["run", "--exit-on-eof", "--config"])
-        .arg(&config)
-        .env("HEC_TOKEN", "hec-secret")
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    run_with_secret(&config, "HEC_TOKEN", "hec-secret");
     let ix = indexer.lock().unwrap();
     let mut ns: Vec<i64> = ix
         .events
@@ -162,9 +155,5 @@ fn splunk_hec_indexes_up_to_an_invalid_event_and_retries_the_rest() {
             .unwrap()
             .ends_with("HEC code 7: Incorrect index")),
         "{dead:?}"
-    );
-    assert!(
-        !log.contains("hec-secret"),
-        "the token never reaches the log"
     );
 }

@@ -18,6 +18,7 @@ fn main() {
     for dir in [
         "plugins",
         "kernels",
+        "kafka",
         "sdk/rust/src",
         "sdk/rust/Cargo.toml",
         "wit",

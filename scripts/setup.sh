@@ -63,4 +63,14 @@ if $sdks; then
   if [ "$("$tools/bin/s3s-fs" --version 2>/dev/null)" != "s3s-fs 0.14.1" ]; then
     cargo install --quiet --locked --root "$tools" s3s-fs@0.14.1 --features binary
   fi
+  # Kafka: tansu, a Kafka-compatible broker from crates.io (its memory://
+  # storage needs the dynostore feature; a long build, done once into the
+  # tools cache), and kafka-python from PyPI as the independent client the
+  # tests read back with.
+  if [ "$("$tools/bin/tansu" --version 2>/dev/null)" != "tansu 0.6.0" ]; then
+    cargo install --quiet --locked --root "$tools" tansu@0.6.0 --features dynostore
+  fi
+  if ! "$tools/py/bin/python" -c 'import kafka; assert kafka.__version__ == "3.0.12"' 2>/dev/null; then
+    "$tools/py/bin/pip" install --quiet --disable-pip-version-check "kafka-python[lz4,snappy,zstd]==3.0.12"
+  fi
 fi

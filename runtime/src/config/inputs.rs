@@ -1,4 +1,4 @@
-//! Resolving inputs: `file`, `docker` and `kubernetes` inputs into the
+//! Resolving inputs: `file`, `docker`, `kubernetes` and `kafka` inputs into the
 //! data path's reading options and discovery settings, with their filters,
 //! multiline rules and path patterns checked.
 
@@ -10,6 +10,7 @@ use super::{ConfigError, InputConfig, Resolver, raw};
 use crate::data::discovery::DiscoveryConfig;
 use crate::data::discovery::docker::{self, ContainerFilter, DockerOptions};
 use crate::data::discovery::kubernetes::{KubernetesOptions, PodFilter};
+use crate::data::kafka::{KafkaOptions, Mechanism, Sasl, StartAt as KafkaStart};
 use crate::data::tail::{FileInputOptions, Format, MultilineRules, PathMatcher, StartAt};
 
 impl Resolver<'_> {
@@ -22,7 +23,75 @@ impl Resolver<'_> {
             raw::RawInput::File(f) => self.file_input(key, *f),
             raw::RawInput::Docker(d) => self.docker_input(key, *d),
             raw::RawInput::Kubernetes(k) => self.kubernetes_input(key, *k),
+            raw::RawInput::Kafka(k) => self.kafka_input(key, *k),
         }
+    }
+
+    fn kafka_input(&self, key: &str, k: raw::RawKafkaInput) -> Result<InputConfig, ConfigError> {
+        if k.brokers.is_empty() {
+            return self.err(
+                format!("{key}.brokers"),
+                "at least one `host:port` is needed",
+            );
+        }
+        for (i, b) in k.brokers.iter().enumerate() {
+            let ok = b
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !ok {
+                return self.err(
+                    format!("{key}.brokers[{i}]"),
+                    format!("`{b}` is not `host:port`"),
+                );
+            }
+        }
+        if k.topics.is_empty() {
+            return self.err(format!("{key}.topics"), "at least one topic is needed");
+        }
+        if k.group.is_empty() {
+            return self.err(format!("{key}.group"), "must not be empty");
+        }
+        let sasl = match k.sasl {
+            None => None,
+            Some(s) => Some(Sasl {
+                mechanism: match Mechanism::parse(&s.mechanism) {
+                    Some(m) => m,
+                    None => {
+                        return self.err(
+                            format!("{key}.sasl.mechanism"),
+                            format!(
+                                "`{}` is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                                s.mechanism
+                            ),
+                        );
+                    }
+                },
+                username: s.username,
+                password: s.password,
+            }),
+        };
+        if k.heartbeat_interval >= k.session_timeout {
+            return self.err(
+                format!("{key}.heartbeat_interval"),
+                "must be shorter than session_timeout",
+            );
+        }
+        Ok(InputConfig::Kafka(KafkaOptions {
+            brokers: k.brokers,
+            topics: k.topics,
+            group: k.group,
+            start_at: match k.start_at {
+                raw::KafkaStartAt::Earliest => KafkaStart::Earliest,
+                raw::KafkaStartAt::Latest => KafkaStart::Latest,
+            },
+            client_id: k.client_id,
+            sasl,
+            session_timeout: k.session_timeout,
+            heartbeat_interval: k.heartbeat_interval,
+            fetch_max_wait: k.fetch_max_wait,
+            fetch_max_bytes: k.fetch_max_bytes.clamp(1 << 10, i32::MAX as usize),
+            commit_interval: k.commit_interval,
+        }))
     }
 
     fn file_input(&self, key: &str, f: raw::RawFileInput) -> Result<InputConfig, ConfigError> {
@@ -50,7 +119,7 @@ impl Resolver<'_> {
             raw::LineFormat::DockerJson => Format::DockerJson,
             raw::LineFormat::Cri => Format::Cri,
         };
-        Ok(InputConfig {
+        Ok(InputConfig::Files {
             read,
             discovery: None,
         })
@@ -106,7 +175,7 @@ impl Resolver<'_> {
             host_root,
             resync_interval: d.resync_interval,
         };
-        Ok(InputConfig {
+        Ok(InputConfig::Files {
             read,
             discovery: Some(DiscoveryConfig::Docker(docker)),
         })
@@ -174,7 +243,7 @@ impl Resolver<'_> {
             annotation_tags: k.annotation_tags,
             namespace_label_tags: k.namespace_label_tags,
         };
-        Ok(InputConfig {
+        Ok(InputConfig::Files {
             read,
             discovery: Some(DiscoveryConfig::Kubernetes(kubernetes)),
         })

@@ -30,10 +30,13 @@ fn relative_paths_resolve_against_the_config_file() {
         PathBuf::from("/etc/gleaner/state/plugin-cache")
     );
     assert_eq!(
-        c.pipelines[0].inputs[0].read.include,
+        c.pipelines[0].inputs[0].read().unwrap().include,
         vec!["/etc/gleaner/logs/*.log".to_string()]
     );
-    assert_eq!(c.pipelines[0].inputs[0].read.start_at, StartAt::End);
+    assert_eq!(
+        c.pipelines[0].inputs[0].read().unwrap().start_at,
+        StartAt::End
+    );
     assert_eq!(
         c.pipelines[0].processors[0].spec.config_json,
         r#"{"pattern":"^(?P<ip>\\S+)"}"#
@@ -131,8 +134,8 @@ fn docker_inputs_are_checked_key_by_key() {
     )
     .unwrap();
     let input = &c.pipelines[0].inputs[0];
-    assert_eq!(input.read.start_at, StartAt::Beginning);
-    let Some(DiscoveryConfig::Docker(d)) = input.discovery.as_ref() else {
+    assert_eq!(input.read().unwrap().start_at, StartAt::Beginning);
+    let Some(DiscoveryConfig::Docker(d)) = input.discovery() else {
         panic!("a docker input");
     };
     assert!(d.stdout);
@@ -195,7 +198,10 @@ fn file_inputs_take_a_line_format() {
         "paths: [\"logs/*.log\"]\n        format: docker-json",
     );
     let c = parse_str(&text).unwrap();
-    assert_eq!(c.pipelines[0].inputs[0].read.format, Format::DockerJson);
+    assert_eq!(
+        c.pipelines[0].inputs[0].read().unwrap().format,
+        Format::DockerJson
+    );
     let bad = MINIMAL.replace(
         "paths: [\"logs/*.log\"]",
         "paths: [\"logs/*.log\"]\n        format: cri-o",

@@ -6,5 +6,6 @@
 pub mod batch;
 pub mod discovery;
 pub mod flush;
+pub mod kafka;
 pub mod pipeline;
 pub mod tail;

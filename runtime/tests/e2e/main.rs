@@ -19,6 +19,7 @@ mod hardening_agent;
 mod hardening_files;
 mod http_sink;
 mod k8s_api;
+mod kafka;
 mod kubernetes;
 mod processors;
 mod quickstart;

@@ -95,6 +95,7 @@ fn every_example_config_validates() {
                 .env("CLICKHOUSE_PASSWORD", "example")
                 .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
                 .env("AWS_SECRET_ACCESS_KEY", "example-secret")
+                .env("KAFKA_PASSWORD", "example-password")
                 .output()
                 .unwrap();
             assert!(

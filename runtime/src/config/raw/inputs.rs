@@ -16,6 +16,8 @@ pub enum RawInput {
     Docker(Box<RawDockerInput>),
     /// The pods of this Kubernetes node: their CRI log files.
     Kubernetes(Box<RawKubernetesInput>),
+    /// A Kafka consumer group over topics (an aggregator's input).
+    Kafka(Box<RawKafkaInput>),
 }
 
 /// Marks the path inside an input in an error message, so `config::parse`
@@ -35,7 +37,7 @@ impl<'de> Deserialize<'de> for RawInput {
             None => {
                 return Err(inner(
                     "type",
-                    "missing: `file`, `docker` or `kubernetes`".into(),
+                    "missing: `file`, `docker`, `kubernetes` or `kafka`".into(),
                 ));
             }
         };
@@ -51,12 +53,104 @@ impl<'de> Deserialize<'de> for RawInput {
             "file" => typed(map).map(|f| RawInput::File(Box::new(f))),
             "docker" => typed(map).map(|d| RawInput::Docker(Box::new(d))),
             "kubernetes" => typed(map).map(|k| RawInput::Kubernetes(Box::new(k))),
+            "kafka" => typed(map).map(|k| RawInput::Kafka(Box::new(k))),
             other => Err(inner(
                 "type",
-                format!("unknown input type `{other}`, expected `file`, `docker` or `kubernetes`"),
+                format!(
+                    "unknown input type `{other}`, expected `file`, `docker`, `kubernetes` or `kafka`"
+                ),
             )),
         }
     }
+}
+
+/// `type: kafka`: records of a consumer group's partitions as events; each
+/// partition's offset is committed once what was read before it is
+/// delivered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafkaInput {
+    /// Bootstrap brokers, `host:port`.
+    pub brokers: Vec<String>,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// The consumer group id: agents sharing it share the partitions.
+    pub group: String,
+    /// Where a partition the group has no committed offset for starts:
+    /// `earliest` (default: nothing already in Kafka is skipped) or
+    /// `latest`.
+    #[serde(default)]
+    pub start_at: KafkaStartAt,
+    /// Client id sent to the brokers. Default `gleaner`.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// SASL credentials: `{mechanism: PLAIN | SCRAM-SHA-256 |
+    /// SCRAM-SHA-512, username, password}`.
+    #[serde(default)]
+    pub sasl: Option<RawSasl>,
+    /// Without a heartbeat for this long the group moves the partitions
+    /// to other members. Default `10s`.
+    #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// Time between heartbeats. Default `3s`.
+    #[serde(default = "default_heartbeat_interval", with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Longest a fetch waits at the broker for new records. Default `500ms`.
+    #[serde(default = "default_fetch_max_wait", with = "humantime_serde")]
+    pub fetch_max_wait: Duration,
+    /// Bytes one fetch may return. Default 16 MiB.
+    #[serde(default = "default_fetch_max_bytes")]
+    pub fetch_max_bytes: usize,
+    /// How often delivered offsets are committed. Default `1s`.
+    #[serde(default = "default_commit_interval", with = "humantime_serde")]
+    pub commit_interval: Duration,
+}
+
+/// SASL credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSasl {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    /// User name.
+    pub username: String,
+    /// Password (use `${...}`).
+    pub password: String,
+}
+
+/// Where a Kafka partition without a committed offset starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaStartAt {
+    /// The oldest record kept.
+    #[default]
+    Earliest,
+    /// Records produced from now on.
+    Latest,
+}
+
+fn default_client_id() -> String {
+    "gleaner".into()
+}
+
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_heartbeat_interval() -> Duration {
+    Duration::from_secs(3)
+}
+
+fn default_fetch_max_wait() -> Duration {
+    Duration::from_millis(500)
+}
+
+fn default_fetch_max_bytes() -> usize {
+    16 << 20
+}
+
+fn default_commit_interval() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// Where to start reading a file found when Gleaner starts.

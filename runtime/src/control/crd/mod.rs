@@ -232,8 +232,7 @@ mod tests {
         }));
         let d = to_pipeline(&id(Some("shop")), &s, &[], &node()).unwrap();
         assert_eq!(d.config.name, "shop.web");
-        let crate::config::DiscoveryConfig::Kubernetes(k) =
-            d.config.inputs[0].discovery.as_ref().unwrap()
+        let crate::config::DiscoveryConfig::Kubernetes(k) = d.config.inputs[0].discovery().unwrap()
         else {
             panic!("not a kubernetes input")
         };

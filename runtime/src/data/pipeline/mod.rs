@@ -30,6 +30,7 @@ use crate::data::discovery::DiscoveryConfig;
 use crate::data::discovery::DiscoveryStats;
 use crate::data::flush::policy::OnError;
 use crate::data::flush::{FlushWorker, Shutdown};
+use crate::data::kafka::KafkaOptions;
 use crate::data::tail::FileInputOptions;
 use crate::data::tail::{Checkpoints, InputStats, PatternError, Tailer};
 use crate::plugin::Instance;
@@ -107,12 +108,38 @@ impl Processors {
 }
 
 /// One checked input.
+// A handful per config, built once: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
-pub struct InputConfig {
-    /// How files are read (and, for a `file` input, which).
-    pub read: FileInputOptions,
-    /// For `docker` and `kubernetes` inputs: where their targets come from.
-    pub discovery: Option<DiscoveryConfig>,
+pub enum InputConfig {
+    /// Files: a `file` input's, or those a `docker` or `kubernetes`
+    /// input discovers.
+    Files {
+        /// How files are read (and, for a `file` input, which).
+        read: FileInputOptions,
+        /// For `docker` and `kubernetes` inputs: where their targets come from.
+        discovery: Option<DiscoveryConfig>,
+    },
+    /// A Kafka consumer group's partitions.
+    Kafka(KafkaOptions),
+}
+
+impl InputConfig {
+    /// How files are read, for inputs of files.
+    pub fn read(&self) -> Option<&FileInputOptions> {
+        match self {
+            InputConfig::Files { read, .. } => Some(read),
+            InputConfig::Kafka(_) => None,
+        }
+    }
+
+    /// Where targets come from, for `docker` and `kubernetes` inputs.
+    pub fn discovery(&self) -> Option<&DiscoveryConfig> {
+        match self {
+            InputConfig::Files { discovery, .. } => discovery.as_ref(),
+            InputConfig::Kafka(_) => None,
+        }
+    }
 }
 
 /// A running pipeline.
@@ -215,12 +242,27 @@ impl PreparedPipeline {
         let mut discoveries = Vec::new();
         for (i, input) in self.spec.inputs.iter().enumerate() {
             let input_stats = Arc::new(InputStats::default());
+            inputs.push(input_stats.clone());
+            let (opts, discovery) = match input {
+                InputConfig::Files { read, discovery } => (read.clone(), discovery),
+                InputConfig::Kafka(k) => {
+                    threads.push(spawn_or_log(crate::data::kafka::spawn(
+                        format!("{name}-kafka{i}"),
+                        k.clone(),
+                        self.spec.batch,
+                        in_tx.clone(),
+                        self.shutdown.clone(),
+                        input_stats,
+                        exit_on_eof,
+                    )));
+                    continue;
+                }
+            };
             let checkpoints = Checkpoints {
                 store: store.clone(),
                 input: Arc::from(format!("{name}/{i}")),
             };
-            let opts = input.read.clone();
-            let tailer = match &input.discovery {
+            let tailer = match discovery {
                 None => Tailer::new(opts, input_stats.clone(), checkpoints)?,
                 Some(discovery) => {
                     let (tx, rx) = crossbeam_channel::unbounded();
@@ -250,7 +292,6 @@ impl PreparedPipeline {
             };
             let mut batcher = Batcher::new(self.spec.batch, in_tx.clone());
             let stop = stop.clone();
-            inputs.push(input_stats);
             threads.push(spawn_or_log(
                 std::thread::Builder::new()
                     .name(format!("{name}-input{i}"))

@@ -1,0 +1,380 @@
+//! `kafka`: produces events to Kafka over `wasi:sockets` (TCP to the
+//! brokers in `grants.hosts` only), one record per event, and acks to the
+//! host only once the brokers acked at the chosen level.
+//!
+//! Config:
+//! - `brokers` (required): bootstrap `host:port`s; the brokers the
+//!   cluster advertises must be granted too;
+//! - `topic` (required): a template, `logs-{k8s.namespace.name}` (fields,
+//!   then tags; `%Y %m %d %H %M` of the event's time);
+//! - `key`: a field or tag whose value is the record key (default none).
+//!   Keyed records go to `murmur2(key) % partitions`, as Java clients put
+//!   them; records without a key go to one partition per batch and topic,
+//!   the next batch to the next partition;
+//! - `acks`: `all` (default), `1` or `0` (no answer: delivered once
+//!   written to the socket);
+//! - `compression`: `lz4` (default), `zstd`, `snappy`, `gzip` or `none`,
+//!   run natively by the host;
+//! - `encoding`: `json` (default: the document the other flushers write:
+//!   `timestamp`, tags, typed fields, `message`) or `raw` (the body);
+//! - `max_message_bytes` (default 1,000,000: under the broker's default
+//!   `message.max.bytes`): largest record batch; `max_request_bytes`
+//!   (default 4 MiB); `timeout_ms` (default 30,000): how long the broker
+//!   may wait for replicas;
+//! - `client_id` (default `gleaner`);
+//! - `sasl`: `{mechanism: PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512,
+//!   username, password}` (use `${...}` for the password).
+//!
+//! Answers: a batch a broker refuses for a reason that passes (leader
+//! moved, not enough replicas, timeout) is retried within the call after
+//! a metadata refresh, twice, then handed back to the host to retry with
+//! its backoff; records the broker names as invalid are rejected alone and
+//! the rest of their batch retried; a topic that cannot exist, a record
+//! too large or an authorization failure rejects. Counters
+//! `items_retried`, `items_rejected`, `records_sent`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gleaner_kafka::cluster::Cluster;
+use gleaner_kafka::produce::{Outcome, PartitionRecords, Producer, ProducerOptions};
+use gleaner_kafka::records::{Outgoing, partition_for_key};
+use gleaner_kafka::sasl::{Mechanism, Sasl};
+use gleaner_kafka::wire::ConnectOptions;
+use gleaner_kafka::{Codecs, Compression};
+use gleaner_sdk::host::{self, Codec};
+use gleaner_sdk::json::{Layout, write_with};
+use gleaner_sdk::time::Template;
+use gleaner_sdk::{Batch, FlushError, ItemFlusher, Report};
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    brokers: Vec<String>,
+    topic: String,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    acks: Acks,
+    #[serde(default)]
+    compression: CompressionName,
+    #[serde(default)]
+    encoding: Encoding,
+    #[serde(default = "default_max_message_bytes")]
+    max_message_bytes: usize,
+    #[serde(default = "default_max_request_bytes")]
+    max_request_bytes: usize,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u32,
+    #[serde(default = "default_client_id")]
+    client_id: String,
+    #[serde(default)]
+    sasl: Option<SaslConfig>,
+}
+
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+enum Acks {
+    #[default]
+    #[serde(rename = "all", alias = "-1")]
+    All,
+    #[serde(rename = "1")]
+    Leader,
+    #[serde(rename = "0")]
+    None,
+}
+
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum CompressionName {
+    None,
+    Gzip,
+    Snappy,
+    #[default]
+    Lz4,
+    Zstd,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Encoding {
+    #[default]
+    Json,
+    Raw,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SaslConfig {
+    mechanism: String,
+    username: String,
+    password: String,
+}
+
+fn default_max_message_bytes() -> usize {
+    1_000_000
+}
+
+fn default_max_request_bytes() -> usize {
+    4 << 20
+}
+
+fn default_timeout_ms() -> u32 {
+    30_000
+}
+
+fn default_client_id() -> String {
+    "gleaner".into()
+}
+
+/// The host's native codecs, in Kafka's formats.
+struct HostCodecs;
+
+impl Codecs for HostCodecs {
+    fn compress(&self, codec: Compression, data: &[u8]) -> Result<Vec<u8>, String> {
+        let c = match codec {
+            Compression::Gzip => Codec::Gzip,
+            Compression::Snappy => Codec::Snappy,
+            Compression::Lz4 => Codec::Lz4,
+            Compression::Zstd => Codec::Zstd,
+            Compression::None => return Ok(data.to_vec()),
+        };
+        host::compress(c, data)
+    }
+
+    fn decompress(&self, _: Compression, _: &[u8]) -> Result<Vec<u8>, String> {
+        Err("a producer does not decompress".into())
+    }
+}
+
+/// The flusher.
+pub struct Kafka {
+    producer: Producer,
+    topic: Template,
+    key: Option<String>,
+    encoding: Encoding,
+    /// Per topic, the partition the next batch's unkeyed records go to.
+    next_partition: HashMap<String, usize>,
+}
+
+impl ItemFlusher for Kafka {
+    fn init(config: &str) -> Result<Self, String> {
+        let c: Config = gleaner_sdk::parse_config(config)?;
+        if c.brokers.is_empty() {
+            return Err("brokers: at least one `host:port` is needed".into());
+        }
+        for (i, b) in c.brokers.iter().enumerate() {
+            if !b
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            {
+                return Err(format!("brokers[{i}]: `{b}` is not `host:port`"));
+            }
+        }
+        let topic = Template::parse(&c.topic).map_err(|e| format!("topic: {e}"))?;
+        let sasl = match c.sasl {
+            None => None,
+            Some(s) => Some(Sasl {
+                mechanism: Mechanism::parse(&s.mechanism).ok_or_else(|| {
+                    format!(
+                        "sasl.mechanism: `{}` is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                        s.mechanism
+                    )
+                })?,
+                username: s.username,
+                password: s.password,
+            }),
+        };
+        if c.max_message_bytes < 1024 {
+            return Err("max_message_bytes: must be at least 1024".into());
+        }
+        let options = ConnectOptions {
+            client_id: c.client_id,
+            timeout: Duration::from_millis(u64::from(c.timeout_ms) + 5_000),
+            sasl,
+        };
+        let producer = Producer::new(
+            Cluster::new(c.brokers, options),
+            ProducerOptions {
+                acks: match c.acks {
+                    Acks::All => -1,
+                    Acks::Leader => 1,
+                    Acks::None => 0,
+                },
+                timeout_ms: c.timeout_ms as i32,
+                compression: match c.compression {
+                    CompressionName::None => Compression::None,
+                    CompressionName::Gzip => Compression::Gzip,
+                    CompressionName::Snappy => Compression::Snappy,
+                    CompressionName::Lz4 => Compression::Lz4,
+                    CompressionName::Zstd => Compression::Zstd,
+                },
+                max_batch_bytes: c.max_message_bytes,
+                max_request_bytes: c.max_request_bytes.max(c.max_message_bytes),
+                attempts: 3,
+            },
+        );
+        Ok(Kafka {
+            producer,
+            topic,
+            key: c.key,
+            encoding: c.encoding,
+            next_partition: HashMap::new(),
+        })
+    }
+
+    fn flush(&mut self, input: Batch) -> Result<Report, FlushError> {
+        let values = self.values(&input);
+        // Each event's topic, then the topics' partition counts.
+        let mut topic_of = Vec::with_capacity(input.len());
+        let mut text = String::new();
+        let constant = self.topic.is_constant();
+        for event in input.events() {
+            if !constant || topic_of.is_empty() {
+                self.topic.render(&input, &event, &mut text);
+            }
+            topic_of.push(text.clone());
+        }
+        let mut topics: Vec<&str> = topic_of.iter().map(String::as_str).collect();
+        topics.sort_unstable();
+        topics.dedup();
+        if let Err(e) = self.producer.cluster.ensure(topics.iter().copied()) {
+            return Err(if e.is_denied() {
+                FlushError::Rejected(e.to_string())
+            } else {
+                FlushError::Retryable(e.to_string())
+            });
+        }
+        let mut groups: Vec<PartitionRecords> = Vec::new();
+        let mut group_of: HashMap<(String, i32), usize> = HashMap::new();
+        let mut events_of: Vec<Vec<usize>> = Vec::new();
+        let mut report = Report::default();
+        for event in input.events() {
+            let i = event.index();
+            let topic = &topic_of[i];
+            let Some(meta) = self.producer.cluster.topic(topic) else {
+                report.retry(i);
+                continue;
+            };
+            let count = meta.partitions.len();
+            if count == 0 {
+                if meta.error != 0 && !gleaner_kafka::retriable(meta.error) {
+                    report.reject(
+                        i,
+                        format!("topic {topic}: {}", gleaner_kafka::error_name(meta.error)),
+                    );
+                } else {
+                    report.retry(i);
+                }
+                continue;
+            }
+            let key = self
+                .key
+                .as_deref()
+                .and_then(|k| event.field(k).or_else(|| input.tag(k)));
+            let partition = match key {
+                Some(k) => partition_for_key(k.as_bytes(), count),
+                None => *self.next_partition.entry(topic.clone()).or_insert(0) % count,
+            };
+            let partition = meta.partitions[partition].index;
+            let g = *group_of
+                .entry((topic.clone(), partition))
+                .or_insert_with(|| {
+                    groups.push(PartitionRecords {
+                        topic: topic.clone(),
+                        partition,
+                        records: Vec::new(),
+                    });
+                    events_of.push(Vec::new());
+                    groups.len() - 1
+                });
+            groups[g].records.push(Outgoing {
+                timestamp_ms: event.timestamp().div_euclid(1_000_000),
+                key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+                value: values[i].clone(),
+                headers: Vec::new(),
+            });
+            events_of[g].push(i);
+        }
+        for t in topics {
+            if let Some(n) = self.next_partition.get_mut(t) {
+                *n = n.wrapping_add(1);
+            }
+        }
+        let sent: usize = groups.iter().map(|g| g.records.len()).sum();
+        let mut delivered = 0;
+        let mut retry_reason = None;
+        for (g, range, outcome) in self.producer.produce(&groups, &HostCodecs) {
+            let events = &events_of[g][range];
+            match outcome {
+                Outcome::Delivered => delivered += events.len(),
+                Outcome::Retry(why) => {
+                    events.iter().for_each(|&i| {
+                        report.retry(i);
+                    });
+                    retry_reason.get_or_insert(why);
+                }
+                Outcome::Rejected(why) => events.iter().for_each(|&i| {
+                    report.reject(i, why.clone());
+                }),
+                Outcome::RejectedRecords(bad) => {
+                    for (j, &i) in events.iter().enumerate() {
+                        match bad.iter().find(|(b, _)| *b == j) {
+                            Some((_, why)) => report.reject(i, why.clone()),
+                            None => report.retry(i),
+                        };
+                    }
+                }
+            }
+        }
+        host::counter_add("records_sent", delivered as u64);
+        if delivered == 0
+            && sent > 0
+            && report.rejections().is_empty()
+            && let Some(why) = retry_reason
+        {
+            return Err(FlushError::Retryable(why));
+        }
+        host::counter_add("items_retried", report.retried().len() as u64);
+        host::counter_add("items_rejected", report.rejections().len() as u64);
+        Ok(report)
+    }
+}
+
+impl Kafka {
+    /// Each event's record value.
+    fn values(&self, input: &Batch) -> Vec<Bytes> {
+        match self.encoding {
+            Encoding::Raw => {
+                // One copy of the body column, sliced per event.
+                let (bodies, ends) = input.body_column();
+                let all = Bytes::copy_from_slice(bodies);
+                let mut start = 0;
+                ends.iter()
+                    .map(|&end| {
+                        let end = (end as usize).clamp(start, all.len());
+                        let v = all.slice(start..end);
+                        start = end;
+                        v
+                    })
+                    .collect()
+            }
+            Encoding::Json => {
+                let mut out = Vec::with_capacity(input.body_bytes() * 2);
+                let mut starts = Vec::with_capacity(input.len() + 1);
+                write_with(input, &mut out, &Layout::default(), |_, out| {
+                    starts.push(out.len())
+                });
+                starts.push(out.len());
+                let all = Bytes::from(out);
+                starts
+                    .windows(2)
+                    // Each document without its `\n`.
+                    .map(|w| all.slice(w[0]..w[1].saturating_sub(1).max(w[0])))
+                    .collect()
+            }
+        }
+    }
+}
+
+gleaner_sdk::export_item_flusher!(Kafka);

@@ -144,6 +144,37 @@ impl Cluster {
         Ok(())
     }
 
+    /// Creates `topic` with `partitions` partitions and `replication`
+    /// replicas; one that exists already is left as it is.
+    pub fn create_topic(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+        replication: i16,
+    ) -> Result<(), Error> {
+        let req = m::CreateTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![
+                m::create_topics_request::CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(replication),
+            ]);
+        let resp = self.any_broker(|conn| conn.call(&req))?;
+        for t in resp.topics {
+            // TOPIC_ALREADY_EXISTS
+            if t.error_code != 0 && t.error_code != 36 {
+                return Err(Error::broker(
+                    "cluster",
+                    &format!("CreateTopics {topic}"),
+                    t.error_code,
+                ));
+            }
+        }
+        self.topics.remove(topic);
+        Ok(())
+    }
+
     /// Runs `f` on a connection to any broker: a known one, else each
     /// bootstrap address in turn.
     pub fn any_broker<T>(

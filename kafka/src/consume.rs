@@ -92,6 +92,13 @@ impl Fetcher {
         &self.positions
     }
 
+    /// Moves partition `tp`'s position to `offset` (reads continue there).
+    pub fn seek(&mut self, tp: &TopicPartition, offset: i64) {
+        if let Some(p) = self.positions.get_mut(tp) {
+            *p = offset;
+        }
+    }
+
     /// Sets partitions' positions to the earliest or latest offset.
     fn reset(&mut self, cluster: &mut Cluster, partitions: &[TopicPartition]) -> Result<(), Error> {
         if partitions.is_empty() {

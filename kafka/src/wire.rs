@@ -55,6 +55,7 @@ calls! {
     LeaveGroupRequest => LeaveGroupResponse, LeaveGroup, 1..=2;
     OffsetCommitRequest => OffsetCommitResponse, OffsetCommit, 2..=8;
     OffsetFetchRequest => OffsetFetchResponse, OffsetFetch, 1..=7;
+    CreateTopicsRequest => CreateTopicsResponse, CreateTopics, 2..=4;
 }
 
 /// Largest response frame accepted (a fetch is bounded by its request;

@@ -225,46 +225,76 @@ impl ItemFlusher for Kafka {
 
     fn flush(&mut self, input: Batch) -> Result<Report, FlushError> {
         let values = self.values(&input);
-        // Each event's topic, then the topics' partition counts.
-        let mut topic_of = Vec::with_capacity(input.len());
-        let mut text = String::new();
-        let constant = self.topic.is_constant();
-        for event in input.events() {
-            if !constant || topic_of.is_empty() {
-                self.topic.render(&input, &event, &mut text);
+        // Each event's topic, as an index into the batch's distinct topics.
+        let mut topics: Vec<String> = Vec::new();
+        let mut topic_of: Vec<u32> = Vec::with_capacity(input.len());
+        if self.topic.is_constant() {
+            let mut text = String::new();
+            if let Some(first) = input.events().next() {
+                self.topic.render(&input, &first, &mut text);
+                topics.push(text);
             }
-            topic_of.push(text.clone());
+            topic_of.resize(input.len(), 0);
+        } else {
+            let mut index: HashMap<String, u32> = HashMap::new();
+            let mut text = String::new();
+            for event in input.events() {
+                self.topic.render(&input, &event, &mut text);
+                let i = match index.get(text.as_str()) {
+                    Some(&i) => i,
+                    None => {
+                        topics.push(text.clone());
+                        index.insert(text.clone(), topics.len() as u32 - 1);
+                        topics.len() as u32 - 1
+                    }
+                };
+                topic_of.push(i);
+            }
         }
-        let mut topics: Vec<&str> = topic_of.iter().map(String::as_str).collect();
-        topics.sort_unstable();
-        topics.dedup();
-        if let Err(e) = self.producer.cluster.ensure(topics.iter().copied()) {
+        if let Err(e) = self
+            .producer
+            .cluster
+            .ensure(topics.iter().map(String::as_str))
+        {
             return Err(if e.is_denied() {
                 FlushError::Rejected(e.to_string())
             } else {
                 FlushError::Retryable(e.to_string())
             });
         }
+        // Per topic: its partitions (empty: none usable now, with the
+        // topic's error) and the partition this batch's unkeyed records take.
+        let meta: Vec<(Vec<i32>, i16, usize)> = topics
+            .iter()
+            .map(|t| {
+                let m = self.producer.cluster.topic(t);
+                let parts =
+                    m.map_or_else(Vec::new, |m| m.partitions.iter().map(|p| p.index).collect());
+                let sticky = self.next_partition.get(t).copied().unwrap_or(0);
+                (parts, m.map_or(0, |m| m.error), sticky)
+            })
+            .collect();
         let mut groups: Vec<PartitionRecords> = Vec::new();
-        let mut group_of: HashMap<(String, i32), usize> = HashMap::new();
+        let mut group_of: HashMap<(u32, i32), usize> = HashMap::new();
         let mut events_of: Vec<Vec<usize>> = Vec::new();
         let mut report = Report::default();
+        // Why events were held back before sending: a topic not there yet.
+        let mut unready: Option<String> = None;
         for event in input.events() {
             let i = event.index();
-            let topic = &topic_of[i];
-            let Some(meta) = self.producer.cluster.topic(topic) else {
-                report.retry(i);
-                continue;
-            };
-            let count = meta.partitions.len();
-            if count == 0 {
-                if meta.error != 0 && !gleaner_kafka::retriable(meta.error) {
-                    report.reject(
-                        i,
-                        format!("topic {topic}: {}", gleaner_kafka::error_name(meta.error)),
-                    );
+            let t = topic_of[i];
+            let (parts, error, sticky) = &meta[t as usize];
+            if parts.is_empty() {
+                let why = format!(
+                    "topic {} has no partitions ({})",
+                    topics[t as usize],
+                    gleaner_kafka::error_name(*error)
+                );
+                if *error != 0 && !gleaner_kafka::retriable(*error) {
+                    report.reject(i, why);
                 } else {
                     report.retry(i);
+                    unready.get_or_insert(why);
                 }
                 continue;
             }
@@ -272,22 +302,20 @@ impl ItemFlusher for Kafka {
                 .key
                 .as_deref()
                 .and_then(|k| event.field(k).or_else(|| input.tag(k)));
-            let partition = match key {
-                Some(k) => partition_for_key(k.as_bytes(), count),
-                None => *self.next_partition.entry(topic.clone()).or_insert(0) % count,
+            let slot = match key {
+                Some(k) => partition_for_key(k.as_bytes(), parts.len()),
+                None => sticky % parts.len(),
             };
-            let partition = meta.partitions[partition].index;
-            let g = *group_of
-                .entry((topic.clone(), partition))
-                .or_insert_with(|| {
-                    groups.push(PartitionRecords {
-                        topic: topic.clone(),
-                        partition,
-                        records: Vec::new(),
-                    });
-                    events_of.push(Vec::new());
-                    groups.len() - 1
+            let partition = parts[slot];
+            let g = *group_of.entry((t, partition)).or_insert_with(|| {
+                groups.push(PartitionRecords {
+                    topic: topics[t as usize].clone(),
+                    partition,
+                    records: Vec::with_capacity(input.len()),
                 });
+                events_of.push(Vec::with_capacity(input.len()));
+                groups.len() - 1
+            });
             groups[g].records.push(Outgoing {
                 timestamp_ms: event.timestamp().div_euclid(1_000_000),
                 key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
@@ -296,14 +324,12 @@ impl ItemFlusher for Kafka {
             });
             events_of[g].push(i);
         }
-        for t in topics {
-            if let Some(n) = self.next_partition.get_mut(t) {
-                *n = n.wrapping_add(1);
-            }
+        for (t, (_, _, sticky)) in topics.iter().zip(&meta) {
+            self.next_partition
+                .insert(t.clone(), sticky.wrapping_add(1));
         }
-        let sent: usize = groups.iter().map(|g| g.records.len()).sum();
         let mut delivered = 0;
-        let mut retry_reason = None;
+        let mut retry_reason = unready;
         for (g, range, outcome) in self.producer.produce(&groups, &HostCodecs) {
             let events = &events_of[g][range];
             match outcome {
@@ -328,8 +354,9 @@ impl ItemFlusher for Kafka {
             }
         }
         host::counter_add("records_sent", delivered as u64);
+        // Nothing went out and nothing was refused: one error for the
+        // batch, with its reason, and the host's backoff.
         if delivered == 0
-            && sent > 0
             && report.rejections().is_empty()
             && let Some(why) = retry_reason
         {

@@ -23,6 +23,7 @@ use gleaner_kafka::consume::{FetchOptions, Fetcher};
 use gleaner_kafka::group::{GroupOptions, Heartbeat, Member, TopicPartition};
 use gleaner_kafka::wire::ConnectOptions;
 
+pub use codecs::Native as NativeCodecs;
 pub use gleaner_kafka::consume::StartAt;
 pub use gleaner_kafka::sasl::{Mechanism, Sasl};
 

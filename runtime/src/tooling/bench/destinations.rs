@@ -68,7 +68,9 @@ fn config(
 ) -> anyhow::Result<std::path::PathBuf> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir.join("out"))?;
-    let flusher = if dest == "file" {
+    let flusher = if let Some(entry) = dest.strip_prefix("entry:") {
+        entry.to_owned()
+    } else if dest == "file" {
         format!(
             r#"{{ plugin: builtin:file, config: {{ path: "{}/out/out.ndjson", max_bytes: 100000000000 }}, grants: {{ dirs: ["{}/out"] }} }}"#,
             dir.display(),
@@ -137,6 +139,38 @@ pub fn run(exe: &Path, opts: &BenchOptions) -> anyhow::Result<()> {
             results[i].push(usage);
         }
     }
+    // Kafka: a local broker, when one is installed.
+    let broker = super::kafka::Broker::start()?;
+    let mut rows: Vec<String> = DESTINATIONS.iter().map(|(r, _, _)| r.to_string()).collect();
+    if let Some(broker) = &broker {
+        // The flusher is compiled (or loaded) once, outside the figures.
+        let dir = opts.dir.join("warmup");
+        let entry = format!(
+            "entry:{}",
+            super::kafka::flusher(broker, "warmup", "acks: all")
+        );
+        run_measured(
+            std::process::Command::new(exe)
+                .args(["validate", "--config"])
+                .arg(config(&dir, &input, &entry, "", &addr, opts)?)
+                .stdout(std::process::Stdio::null()),
+        )?;
+        for (n, (row, cfg)) in super::kafka::ROWS.iter().enumerate() {
+            let mut usages = Vec::new();
+            for run in 0..opts.runs {
+                let topic = format!("bench-{n}-{run}");
+                let dir = opts.dir.join("to-kafka");
+                let entry = format!("entry:{}", super::kafka::flusher(broker, &topic, cfg));
+                let config = config(&dir, &input, &entry, "", &addr, opts)?;
+                let usage = super::kafka::measure(exe, &config, broker, &topic, opts)
+                    .with_context(|| format!("destination {row}"))?;
+                std::fs::remove_dir_all(&dir)?;
+                usages.push(usage);
+            }
+            rows.push(row.to_string());
+            results.push(usages);
+        }
+    }
     let gb = bytes as f64 / 1e9;
     println!(
         "\nDestinations: {} JSON lines ({:.0} MB) through parse-json and the flusher to a local sink, {} run(s) each; medians (min–max)",
@@ -149,13 +183,18 @@ pub fn run(exe: &Path, opts: &BenchOptions) -> anyhow::Result<()> {
         "flusher", "MB/s", "CPU s/GB", "peak RSS", "CPU vs file"
     );
     let file_cpu = median_of(results[0].iter().map(|u| u.cpu / gb).collect()).1;
-    for ((row, _, _), r) in DESTINATIONS.iter().zip(&results) {
+    for (row, r) in rows.iter().zip(&results) {
         let (lo, mid, hi) = median_of(r.iter().map(|u| bytes as f64 / 1e6 / u.wall).collect());
         let cpu = median_of(r.iter().map(|u| u.cpu / gb).collect()).1;
         let rss = median_of(r.iter().map(|u| u.max_rss_kib as f64 / 1024.0).collect()).1;
         println!(
             "{row:<14} {mid:>7.1} ({lo:>5.1}–{hi:>5.1}) {cpu:>9.2} {rss:>6.0} MB {:>11.2}×",
             cpu / file_cpu
+        );
+    }
+    if broker.is_none() {
+        println!(
+            "(no Kafka rows: tansu not found; `bash scripts/setup.sh --sdks` builds it, or set GLEANER_TANSU)"
         );
     }
     std::fs::remove_file(&input)?;

@@ -18,6 +18,7 @@
 
 mod destinations;
 mod generate;
+mod kafka;
 mod measure;
 mod native;
 mod peer;

@@ -14,8 +14,7 @@ fn an_aggregator_stopped_mid_run_loses_and_repeats_nothing() {
     client(&["create", &broker.addr(), "logs", "3"]);
 
     // Tier 1: the agent, file → Kafka (JSON documents, keyed by app),
-    // fed by a writer over a few seconds so the aggregator is stopped
-    // while records still arrive.
+    // fed by a writer while the first aggregator runs.
     let agent_dir = Env::new();
     let logs = agent_dir.path("logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -36,8 +35,14 @@ fn an_aggregator_stopped_mid_run_loses_and_repeats_nothing() {
     let mut shipper = Reaper(Some(start(&agent_dir, &agent)));
     let file = logs.join("app.log");
     let chunks = 30;
+    // The last third is written only once the first aggregator has
+    // stopped, so it stops mid-run however fast or slow the machine is.
+    let (stopped_tx, stopped) = std::sync::mpsc::channel::<()>();
     let writer = std::thread::spawn(move || {
         for c in 0..chunks {
+            if c == 2 * chunks / 3 {
+                let _ = stopped.recv();
+            }
             let lines: String = (c * n / chunks..(c + 1) * n / chunks)
                 .map(|i| format!("{{\"seq\":{i},\"app\":\"a{}\"}}\n", i % 5))
                 .collect();
@@ -72,6 +77,7 @@ fn an_aggregator_stopped_mid_run_loses_and_repeats_nothing() {
     });
     let (status, _) = first.sigterm_and_wait();
     assert!(status.success(), "{}", env.log());
+    stopped_tx.send(()).unwrap();
     let after_first = lines_in(&events).len();
     assert!(
         after_first < n,

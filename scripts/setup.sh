@@ -66,9 +66,17 @@ if $sdks; then
   # Kafka: tansu, a Kafka-compatible broker from crates.io (its memory://
   # storage needs the dynostore feature; a long build, done once into the
   # tools cache), and kafka-python from PyPI as the independent client the
-  # tests read back with.
-  if [ "$("$tools/bin/tansu" --version 2>/dev/null)" != "tansu 0.6.0" ]; then
-    cargo install --quiet --locked --root "$tools" tansu@0.6.0 --features dynostore
+  # tests read back with. tansu 0.6.0 takes --cert/--key but never serves
+  # TLS, so the TLS tests put socat (OpenSSL) in front of it, as an SSL
+  # listener.
+  apt_install socat
+  # The memory:// and s3:// stores (dynostore) keep no SCRAM users, so the
+  # SASL tests use sqlite:// (libsql). The stamp says which features the
+  # cached binary was built with.
+  if [ "$("$tools/bin/tansu" --version 2>/dev/null)" != "tansu 0.6.0" ] \
+    || [ "$(cat "$tools/tansu.features" 2>/dev/null)" != "dynostore,libsql" ]; then
+    cargo install --quiet --locked --force --root "$tools" tansu@0.6.0 --features dynostore,libsql
+    echo "dynostore,libsql" > "$tools/tansu.features"
   fi
   if ! "$tools/py/bin/python" -c 'import kafka; assert kafka.__version__ == "3.0.12"' 2>/dev/null; then
     "$tools/py/bin/pip" install --quiet --disable-pip-version-check "kafka-python[lz4,snappy,zstd]==3.0.12"

@@ -73,10 +73,24 @@ impl Sasl {
             addr: conn.addr().to_owned(),
             message,
         };
-        let hs = conn.call(
-            &m::SaslHandshakeRequest::default()
-                .with_mechanism(StrBytes::from_static_str(self.mechanism.name())),
-        )?;
+        let hs = conn
+            .call(
+                &m::SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_static_str(self.mechanism.name())),
+            )
+            .map_err(|e| match e {
+                // Kafka answers UNSUPPORTED_SASL_MECHANISM; some brokers
+                // (tansu 0.6.0) just close the connection.
+                Error::Io { .. } => fail(
+                    conn,
+                    format!(
+                        "the broker closed the connection when asked for {} ({e}): \
+                         it may not offer that mechanism",
+                        self.mechanism.name()
+                    ),
+                ),
+                e => e,
+            })?;
         if hs.error_code != 0 {
             let offered: Vec<&str> = hs.mechanisms.iter().map(|s| s.as_str()).collect();
             return Err(fail(
@@ -89,8 +103,7 @@ impl Sasl {
         }
         match self.mechanism {
             Mechanism::Plain => {
-                let msg = format!("\0{}\0{}", self.username, self.password);
-                step(conn, msg.into_bytes())?;
+                step(conn, plain_message(&self.username, &self.password))?;
                 Ok(())
             }
             Mechanism::ScramSha256 => self.scram(conn, Hash::Sha256),
@@ -130,6 +143,12 @@ fn step(conn: &mut Connection, bytes: Vec<u8>) -> Result<Bytes, Error> {
         });
     }
     Ok(resp.auth_bytes)
+}
+
+/// RFC 4616's message: no authorization identity, then the
+/// authentication identity and the password, each after a NUL.
+fn plain_message(username: &str, password: &str) -> Vec<u8> {
+    format!("\0{username}\0{password}").into_bytes()
 }
 
 /// A client nonce: 24 random bytes, base64 (std's hasher keys come from
@@ -291,6 +310,14 @@ mod tests {
         assert!(
             s.verify_server("v=AAAATRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn plain_is_rfc_4616s_message() {
+        assert_eq!(
+            plain_message("tim", "tanstaaftanstaaf"),
+            b"\0tim\0tanstaaftanstaaf"
         );
     }
 

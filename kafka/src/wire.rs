@@ -1,11 +1,14 @@
 //! One connection to one broker: size-prefixed frames, request headers
 //! with correlation ids, API versions negotiated once (`ApiVersions`), and
-//! SASL when configured. Owns the socket; knows nothing of topics,
-//! partitions or records.
+//! SASL when configured. Owns the byte stream (plain TCP, or what the
+//! caller's [`Connector`] opens: TLS); knows nothing of topics, partitions
+//! or records.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -62,8 +65,43 @@ calls! {
 /// this guards against a garbled length).
 const MAX_FRAME: usize = 512 << 20;
 
+/// A byte stream to a broker: a TCP socket, or TLS over one.
+pub trait Stream: Read + Write + Send {}
+
+impl<T: Read + Write + Send> Stream for T {}
+
+/// Opens the byte stream to a broker's `host:port`.
+pub trait Connector: Send + Sync {
+    /// Connects to `addr`; reads and writes should give up after
+    /// `timeout` where the platform allows.
+    fn connect(&self, addr: &str, timeout: Duration) -> std::io::Result<Box<dyn Stream>>;
+}
+
+/// Plain TCP (Kafka's `PLAINTEXT` and `SASL_PLAINTEXT` listeners).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tcp;
+
+impl Tcp {
+    /// A connected socket with `timeout` on reads and writes (where the
+    /// platform has socket timeouts: WASI 0.2 has none, and there the
+    /// host's own call deadline bounds a stuck broker) and no Nagle delay.
+    pub fn socket(addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {
+        let stream = TcpStream::connect(addr)?;
+        let _ = stream.set_read_timeout(Some(timeout));
+        let _ = stream.set_write_timeout(Some(timeout));
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+impl Connector for Tcp {
+    fn connect(&self, addr: &str, timeout: Duration) -> std::io::Result<Box<dyn Stream>> {
+        Ok(Box::new(Tcp::socket(addr, timeout)?))
+    }
+}
+
 /// How to reach brokers.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectOptions {
     /// Sent as the client id in every request header.
     pub client_id: String,
@@ -71,6 +109,30 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// SASL credentials, when the listener needs them.
     pub sasl: Option<Sasl>,
+    /// Opens connections: [`Tcp`], or TLS over it.
+    pub connector: Arc<dyn Connector>,
+}
+
+impl ConnectOptions {
+    /// Plain TCP, no SASL.
+    pub fn new(client_id: impl Into<String>, timeout: Duration) -> Self {
+        ConnectOptions {
+            client_id: client_id.into(),
+            timeout,
+            sasl: None,
+            connector: Arc::new(Tcp),
+        }
+    }
+}
+
+impl fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("client_id", &self.client_id)
+            .field("timeout", &self.timeout)
+            .field("sasl", &self.sasl)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A request sent whose response is still to be read.
@@ -81,10 +143,11 @@ pub struct Pending {
 }
 
 /// An open, authenticated connection.
-#[derive(Debug)]
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
+    connector: Arc<dyn Connector>,
+    timeout: Duration,
     client_id: StrBytes,
     correlation: i32,
     /// Per API key, the newest version both sides speak.
@@ -92,22 +155,31 @@ pub struct Connection {
     out: BytesMut,
 }
 
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("addr", &self.addr)
+            .field("correlation", &self.correlation)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Connection {
     /// Connects to `addr` (`host:port`), negotiates versions and
     /// authenticates.
     pub fn open(addr: &str, options: &ConnectOptions) -> Result<Self, Error> {
-        let stream = TcpStream::connect(addr).map_err(|e| Error::Connect {
-            addr: addr.to_owned(),
-            source: e,
-        })?;
-        // Not every platform has socket timeouts (WASI 0.2 does not): then
-        // the host's own call deadline bounds a stuck broker.
-        let _ = stream.set_read_timeout(Some(options.timeout));
-        let _ = stream.set_write_timeout(Some(options.timeout));
-        let _ = stream.set_nodelay(true);
+        let stream = options
+            .connector
+            .connect(addr, options.timeout)
+            .map_err(|e| Error::Connect {
+                addr: addr.to_owned(),
+                source: e,
+            })?;
         let mut conn = Connection {
             addr: addr.to_owned(),
             stream,
+            connector: options.connector.clone(),
+            timeout: options.timeout,
             client_id: StrBytes::from_string(options.client_id.clone()),
             correlation: 0,
             versions: HashMap::new(),
@@ -150,10 +222,13 @@ impl Connection {
     }
 
     fn reopen(&mut self) -> Result<(), Error> {
-        self.stream = TcpStream::connect(&self.addr).map_err(|e| Error::Connect {
-            addr: self.addr.clone(),
-            source: e,
-        })?;
+        self.stream = self
+            .connector
+            .connect(&self.addr, self.timeout)
+            .map_err(|e| Error::Connect {
+                addr: self.addr.clone(),
+                source: e,
+            })?;
         Ok(())
     }
 

@@ -23,7 +23,11 @@
 //!   may wait for replicas;
 //! - `client_id` (default `gleaner`);
 //! - `sasl`: `{mechanism: PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512,
-//!   username, password}` (use `${...}` for the password).
+//!   username, password}` (use `${...}` for the password);
+//! - `tls` (default false): speak TLS to every broker (Kafka's `SSL` and
+//!   `SASL_SSL` listeners). The host makes the connections
+//!   (`gleaner:tls`) with the entry's `tls:` block (`ca_file`,
+//!   `cert_file`/`key_file` for mTLS, `verify`).
 //!
 //! Answers: a batch a broker refuses for a reason that passes (leader
 //! moved, not enough replicas, timeout) is retried within the call after
@@ -34,6 +38,7 @@
 //! `items_retried`, `items_rejected`, `records_sent`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,11 +46,12 @@ use gleaner_kafka::cluster::Cluster;
 use gleaner_kafka::produce::{Outcome, PartitionRecords, Producer, ProducerOptions};
 use gleaner_kafka::records::{Outgoing, partition_for_key};
 use gleaner_kafka::sasl::{Mechanism, Sasl};
-use gleaner_kafka::wire::ConnectOptions;
+use gleaner_kafka::wire::{ConnectOptions, Connector, Stream};
 use gleaner_kafka::{Codecs, Compression};
 use gleaner_sdk::host::{self, Codec};
 use gleaner_sdk::json::{Layout, write_with};
 use gleaner_sdk::time::Template;
+use gleaner_sdk::tls::TlsStream;
 use gleaner_sdk::{Batch, FlushError, ItemFlusher, Report};
 
 #[derive(Debug, serde::Deserialize)]
@@ -71,6 +77,8 @@ struct Config {
     client_id: String,
     #[serde(default)]
     sasl: Option<SaslConfig>,
+    #[serde(default)]
+    tls: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
@@ -147,6 +155,15 @@ impl Codecs for HostCodecs {
     }
 }
 
+/// TLS made by the host (`gleaner:tls`), with the entry's `tls:` block.
+struct HostTls;
+
+impl Connector for HostTls {
+    fn connect(&self, addr: &str, timeout: Duration) -> std::io::Result<Box<dyn Stream>> {
+        Ok(Box::new(TlsStream::connect_addr(addr, timeout)?))
+    }
+}
+
 /// The flusher.
 pub struct Kafka {
     producer: Producer,
@@ -188,11 +205,14 @@ impl ItemFlusher for Kafka {
         if c.max_message_bytes < 1024 {
             return Err("max_message_bytes: must be at least 1024".into());
         }
-        let options = ConnectOptions {
-            client_id: c.client_id,
-            timeout: Duration::from_millis(u64::from(c.timeout_ms) + 5_000),
-            sasl,
-        };
+        let mut options = ConnectOptions::new(
+            c.client_id,
+            Duration::from_millis(u64::from(c.timeout_ms) + 5_000),
+        );
+        options.sasl = sasl;
+        if c.tls {
+            options.connector = Arc::new(HostTls);
+        }
         let producer = Producer::new(
             Cluster::new(c.brokers, options),
             ProducerOptions {

@@ -70,6 +70,10 @@ impl Resolver<'_> {
                 password: s.password,
             }),
         };
+        let tls = match &k.tls {
+            None => None,
+            Some(t) => Some(self.tls_spec(key, t)?),
+        };
         if k.heartbeat_interval >= k.session_timeout {
             return self.err(
                 format!("{key}.heartbeat_interval"),
@@ -86,6 +90,7 @@ impl Resolver<'_> {
             },
             client_id: k.client_id,
             sasl,
+            tls,
             session_timeout: k.session_timeout,
             heartbeat_interval: k.heartbeat_interval,
             fetch_max_wait: k.fetch_max_wait,

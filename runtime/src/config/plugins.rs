@@ -9,6 +9,20 @@ use super::{ConfigError, GiveUp, OnError, PluginEntry, Resolver, Spill, raw};
 use crate::plugin::{Grants, Limits, PluginKind, PluginSource, PluginSpec, TlsSpec};
 
 impl Resolver<'_> {
+    /// A `tls:` block with its paths made absolute, checked by loading it.
+    pub(super) fn tls_spec(&self, key: &str, t: &raw::RawTls) -> Result<TlsSpec, ConfigError> {
+        let tls = TlsSpec {
+            ca_file: t.ca_file.as_deref().map(|p| self.absolute(p)),
+            cert_file: t.cert_file.as_deref().map(|p| self.absolute(p)),
+            key_file: t.key_file.as_deref().map(|p| self.absolute(p)),
+            verify: t.verify,
+        };
+        match tls.client_config() {
+            Ok(_) => Ok(tls),
+            Err(err) => self.err(format!("{key}.tls.{}", err.key), err.message),
+        }
+    }
+
     pub(super) fn plugin(
         &self,
         key: &str,
@@ -148,18 +162,8 @@ impl Resolver<'_> {
         }
         let tls = match &e.tls {
             None => TlsSpec::default(),
-            Some(t) => TlsSpec {
-                ca_file: t.ca_file.as_deref().map(|p| self.absolute(p)),
-                cert_file: t.cert_file.as_deref().map(|p| self.absolute(p)),
-                key_file: t.key_file.as_deref().map(|p| self.absolute(p)),
-                verify: t.verify,
-            },
+            Some(t) => self.tls_spec(key, t)?,
         };
-        if e.tls.is_some()
-            && let Err(err) = tls.client_config()
-        {
-            return self.err(format!("{key}.tls.{}", err.key), err.message);
-        }
         if e.spill.as_ref().is_some_and(|s| s.max_mib == 0) {
             return self.err(format!("{key}.spill.max_mib"), "must be at least 1");
         }

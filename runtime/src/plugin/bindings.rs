@@ -8,7 +8,8 @@
 //! (`compat.rs` maps their imports, `convert.rs` their batches); 0.1.0
 //! plugins export the same shapes as 0.2.0 ones, and 0.3.0 plugins the
 //! same as 0.4.0 ones (component types are structural), so only their
-//! imports are bound.
+//! imports are bound. `gleaner:tls` is a package of its own, versioned
+//! apart, that flushers may import whatever their `gleaner:plugin`.
 
 /// Bindings of the `processor` world.
 pub mod processor {
@@ -33,6 +34,21 @@ pub mod flusher {
             "gleaner:plugin/kernels@0.4.0": super::processor::gleaner::plugin0_4_0::kernels,
         },
     });
+}
+
+/// `gleaner:tls@0.1.0`: TLS connections the host makes for flushers,
+/// linked beside whichever `gleaner:plugin` world a flusher exports.
+pub mod tls {
+    wasmtime::component::bindgen!({
+        world: "gleaner:tls/tls-client@0.1.0",
+        path: "../wit",
+        imports: { default: trappable },
+        with: {
+            "gleaner:tls/client.connection": crate::plugin::tls_client::TlsConnection,
+        },
+    });
+
+    pub use self::gleaner::tls::client;
 }
 
 /// Imports of `gleaner:plugin@0.3.0`: its plugins export the same shapes

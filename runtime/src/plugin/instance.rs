@@ -10,7 +10,7 @@ use std::time::Instant;
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::bindings::{flusher, processor, v0_2, wit};
-use super::store::{HttpClient, Ident, PluginStats, StoreState};
+use super::store::{Egress, Ident, PluginStats, StoreState};
 use super::{CallError, PluginError, PluginSpec, SLICE_TICKS, convert};
 use crate::model::event::Batch;
 use crate::model::shutdown::Shutdown;
@@ -88,7 +88,7 @@ pub struct Prepared {
     spec: PluginSpec,
     ident: Ident,
     stats: Arc<PluginStats>,
-    client: Option<HttpClient>,
+    egress: Option<Egress>,
 }
 
 impl Prepared {
@@ -97,7 +97,7 @@ impl Prepared {
         pre: Pre,
         spec: PluginSpec,
         ident: Ident,
-        client: Option<HttpClient>,
+        egress: Option<Egress>,
     ) -> Self {
         Prepared {
             engine,
@@ -105,7 +105,7 @@ impl Prepared {
             spec,
             ident,
             stats: Arc::new(PluginStats::default()),
-            client,
+            egress,
         }
     }
 
@@ -143,7 +143,7 @@ impl Prepared {
             self.ident.clone(),
             self.stats.clone(),
             &self.spec,
-            self.client.clone(),
+            self.egress.clone(),
         )?;
         let mut store = Store::new(&self.engine, state);
         store.data_mut().abort = abort.cloned();

@@ -24,6 +24,7 @@ mod sockets;
 mod stdio;
 mod store;
 mod tls;
+mod tls_client;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -228,6 +229,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut flusher_linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut flusher_linker)?;
         flusher::Flusher::add_to_linker::<_, HasSelf<_>>(&mut flusher_linker, |s| s)?;
+        bindings::tls::TlsClient::add_to_linker::<_, HasSelf<_>>(&mut flusher_linker, |s| s)?;
         bindings::v0_3::Processor::add_to_linker::<_, HasSelf<_>>(&mut flusher_linker, |s| s)?;
         v0_2::processor::Processor::add_to_linker::<_, HasSelf<_>>(&mut flusher_linker, |s| s)?;
         bindings::v0_1::Processor::add_to_linker::<_, HasSelf<_>>(&mut flusher_linker, |s| s)?;
@@ -349,7 +351,7 @@ impl PluginHost {
             detail: format!("{e:#}"),
         })?;
         let client = (kind == PluginKind::Flusher && !spec.grants.hosts.is_empty())
-            .then(|| store::http_client(&spec.tls))
+            .then(|| store::Egress::new(&spec.tls))
             .transpose()
             .map_err(|e| PluginError::Grant(format!("tls.{e}")))?;
         if client.is_some() && !spec.tls.verify {

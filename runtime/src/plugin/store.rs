@@ -85,22 +85,42 @@ impl PluginStats {
 /// The pooled HTTP(S) client for a flusher's outgoing requests.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, wasmtime_wasi_http::WasiBody>;
 
+/// How one configured flusher with granted hosts reaches them: the pooled
+/// HTTP(S) client for `wasi:http`, and the TLS configuration of
+/// `gleaner:tls` connections, both from the entry's `tls:` block.
+#[derive(Clone)]
+pub struct Egress {
+    pub http: HttpClient,
+    pub tls: Arc<rustls::ClientConfig>,
+}
+
+impl Egress {
+    /// Loads `tls`'s files once for both.
+    pub fn new(tls: &TlsSpec) -> Result<Self, TlsError> {
+        let config = Arc::new(tls.client_config()?);
+        Ok(Egress {
+            http: http_client(config.clone()),
+            tls: config,
+        })
+    }
+}
+
 /// Builds the pooled client (one per configured flusher), speaking TLS as
 /// `tls` says to `https://` destinations.
-pub fn http_client(tls: &TlsSpec) -> Result<HttpClient, TlsError> {
+fn http_client(tls: Arc<rustls::ClientConfig>) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(10)));
     connector.set_nodelay(true);
     // The scheme decides, not the connector.
     connector.enforce_http(false);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls.client_config()?)
+        .with_tls_config(Arc::unwrap_or_clone(tls))
         .https_or_http()
         .enable_http1()
         .wrap_connector(connector);
-    Ok(Client::builder(TokioExecutor::new())
+    Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
-        .build(https))
+        .build(https)
 }
 
 /// Checks outgoing requests against the grant and sends them pooled.
@@ -194,6 +214,8 @@ pub struct StoreState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: GrantHooks,
+    /// `gleaner:tls` connections: what they may reach and how.
+    pub(super) tls: super::tls_client::TlsGrant,
     pub(super) table: ResourceTable,
     /// Live `kernels.regex` resources (at most `kernels::MAX_REGEXES`).
     pub(super) regexes: usize,
@@ -263,7 +285,7 @@ impl StoreState {
         ident: Ident,
         stats: Arc<PluginStats>,
         spec: &PluginSpec,
-        client: Option<HttpClient>,
+        egress: Option<Egress>,
     ) -> Result<Self, PluginError> {
         let (limits, grants) = (&spec.limits, &spec.grants);
         let mut wasi = WasiCtxBuilder::new();
@@ -324,10 +346,15 @@ impl StoreState {
             http: WasiHttpCtx::new(),
             hooks: GrantHooks {
                 hosts: grants.hosts.clone().into(),
-                client,
+                client: egress.as_ref().map(|e| e.http.clone()),
                 timeout: limits.call_timeout,
                 stats: stats.clone(),
             },
+            tls: super::tls_client::TlsGrant::new(
+                grants.hosts.clone().into(),
+                egress.map(|e| e.tls),
+                limits.call_timeout,
+            ),
             table: ResourceTable::new(),
             regexes: 0,
             call_started: std::time::Instant::now(),
@@ -372,7 +399,7 @@ mod tests {
         let stats = Arc::new(PluginStats::default());
         let mut hooks = GrantHooks {
             hosts: vec!["127.0.0.1:1".to_owned()].into(),
-            client: Some(http_client(&TlsSpec::default()).unwrap()),
+            client: Some(Egress::new(&TlsSpec::default()).unwrap().http),
             timeout: Duration::from_secs(5),
             stats: stats.clone(),
         };

@@ -12,12 +12,12 @@ use crate::common::*;
 use crate::http_sink::Sink;
 
 /// A CA: its certificate (PEM) and what signs with it.
-struct Ca {
-    pem: String,
+pub struct Ca {
+    pub pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
-fn ca(name: &str) -> Ca {
+pub fn ca(name: &str) -> Ca {
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -32,7 +32,7 @@ fn ca(name: &str) -> Ca {
 }
 
 /// A leaf certificate for 127.0.0.1 signed by `ca`: (cert PEM, key PEM).
-fn leaf(ca: &Ca) -> (String, String) {
+pub fn leaf(ca: &Ca) -> (String, String) {
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
     params

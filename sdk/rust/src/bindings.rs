@@ -1,4 +1,5 @@
-//! Generated bindings for the two worlds of `wit/plugin.wit`. Nothing else in
+//! Generated bindings for the two worlds of `wit/plugin.wit` and for
+//! `gleaner:tls` (`wit/deps/tls-0.1.0`). Nothing else in
 //! the SDK names generated items except through the conversions in
 //! `batch.rs`, `host.rs` and the export macros in `lib.rs`.
 
@@ -36,6 +37,17 @@ pub mod flusher {
             "gleaner:plugin/host@0.4.0": crate::bindings::processor::gleaner::plugin0_4_0::host,
             "gleaner:plugin/kernels@0.4.0": crate::bindings::processor::gleaner::plugin0_4_0::kernels,
         },
+    });
+}
+
+/// Bindings of `gleaner:tls`: TLS connections the host makes for flushers
+/// (a package of its own, imported beside the flusher world).
+#[cfg(target_arch = "wasm32")]
+pub mod tls {
+    wit_bindgen::generate!({
+        world: "gleaner:tls/tls-client@0.1.0",
+        path: "../../wit",
+        runtime_path: "gleaner_sdk::__private::wit_bindgen::rt",
     });
 }
 

@@ -37,7 +37,8 @@
 //! Map: [`batch`] (reading and building batches), [`value`] (typed field
 //! values and severities), [`host`] (log, counters, compression), [`kernels`] (regexes and JSON members run natively by the
 //! host over a whole batch), [`json`] (the JSON lines encoding the
-//! first-party flushers share), [`testing`] (native helpers).
+//! first-party flushers share), [`tls`] (TLS over TCP made by the host,
+//! for flushers), [`testing`] (native helpers).
 
 extern crate self as gleaner_sdk;
 
@@ -51,6 +52,7 @@ pub mod kernels;
 pub mod proto;
 pub mod testing;
 pub mod time;
+pub mod tls;
 pub mod value;
 
 pub use batch::{Batch, BatchBuilder, Event, EventBuilder, Key};

@@ -88,6 +88,11 @@ pub struct RawKafkaInput {
     /// SCRAM-SHA-512, username, password}`.
     #[serde(default)]
     pub sasl: Option<RawSasl>,
+    /// TLS to the brokers (Kafka's `SSL` and `SASL_SSL` listeners):
+    /// `{ca_file, cert_file, key_file, verify}`, `{}` for the system's
+    /// roots. Absent: plain TCP.
+    #[serde(default)]
+    pub tls: Option<super::RawTls>,
     /// Without a heartbeat for this long the group moves the partitions
     /// to other members. Default `10s`.
     #[serde(default = "default_session_timeout", with = "humantime_serde")]

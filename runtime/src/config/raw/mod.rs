@@ -249,7 +249,7 @@ pub struct RawPlugin {
     /// is back. Off by default (the pipeline waits instead).
     #[serde(default)]
     pub spill: Option<RawSpill>,
-    /// Flushers only: TLS of `https://` requests.
+    /// Flushers only: TLS of `https://` requests and `gleaner:tls` connections.
     #[serde(default)]
     pub tls: Option<RawTls>,
 }

@@ -11,6 +11,7 @@
 //! checkpoints or plugins.
 
 mod codecs;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use crate::data::tail::InputStats;
 use crate::model::ack::{FileIdentity, FileTracker};
 use crate::model::event::{Batch, value};
 use crate::model::shutdown::Shutdown;
+use crate::plugin::TlsSpec;
 
 /// The tag naming the topic a batch was read from.
 pub const TOPIC_TAG: &str = "kafka.topic";
@@ -59,6 +61,8 @@ pub struct KafkaOptions {
     pub client_id: String,
     /// SASL credentials.
     pub sasl: Option<Sasl>,
+    /// TLS to the brokers; plain TCP when `None`.
+    pub tls: Option<TlsSpec>,
     /// Group session timeout.
     pub session_timeout: Duration,
     /// Time between heartbeats.
@@ -81,16 +85,18 @@ pub fn spawn(
     stats: Arc<InputStats>,
     exit_on_eof: bool,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let mut connect = ConnectOptions::new(
+        options.client_id.clone(),
+        options.session_timeout.max(Duration::from_secs(10)),
+    );
+    connect.sasl = options.sasl.clone();
+    if let Some(tls) = &options.tls {
+        let config = tls.client_config().map_err(std::io::Error::other)?;
+        connect.connector = Arc::new(tls::Rustls::new(config));
+    }
     std::thread::Builder::new().name(name).spawn(move || {
         let mut input = Input {
-            cluster: Cluster::new(
-                options.brokers.clone(),
-                ConnectOptions {
-                    client_id: options.client_id.clone(),
-                    timeout: options.session_timeout.max(Duration::from_secs(10)),
-                    sasl: options.sasl.clone(),
-                },
-            ),
+            cluster: Cluster::new(options.brokers.clone(), connect),
             options,
             limits,
             out,

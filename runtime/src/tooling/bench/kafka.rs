@@ -117,11 +117,7 @@ impl Broker {
     pub fn client(&self) -> Cluster {
         let mut c = Cluster::new(
             vec![self.addr.clone()],
-            ConnectOptions {
-                client_id: "gleaner-bench".into(),
-                timeout: Duration::from_secs(10),
-                sasl: None,
-            },
+            ConnectOptions::new("gleaner-bench", Duration::from_secs(10)),
         );
         c.auto_create = false;
         c

@@ -6,9 +6,14 @@
   client.py codecs BOOTSTRAP TOPIC             compression of its record batches
   client.py produce BOOTSTRAP TOPIC N          N records `line i`, keyed `k{i%7}`
   client.py committed BOOTSTRAP GROUP TOPIC    the group's committed offsets
+
+KAFKA_CLIENT_SECURITY, when set, is a JSON object of kafka-python settings
+given to every client (security_protocol, ssl_cafile, sasl_mechanism,
+sasl_plain_username, sasl_plain_password).
 """
 
 import json
+import os
 import sys
 import time
 
@@ -16,9 +21,11 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.partitioner.default import murmur2
 
+SECURITY = json.loads(os.environ.get("KAFKA_CLIENT_SECURITY") or "{}")
+
 
 def create(bootstrap, topic, partitions):
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **SECURITY)
     admin.create_topics([NewTopic(topic, int(partitions), 1)])
     admin.close()
     print(json.dumps({"created": topic}))
@@ -26,7 +33,7 @@ def create(bootstrap, topic, partitions):
 
 def consumer(bootstrap, topic):
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                      fetch_max_bytes=16 << 20, max_partition_fetch_bytes=8 << 20)
+                      fetch_max_bytes=16 << 20, max_partition_fetch_bytes=8 << 20, **SECURITY)
     parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
     c.assign(parts)
     c.seek_to_beginning(*parts)
@@ -109,7 +116,7 @@ def codecs(bootstrap, topic):
 
 
 def produce(bootstrap, topic, n):
-    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **SECURITY)
     for i in range(int(n)):
         p.send(topic, key=f"k{i % 7}".encode(), value=f"line {i}".encode())
     p.flush()
@@ -118,7 +125,7 @@ def produce(bootstrap, topic, n):
 
 
 def committed(bootstrap, group, topic):
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **SECURITY)
     offsets = admin.list_group_offsets(group)[group]
     admin.close()
     print(json.dumps({str(tp.partition): o.offset for tp, o in offsets.items() if tp.topic == topic}))

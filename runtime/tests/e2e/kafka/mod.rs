@@ -6,6 +6,7 @@
 
 mod aggregator;
 mod flusher;
+mod secure;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +24,9 @@ pub enum Storage {
     Memory,
     /// In an S3 store (s3s-fs on a directory): kept across restarts.
     S3(S3Store),
+    /// In a SQLite file (libsql): kept across restarts, and the only
+    /// store of these that keeps SCRAM users (memory and S3 drop them).
+    Sqlite(PathBuf),
 }
 
 /// An s3s-fs server on a directory, holding bucket `tansu`.
@@ -69,15 +73,33 @@ pub struct Broker {
     pub port: u16,
     storage: Storage,
     log: PathBuf,
+    /// SASL required (`--authentication`).
+    authentication: bool,
+    /// The `host:port` the broker tells clients to use, when not its own
+    /// (a TLS front).
+    advertised: Option<String>,
 }
 
 impl Broker {
     pub fn start(storage: Storage, log_dir: &Path) -> Broker {
+        Broker::start_with(storage, log_dir, false, None)
+    }
+
+    /// A broker that requires SASL when `authentication`, and advertises
+    /// `advertised` instead of its own address when given.
+    pub fn start_with(
+        storage: Storage,
+        log_dir: &Path,
+        authentication: bool,
+        advertised: Option<String>,
+    ) -> Broker {
         let mut b = Broker {
             child: None,
             port: free_port(),
             storage,
             log: log_dir.join("tansu.log"),
+            authentication,
+            advertised,
         };
         b.spawn();
         b
@@ -90,12 +112,31 @@ impl Broker {
 
     fn spawn(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = self
+            .advertised
+            .as_ref()
+            .map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
         let mut cmd = Command::new(tool("bin/tansu"));
-        cmd.arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url]);
+        cmd.arg("broker").args([
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &advertised,
+        ]);
+        if self.authentication {
+            cmd.arg("--authentication");
+        }
         match &self.storage {
             Storage::Memory => {
                 cmd.args(["--storage-engine", "memory://tansu/"]);
+            }
+            Storage::Sqlite(path) => {
+                // tansu 0.6.0 reads `sqlite:///abs/x.db` as the relative
+                // path `abs/x.db` under its directory; so, relative.
+                let name = path.file_name().unwrap().to_string_lossy();
+                cmd.current_dir(path.parent().unwrap())
+                    .arg("--storage-engine")
+                    .arg(format!("sqlite://{name}"));
             }
             Storage::S3(s3) => {
                 cmd.args(["--storage-engine", "s3://tansu/"])
@@ -141,6 +182,14 @@ impl Broker {
         }
     }
 
+    /// Restarts the broker requiring SASL. tansu creates users only
+    /// through an unauthenticated connection, so a test adds them first,
+    /// on storage that survives the restart.
+    pub fn require_authentication(&mut self) {
+        self.authentication = true;
+        self.restart();
+    }
+
     /// Starts the broker again on the same port and storage.
     pub fn restart(&mut self) {
         self.stop();
@@ -159,12 +208,18 @@ impl Drop for Broker {
 
 /// Runs `client.py` (kafka-python) with `args`; its JSON answer.
 pub fn client(args: &[&str]) -> Value {
+    client_with(&Value::Null, args)
+}
+
+/// [`client`] with kafka-python `security` settings (a JSON object:
+/// `security_protocol`, `ssl_cafile`, `sasl_mechanism`, ...).
+pub fn client_with(security: &Value, args: &[&str]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/kafka/client.py");
-    let out = Command::new(tool("py/bin/python"))
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(tool("py/bin/python"));
+    if !security.is_null() {
+        cmd.env("KAFKA_CLIENT_SECURITY", security.to_string());
+    }
+    let out = cmd.arg(script).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "client.py {args:?} failed: {}",

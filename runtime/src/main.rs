@@ -73,7 +73,7 @@ enum Command {
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// Print the CustomResourceDefinitions of `GleanerPipeline` and
-    /// `ClusterGleanerPipeline` (YAML, as in deploy/kubernetes/crd.yaml).
+    /// `ClusterGleanerPipeline` (YAML, as in deploy/kubernetes/10-crd.yaml).
     Crd,
     /// The native baseline of `bench` (run by `bench` as a child process).
     #[command(hide = true)]

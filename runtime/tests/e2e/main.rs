@@ -19,6 +19,8 @@ mod hardening_agent;
 mod hardening_files;
 mod http_sink;
 mod k8s_api;
+mod k8s_kit;
+mod k8s_real;
 mod kafka;
 mod kubernetes;
 mod processors;

@@ -1,7 +1,7 @@
 //! `/metrics`: the Prometheus text of every running pipeline (events
 //! through each stage, queue depths, swaps and rollbacks), its inputs
-//! (lines, bytes, files, backlog and checkpoint lag, optionally per file)
-//! and its plugins (calls, latency histogram, events and bytes in and
+//! (lines, bytes, files, backlog and checkpoint lag, optionally per file),
+//! their discovery (containers added, relists, API errors) and its plugins (calls, latency histogram, events and bytes in and
 //! out, traps, errors). Formats what reports hand it; reads nothing else.
 
 use crate::control::progress::Progress;
@@ -66,6 +66,13 @@ pub fn pipelines(e: &mut Exposition, views: &[PipelineView], progress: &Progress
             &l,
             if v.swap.probation.is_some() { 1.0 } else { 0.0 },
         );
+        for (i, d) in &v.discoveries {
+            let i = i.to_string();
+            let l = [("pipeline", name.as_str()), ("input", i.as_str())];
+            for c in d.each() {
+                e.counter(c.metric, c.help, &l, c.value as f64);
+            }
+        }
         for (i, input) in v.inputs.iter().enumerate() {
             let i = i.to_string();
             let l = [("pipeline", name.as_str()), ("input", i.as_str())];

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::data::discovery::kubernetes::pace::paced;
 use futures_util::StreamExt;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -95,16 +95,12 @@ async fn run(
     };
     let namespaced: Api<GleanerPipeline> = Api::all(client.clone());
     let cluster: Api<ClusterGleanerPipeline> = Api::all(client.clone());
-    let mut ns_events = opts.namespaced.then(|| {
-        watcher::watcher(namespaced, watcher::Config::default())
-            .default_backoff()
-            .boxed()
-    });
-    let mut cl_events = opts.cluster.then(|| {
-        watcher::watcher(cluster, watcher::Config::default())
-            .default_backoff()
-            .boxed()
-    });
+    let mut ns_events = opts
+        .namespaced
+        .then(|| paced(watcher::watcher(namespaced, watcher::Config::default()).boxed()));
+    let mut cl_events = opts
+        .cluster
+        .then(|| paced(watcher::watcher(cluster, watcher::Config::default()).boxed()));
     let mut state = Resources {
         opts,
         supervisor,

@@ -92,6 +92,9 @@ pub struct PipelineView {
     pub stats: Arc<crate::telemetry::stats::PipelineStats>,
     /// Input counters.
     pub inputs: Vec<Arc<crate::data::tail::InputStats>>,
+    /// Discovery counters of the inputs that discover (Docker,
+    /// Kubernetes), with their input's index.
+    pub discoveries: Vec<(usize, Arc<crate::data::discovery::DiscoveryStats>)>,
     /// Batches waiting per stage.
     pub queues: Vec<(String, usize)>,
     /// Plugin counters by plugin (every version that ran).
@@ -515,6 +518,7 @@ impl Supervisor {
                     swap: p.swap_status(),
                     stats: p.stats().clone(),
                     inputs: p.input_stats().to_vec(),
+                    discoveries: p.discovery_stats().to_vec(),
                     queues: p.queue_depths(),
                     plugins: p.plugin_stats(),
                 }

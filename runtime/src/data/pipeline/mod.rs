@@ -149,7 +149,8 @@ pub struct RunningPipeline {
     threads: Vec<JoinHandle<()>>,
     stats: Arc<PipelineStats>,
     inputs: Vec<Arc<InputStats>>,
-    discoveries: Vec<Arc<DiscoveryStats>>,
+    /// Per discovering input: its index and counters.
+    discoveries: Vec<(usize, Arc<DiscoveryStats>)>,
     plugins: SharedPluginStats,
     swap: Sender<Swap>,
     workers: usize,
@@ -267,7 +268,7 @@ impl PreparedPipeline {
                 Some(discovery) => {
                     let (tx, rx) = crossbeam_channel::unbounded();
                     let stats = Arc::new(DiscoveryStats::default());
-                    discoveries.push(stats.clone());
+                    discoveries.push((i, stats.clone()));
                     let spawned = match discovery {
                         DiscoveryConfig::Docker(d) => crate::data::discovery::docker::spawn(
                             format!("{name}-docker{i}"),
@@ -349,6 +350,11 @@ impl RunningPipeline {
         &self.inputs
     }
 
+    /// Discovery counters, with the index of their input.
+    pub fn discovery_stats(&self) -> &[(usize, Arc<DiscoveryStats>)] {
+        &self.discoveries
+    }
+
     /// Tells the inputs to stop reading and the flushers to deliver what is
     /// queued within `grace`, then buffer the rest; returns at once.
     pub fn stop(&self, grace: std::time::Duration) {
@@ -412,7 +418,7 @@ impl RunningPipeline {
             "Pipeline stopped. pipeline={} {inputs} {pipeline}",
             self.name
         );
-        for d in &self.discoveries {
+        for (_, d) in &self.discoveries {
             let summary = crate::telemetry::summary(d.each());
             tracing::info!("Discovery summary. pipeline={} {summary}", self.name);
         }

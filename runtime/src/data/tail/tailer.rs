@@ -164,9 +164,18 @@ impl Tailer {
     }
 
     fn remove_target(&mut self, id: &str) {
+        // Files not seen yet (a Job's pod deleted right after it wrote):
+        // opened now, with the target's tags, before it stops matching.
+        let paths = self
+            .targets
+            .live_index(id)
+            .map(|i| self.targets.get(i).matcher.scan());
+        paths
+            .into_iter()
+            .flatten()
+            .for_each(|p| self.open_if_new(p, false));
         if self.targets.mark_removed(id) {
-            debug!(target = %id, "Target removed; reading its files to their end.");
-            // Read what is left at once.
+            debug!(target = %id, "Target removed; reading its files to their end at once.");
             for (key, owner) in &self.open.owner {
                 if &**owner == id {
                     self.open.dirty.insert(*key);
@@ -221,11 +230,6 @@ impl Tailer {
             }
             Err(e) => warn!(target = %id, error = %e, "Ignoring a target with invalid patterns."),
         }
-    }
-
-    /// The live target `path` belongs to (the earliest added, if several).
-    fn target_of(&self, path: &std::path::Path) -> Option<usize> {
-        self.targets.of(path)
     }
 
     /// Watches exactly what the live targets need.
@@ -298,7 +302,7 @@ impl Tailer {
             self.open
                 .detach(mapped, "File was rotated; reading the old file to its end.");
         }
-        let Some(t) = self.target_of(&path).map(|i| &self.targets.get(i).target) else {
+        let Some(t) = self.targets.of(&path).map(|i| &self.targets.get(i).target) else {
             return;
         };
         if !is_regular(&path) {
@@ -353,7 +357,7 @@ impl Tailer {
                     continue;
                 }
             }
-            if self.target_of(&path).is_some() {
+            if self.targets.of(&path).is_some() {
                 // A new file, or a new file at a known path (rotation).
                 self.open_if_new(path, false);
             } else if created && path.is_dir() {

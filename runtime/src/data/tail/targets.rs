@@ -88,6 +88,13 @@ impl Targets {
         }
     }
 
+    /// The index of live target `id`.
+    pub fn live_index(&self, id: &str) -> Option<usize> {
+        self.list
+            .iter()
+            .position(|t| &*t.target.id == id && t.removed_at.is_none())
+    }
+
     /// Marks target `id` removed now; false if it is unknown or was
     /// removed already.
     pub fn mark_removed(&mut self, id: &str) -> bool {

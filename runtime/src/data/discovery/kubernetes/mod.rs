@@ -7,7 +7,8 @@
 //! owning workload.
 //!
 //! `kube`'s watcher lists, then watches from the list's resourceVersion,
-//! and on `410 Gone`, errors and disconnects lists again (with backoff):
+//! and on `410 Gone`, errors and disconnects lists again (at once after
+//! 410, with backoff after errors: [`pace`]):
 //! after every list the complete set goes to the tailer as a `Sync`, so a
 //! pod added or deleted meanwhile is picked up or drained. A deleted pod's
 //! files keep their tags until they are read to their end: metadata is bound
@@ -26,12 +27,12 @@ use crossbeam_channel::Sender;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use regex::Regex;
 use tracing::warn;
 
+pub mod pace;
 mod targets;
 mod watch;
 
@@ -188,14 +189,12 @@ async fn run(
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", opts.node_name));
-    let mut events = watcher::watcher(pods, config).default_backoff().boxed();
+    let mut events = pace::paced(watcher::watcher(pods, config).boxed());
     // Namespace labels, when they become tags: one more watch, listed
     // before the pods are taken, so no pod is read without them.
-    let mut ns_events = opts.namespace_label_tags.then(|| {
-        watcher::watcher(namespaces, watcher::Config::default())
-            .default_backoff()
-            .boxed()
-    });
+    let mut ns_events = opts
+        .namespace_label_tags
+        .then(|| pace::paced(watcher::watcher(namespaces, watcher::Config::default()).boxed()));
     let mut ns_ready = ns_events.is_none();
     let mut ns_listing: Vec<Namespace> = Vec::new();
     let mut node = Node {

@@ -1,0 +1,230 @@
+//! A real Kubernetes API server for the tests: kube-apiserver and etcd
+//! from the kit in `../shared/k8s` (or `GLEANER_K8S_KIT`), started in a
+//! state directory of the test's own and stopped when dropped. There is
+//! no kubelet: the tests create pods bound to a node (`spec.nodeName`),
+//! write their log files as kubelet lays them out, and delete them with a
+//! grace period of 0 (nothing would confirm a graceful delete).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use kube::api::{DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+
+use crate::common::workspace;
+
+/// Where the kit is: `GLEANER_K8S_KIT`, else `../shared/k8s` beside the
+/// checkout.
+pub fn kit_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("GLEANER_K8S_KIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("../shared/k8s"));
+    dir.join("start.sh").is_file().then_some(dir)
+}
+
+/// One running API server.
+pub struct Kit {
+    kit: PathBuf,
+    state: tempfile::TempDir,
+    /// `STATE/env`: APISERVER_URL, KUBECONFIG, K8S_BIN, ...
+    pub env: BTreeMap<String, String>,
+    rt: tokio::runtime::Runtime,
+    client: Client,
+}
+
+impl Kit {
+    /// Starts a kit; fails the test, naming what is missing, without one.
+    pub fn start() -> Kit {
+        let kit = kit_dir().expect(
+            "no Kubernetes kit: set GLEANER_K8S_KIT to a directory with start.sh \
+             (kube-apiserver + etcd), or put it at ../shared/k8s",
+        );
+        let state = tempfile::tempdir().unwrap();
+        let out = Command::new(kit.join("start.sh"))
+            .arg(state.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "the kit did not start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let env = read_env(&state.path().join("env"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let kubeconfig = Kubeconfig::read_from(&env["KUBECONFIG"]).unwrap();
+        let client = rt.block_on(async {
+            let config =
+                kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                    .await
+                    .unwrap();
+            Client::try_from(config).unwrap()
+        });
+        Kit {
+            kit,
+            state,
+            env,
+            rt,
+            client,
+        }
+    }
+
+    /// The admin kubeconfig (for the agent's `KUBECONFIG`).
+    pub fn kubeconfig(&self) -> PathBuf {
+        PathBuf::from(&self.env["KUBECONFIG"])
+    }
+
+    /// Runs the kit's kubectl; its stdout (fails the test on an error).
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = Command::new(Path::new(&self.env["K8S_BIN"]).join("kubectl"))
+            .env("KUBECONFIG", self.kubeconfig())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether `user` may `verb` `resource` (`pods`, `pods/log`: a
+    /// subresource) in every namespace, as the API server's authorizer
+    /// answers (`kubectl auth can-i --as`).
+    pub fn can_i(&self, user: &str, verb: &str, resource: &str) -> bool {
+        let mut cmd = Command::new(Path::new(&self.env["K8S_BIN"]).join("kubectl"));
+        cmd.env("KUBECONFIG", self.kubeconfig()).args([
+            "auth",
+            "can-i",
+            verb,
+            "--all-namespaces",
+            "--as",
+            user,
+        ]);
+        match resource.split_once('/') {
+            Some((r, sub)) => cmd.args([r, "--subresource", sub]),
+            None => cmd.arg(resource),
+        };
+        let out = cmd.output().unwrap();
+        let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(
+            answer == "yes" || answer == "no",
+            "kubectl auth can-i {verb} {resource}: {answer} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        answer == "yes"
+    }
+
+    /// Creates namespace `ns` and its `default` ServiceAccount (no
+    /// controller-manager makes it here).
+    pub fn namespace(&self, ns: &str) {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let sa: Api<ServiceAccount> = Api::namespaced(self.client.clone(), ns);
+        self.rt.block_on(async {
+            let n: Namespace = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": ns}
+            }))
+            .unwrap();
+            namespaces.create(&PostParams::default(), &n).await.unwrap();
+            let a: ServiceAccount = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "default"}
+            }))
+            .unwrap();
+            sa.create(&PostParams::default(), &a).await.unwrap();
+        });
+    }
+
+    /// Creates `pod` (a JSON Pod) in `ns`; its uid.
+    pub fn create_pod(&self, ns: &str, pod: serde_json::Value) -> String {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let pod: Pod = serde_json::from_value(pod).unwrap();
+        let made = self
+            .rt
+            .block_on(api.create(&PostParams::default(), &pod))
+            .unwrap();
+        made.metadata.uid.unwrap()
+    }
+
+    /// Deletes pod `name` at once (grace period 0).
+    pub fn delete_pod_now(&self, ns: &str, name: &str) {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        self.rt
+            .block_on(api.delete(name, &DeleteParams::default().grace_period(0)))
+            .unwrap();
+    }
+
+    /// Stops kube-apiserver and starts it again on the same etcd, port and
+    /// keys: its watch cache starts at etcd's current revision, so a watch
+    /// resumed from before gets 410 Expired.
+    pub fn restart_apiserver(&self) {
+        let stop = Command::new(self.kit.join("stop.sh"))
+            .arg(self.state.path())
+            .arg("kube-apiserver")
+            .output()
+            .unwrap();
+        assert!(stop.status.success(), "{stop:?}");
+        // The same port, asked for: the kit picks another when it finds
+        // the old one busy (connections to it still closing), and the
+        // agent's kubeconfig names this one.
+        let port = self.env["APISERVER_URL"]
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned();
+        let start = Command::new(self.kit.join("start.sh"))
+            .arg(self.state.path())
+            .env("APISERVER_PORT", port)
+            .output()
+            .unwrap();
+        assert!(start.status.success(), "{start:?}");
+    }
+}
+
+impl Drop for Kit {
+    fn drop(&mut self) {
+        let _ = Command::new(self.kit.join("stop.sh"))
+            .arg(self.state.path())
+            .output();
+    }
+}
+
+fn read_env(path: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+        .collect()
+}
+
+/// A pod of `ns` bound to `node` with one container `main`, owned by
+/// `owner` (`(kind, name)`).
+/// A ReplicaSet's pods carry its `pod-template-hash` label.
+pub fn bound_pod(name: &str, node: &str, owner: (&str, &str)) -> serde_json::Value {
+    let mut labels = serde_json::json!({"app": name});
+    if owner.0 == "ReplicaSet"
+        && let Some((_, hash)) = owner.1.rsplit_once('-')
+    {
+        labels["pod-template-hash"] = hash.into();
+    }
+    serde_json::json!({
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": owner.0, "name": owner.1,
+                "uid": "00000000-0000-0000-0000-000000000001", "controller": true}]
+        },
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "main", "image": "busybox:1"}]
+        }
+    })
+}

@@ -98,6 +98,8 @@ pub struct PipelineResources {
     pub namespaced: bool,
     /// Watch `ClusterGleanerPipeline`.
     pub cluster: bool,
+    /// Where the Lease electing the status writer lives.
+    pub lease_namespace: String,
     /// Relative plugin paths of cluster resources resolve against this
     /// (the config file's directory).
     pub base: PathBuf,
@@ -408,6 +410,11 @@ impl Resolver<'_> {
             kubelet_dir: r.kubelet_dir,
             namespaced: r.namespaced,
             cluster: r.cluster,
+            lease_namespace: r
+                .lease_namespace
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "gleaner".into()),
             base: self.base.to_path_buf(),
             plugins_dir,
         })

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Namespace, PodSpec, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::Deserialize;
 use serde_json::Value;
@@ -35,6 +35,8 @@ struct Manifests {
     accounts: Vec<ServiceAccount>,
     roles: Vec<ClusterRole>,
     bindings: Vec<ClusterRoleBinding>,
+    ns_roles: Vec<Role>,
+    ns_bindings: Vec<RoleBinding>,
     config_maps: Vec<ConfigMap>,
     daemon_sets: Vec<DaemonSet>,
     deployments: Vec<Deployment>,
@@ -77,6 +79,8 @@ fn load(dir: &Path) -> Manifests {
                 "ServiceAccount" => m.accounts.push(typed(&doc, &at)),
                 "ClusterRole" => m.roles.push(typed(&doc, &at)),
                 "ClusterRoleBinding" => m.bindings.push(typed(&doc, &at)),
+                "Role" => m.ns_roles.push(typed(&doc, &at)),
+                "RoleBinding" => m.ns_bindings.push(typed(&doc, &at)),
                 "ConfigMap" => m.config_maps.push(typed(&doc, &at)),
                 "DaemonSet" => m.daemon_sets.push(typed(&doc, &at)),
                 "Deployment" => m.deployments.push(typed(&doc, &at)),
@@ -346,6 +350,37 @@ fn daemon_set_mounts_what_its_config_reads_with_least_privilege() {
             .map(|(k, v)| (k, v.into_iter().map(String::from).collect()))
             .collect()
     );
+    // In its own namespace: the status writer's Lease, and no more.
+    let role = &m.ns_roles[0];
+    assert_eq!(role.metadata.namespace.as_deref(), Some(ns.as_str()));
+    type Rule = (Vec<String>, Option<Vec<String>>, Vec<String>);
+    let rules: Vec<Rule> = role
+        .rules
+        .iter()
+        .flatten()
+        .map(|r| {
+            (
+                r.resources.clone().unwrap_or_default(),
+                r.resource_names.clone(),
+                r.verbs.clone(),
+            )
+        })
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        rules,
+        vec![
+            (s(&["leases"]), None, s(&["create"])),
+            (
+                s(&["leases"]),
+                Some(s(&["gleaner-pipeline-status"])),
+                s(&["get", "update"])
+            ),
+        ]
+    );
+    let rb = &m.ns_bindings[0];
+    assert_eq!(rb.role_ref.name, role.metadata.name.clone().unwrap());
+    assert_eq!(rb.subjects.as_ref().unwrap()[0].name, sa);
 }
 
 #[test]
@@ -380,6 +415,7 @@ fn sidecar_and_resource_examples_check() {
         kubelet_dir: "/var/lib/kubelet".into(),
         namespaced: true,
         cluster: true,
+        lease_namespace: "gleaner".into(),
         base: PathBuf::from("/etc/gleaner"),
         plugins_dir: None,
     };

@@ -38,6 +38,11 @@ pub struct Kit {
 impl Kit {
     /// Starts a kit; fails the test, naming what is missing, without one.
     pub fn start() -> Kit {
+        Kit::start_with("")
+    }
+
+    /// [`Kit::start`] with more kube-apiserver flags.
+    pub fn start_with(apiserver_args: &str) -> Kit {
         let kit = kit_dir().expect(
             "no Kubernetes kit: set GLEANER_K8S_KIT to a directory with start.sh \
              (kube-apiserver + etcd), or put it at ../shared/k8s",
@@ -45,6 +50,7 @@ impl Kit {
         let state = tempfile::tempdir().unwrap();
         let out = Command::new(kit.join("start.sh"))
             .arg(state.path())
+            .env("APISERVER_EXTRA_ARGS", apiserver_args)
             .output()
             .unwrap();
         assert!(
@@ -100,24 +106,31 @@ impl Kit {
     /// subresource) in every namespace, as the API server's authorizer
     /// answers (`kubectl auth can-i --as`).
     pub fn can_i(&self, user: &str, verb: &str, resource: &str) -> bool {
-        let mut cmd = Command::new(Path::new(&self.env["K8S_BIN"]).join("kubectl"));
-        cmd.env("KUBECONFIG", self.kubeconfig()).args([
-            "auth",
-            "can-i",
-            verb,
-            "--all-namespaces",
-            "--as",
-            user,
-        ]);
+        let mut args = vec!["--all-namespaces"];
         match resource.split_once('/') {
-            Some((r, sub)) => cmd.args([r, "--subresource", sub]),
-            None => cmd.arg(resource),
-        };
-        let out = cmd.output().unwrap();
+            Some((r, sub)) => args.extend([r, "--subresource", sub]),
+            None => args.push(resource),
+        }
+        self.ask(user, verb, &args)
+    }
+
+    /// Whether `user` may `verb` `resource` (`TYPE` or `TYPE/NAME`) in
+    /// namespace `ns`.
+    pub fn can_i_in(&self, user: &str, verb: &str, resource: &str, ns: &str) -> bool {
+        self.ask(user, verb, &[resource, "-n", ns])
+    }
+
+    fn ask(&self, user: &str, verb: &str, args: &[&str]) -> bool {
+        let out = Command::new(Path::new(&self.env["K8S_BIN"]).join("kubectl"))
+            .env("KUBECONFIG", self.kubeconfig())
+            .args(["auth", "can-i", verb, "--as", user])
+            .args(args)
+            .output()
+            .unwrap();
         let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         assert!(
             answer == "yes" || answer == "no",
-            "kubectl auth can-i {verb} {resource}: {answer} {}",
+            "kubectl auth can-i {verb} {args:?}: {answer} {}",
             String::from_utf8_lossy(&out.stderr)
         );
         answer == "yes"

@@ -296,7 +296,7 @@ fn manifests_apply_in_order_and_grant_exactly_what_the_agent_uses() {
         ("update", "gleanerpipelines.gleaner.io/status"),
         ("patch", "gleanerpipelines.gleaner.io"),
         ("create", "gleanerpipelines.gleaner.io"),
-        ("create", "leases.coordination.k8s.io"),
+        ("get", "leases.coordination.k8s.io"),
     ];
     for (verb, resource) in allowed {
         assert!(
@@ -307,6 +307,15 @@ fn manifests_apply_in_order_and_grant_exactly_what_the_agent_uses() {
     for (verb, resource) in denied {
         assert!(!kit.can_i(sa, verb, resource), "{sa} may {verb} {resource}");
     }
+    // Its Lease, in its own namespace only.
+    let lease = "leases.coordination.k8s.io/gleaner-pipeline-status";
+    for verb in ["get", "update"] {
+        assert!(kit.can_i_in(sa, verb, lease, "gleaner"), "{verb} {lease}");
+        assert!(!kit.can_i_in(sa, verb, lease, "default"), "{verb} {lease}");
+    }
+    assert!(kit.can_i_in(sa, "create", "leases.coordination.k8s.io", "gleaner"));
+    assert!(!kit.can_i_in(sa, "delete", lease, "gleaner"));
+    assert!(!kit.can_i_in(sa, "get", "leases.coordination.k8s.io/other", "gleaner"));
 
     // The agent itself, as that ServiceAccount (its token, no more):
     // pods with namespace labels read, a pipeline resource accepted and
@@ -401,4 +410,125 @@ fn manifests_apply_in_order_and_grant_exactly_what_the_agent_uses() {
         !log.contains("forbidden") && !log.contains("Forbidden"),
         "{log}"
     );
+}
+
+/// Status patches of `gleanerpipelines/status` the API server's audit log
+/// recorded.
+fn status_patches(audit: &Path) -> usize {
+    std::fs::read_to_string(audit).map_or(0, |t| {
+        t.lines()
+            .filter(|l| {
+                l.contains("\"verb\":\"patch\"") && l.contains("\"subresource\":\"status\"")
+            })
+            .count()
+    })
+}
+
+/// Twenty agents (twenty node names) on one cluster, one GleanerPipeline
+/// changed twice: how many status writes each generation costs, counted
+/// by the API server's audit log. Agents that agree write nothing (they
+/// see the condition already there); a Lease elects the one agent that
+/// writes an accepted verdict, so the count stays one per generation
+/// however many nodes run.
+#[test]
+fn twenty_agents_write_one_status_per_generation() {
+    let agents = knob("GLEANER_STATUS_AGENTS", 20);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("audit-policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
+         - level: Metadata\n  verbs: [patch, update]\n  resources: [{group: gleaner.io, resources: [gleanerpipelines/status]}]\n\
+         - level: None\n",
+    )
+    .unwrap();
+    let audit = dir.path().join("audit.log");
+    let kit = Kit::start_with(&format!(
+        "--audit-policy-file={} --audit-log-path={}",
+        policy.display(),
+        audit.display()
+    ));
+    kit.kubectl(&[
+        "apply",
+        "-f",
+        workspace()
+            .join("deploy/kubernetes/10-crd.yaml")
+            .to_str()
+            .unwrap(),
+    ]);
+    kit.namespace("gleaner");
+    kit.namespace("shop");
+    let resource = |generation_note: &str| {
+        let p = dir.path().join("glp.yaml");
+        std::fs::write(
+            &p,
+            format!(
+                "apiVersion: gleaner.io/v1alpha1\nkind: GleanerPipeline\nmetadata: {{ name: checkout, namespace: shop }}\n\
+                 spec:\n  selector: {{ matchLabels: {{ app: checkout, note: \"{generation_note}\" }} }}\n  flushers:\n\
+                 \x20   - plugin: builtin:http\n      config: {{ url: \"http://127.0.0.1:9/ingest\" }}\n\
+                 \x20     grants: {{ hosts: [\"127.0.0.1:9\"] }}\n"
+            ),
+        )
+        .unwrap();
+        kit.kubectl(&["apply", "-f", p.to_str().unwrap()]);
+    };
+    resource("one");
+    let observed = || {
+        kit.kubectl(&[
+            "-n",
+            "shop",
+            "get",
+            "glp",
+            "checkout",
+            "-o",
+            "jsonpath={.status.observedGeneration}",
+        ])
+    };
+    // GLEANER_LEASE_NS=missing measures agents without a usable Lease
+    // (every agent writes; the assertion then fails with the count).
+    let lease_ns = std::env::var("GLEANER_LEASE_NS").unwrap_or_else(|_| "gleaner".into());
+    let mut running = Vec::new();
+    let envs: Vec<Env> = (0..agents).map(|_| Env::new()).collect();
+    for (i, env) in envs.iter().enumerate() {
+        let config = env.config(&format!(
+            "  []\npipeline_resources: {{ node_name: node-{i}, pods_dir: \"{}\", lease_namespace: {lease_ns} }}\n",
+            env.path("pods").display()
+        ));
+        let log = std::fs::File::create(env.path("agent.log")).unwrap();
+        running.push(Reaper(Some(
+            gleaner()
+                .args(["run", "--config"])
+                .arg(&config)
+                .env("KUBECONFIG", kit.kubeconfig())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )));
+    }
+    wait_until("generation 1 accepted", || observed() == "1");
+    wait_until("every agent runs the resource's pipeline", || {
+        envs.iter()
+            .all(|e| e.log().contains("Started pipeline. pipeline=shop.checkout"))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let first = status_patches(&audit);
+    resource("two");
+    wait_until("generation 2 accepted", || observed() == "2");
+    wait_until("every agent runs generation 2", || {
+        envs.iter().all(|e| {
+            e.log()
+                .matches("Started pipeline. pipeline=shop.checkout")
+                .count()
+                >= 2
+        })
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let second = status_patches(&audit) - first;
+    for mut a in running {
+        let (status, _) = a.sigterm_and_wait();
+        assert!(status.success());
+    }
+    eprintln!("{agents} agents: {first} status writes for generation 1, {second} for generation 2");
+    assert_eq!((first, second), (1, 1));
 }

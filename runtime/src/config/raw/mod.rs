@@ -112,6 +112,11 @@ pub struct RawPipelineResources {
     /// Watch `ClusterGleanerPipeline` resources. Default `true`.
     #[serde(default = "default_true")]
     pub cluster: bool,
+    /// The namespace of the Lease (`gleaner-pipeline-status`) that elects
+    /// the agent writing shared status. Default: `$POD_NAMESPACE`, else
+    /// `gleaner`.
+    #[serde(default)]
+    pub lease_namespace: Option<String>,
 }
 
 fn default_checkpoint_interval() -> Duration {

@@ -13,6 +13,7 @@
 //! Owns the conversion and the resource API; never reads log files or
 //! starts pipelines itself.
 
+mod lease;
 pub mod types;
 pub mod watch;
 
@@ -205,6 +206,7 @@ mod tests {
             kubelet_dir: "/var/lib/kubelet".into(),
             namespaced: true,
             cluster: true,
+            lease_namespace: "gleaner".into(),
             base: PathBuf::from("/etc/gleaner"),
             plugins_dir: None,
         }

@@ -2,8 +2,13 @@
 //! watch each, all namespaces), hands the supervisor the complete set of
 //! pipelines they define after every change, and writes each resource's
 //! `Accepted` condition to its status subresource when it differs from
-//! what the resource already shows (so agents on many nodes agree instead
-//! of flapping, and an unchanged resource costs no write).
+//! what the resource already shows. So that a thousand nodes cost one
+//! write per generation, a Lease elects the agent that writes verdicts
+//! every node shares (accepted, invalid spec, name taken); the others
+//! write only a failure of their own node (`PluginFailed`), and only where
+//! the resource shows no failure for its generation yet, so disagreeing
+//! nodes do not overwrite each other. Without the Lease (no RBAC for it)
+//! every agent writes, as before it existed.
 //!
 //! A resource that does not check, or whose plugins fail to start, changes
 //! nothing that runs: its previous version (if any) keeps running and the
@@ -17,7 +22,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::data::discovery::kubernetes::pace::paced;
 use futures_util::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::watcher::{self, Event};
@@ -25,11 +29,13 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::lease::{self, Elector};
 use super::types::{ClusterGleanerPipeline, GleanerPipeline, GleanerPipelineSpec, PipelineStatus};
 use super::{ResourceId, to_pipeline};
 use crate::config::PipelineResources;
 use crate::control::api::Health;
 use crate::control::supervisor::{ApplyError, Change, Desired, Supervisor};
+use crate::data::discovery::kubernetes::pace::paced;
 
 /// The supervisor owner name of resource pipelines.
 pub const OWNER: &str = "kubernetes resources";
@@ -109,7 +115,14 @@ async fn run(
         listing: [Vec::new(), Vec::new()],
         listed: [ns_events.is_none(), cl_events.is_none()],
         shown: BTreeMap::new(),
+        writer: false,
     };
+    let mut elector = Elector::new(
+        Api::namespaced(state.client.clone(), &state.opts.lease_namespace),
+        STATUS_LEASE,
+        &state.opts.node_name,
+    );
+    let mut renew = tokio::time::interval(lease::RENEW_EVERY);
     let mut check_stop = tokio::time::interval(Duration::from_millis(100));
     loop {
         let changed = tokio::select! {
@@ -137,6 +150,15 @@ async fn run(
                 })),
                 Err(e) => { warn!(error = %e, "ClusterGleanerPipeline watch failed; listing again."); false }
             },
+            _ = renew.tick() => {
+                let was = state.writer;
+                state.writer = elector.tick().await || elector.unusable();
+                // A new writer writes what is due.
+                if state.writer && !was && state.listed.iter().all(|l| *l) {
+                    state.write_statuses().await;
+                }
+                false
+            }
             _ = check_stop.tick() => false,
         };
         if stop.load(Ordering::Relaxed) || state.supervisor.stopping() {
@@ -169,8 +191,10 @@ struct Resources {
     listing: [Vec<(ResourceId, Seen)>; 2],
     /// Whether each watch has completed a list.
     listed: [bool; 2],
-    /// The verdict last logged per resource (to log a change once).
+    /// This node's verdict per resource (logged when it changes).
     shown: BTreeMap<ResourceId, Verdict>,
+    /// This agent holds the status Lease (or there is none to hold).
+    writer: bool,
 }
 
 impl Resources {
@@ -261,9 +285,9 @@ impl Resources {
             verdicts.insert(id.clone(), verdict);
         }
         for (id, verdict) in verdicts {
-            let Some((kind, seen)) = self.live.get(&id) else {
+            if !self.live.contains_key(&id) {
                 continue;
-            };
+            }
             if self.shown.get(&id) != Some(&verdict) {
                 if verdict.accepted {
                     info!(resource = %id.describe(), "{}", verdict.message);
@@ -272,13 +296,20 @@ impl Resources {
                 }
                 self.shown.insert(id.clone(), verdict.clone());
             }
-            if shows(seen, &verdict) {
+        }
+        self.write_statuses().await;
+    }
+
+    /// Writes the conditions that are due from this agent.
+    async fn write_statuses(&self) {
+        for (id, verdict) in &self.shown {
+            let Some((kind, seen)) = self.live.get(id) else {
+                continue;
+            };
+            if !due(seen, verdict, self.writer) {
                 continue;
             }
-            if let Err(e) = self
-                .write_status(*kind, &id, seen.generation, &verdict)
-                .await
-            {
+            if let Err(e) = self.write_status(*kind, id, seen.generation, verdict).await {
                 warn!(resource = %id.describe(), error = %e, "Cannot write the resource's status.");
             }
         }
@@ -320,6 +351,31 @@ impl Resources {
     }
 }
 
+/// The Lease electing the agent that writes shared verdicts.
+const STATUS_LEASE: &str = "gleaner-pipeline-status";
+
+/// Whether this agent writes verdict `v` on the resource it saw: never
+/// when the resource shows it already; a failure of this node
+/// (`PluginFailed`) where the resource shows no such failure for its
+/// generation (the first node's stays until the next generation, and no
+/// acceptance overwrites it); any other verdict, shared by every node, by
+/// the elected `writer` alone.
+fn due(seen: &Seen, v: &Verdict, writer: bool) -> bool {
+    if shows(seen, v) {
+        return false;
+    }
+    let failure_shown = seen.status.as_ref().is_some_and(|s| {
+        s.observed_generation == seen.generation
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Accepted" && c.reason == "PluginFailed")
+    });
+    if v.reason == "PluginFailed" || (v.accepted && failure_shown) {
+        return !failure_shown;
+    }
+    writer
+}
+
 /// Whether the resource already shows `v` for its current generation.
 fn shows(seen: &Seen, v: &Verdict) -> bool {
     let Some(status) = &seen.status else {
@@ -332,4 +388,60 @@ fn shows(seen: &Seen, v: &Verdict) -> bool {
                 && c.reason == v.reason
                 && c.message == v.message
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(generation: i64, shown: Option<(i64, &str, &str)>) -> Seen {
+        let status = shown.map(|(g, ok, reason)| {
+            serde_json::from_value(json!({
+                "observedGeneration": g,
+                "conditions": [{"type": "Accepted", "status": ok, "reason": reason,
+                    "message": "m", "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+            }))
+            .unwrap()
+        });
+        Seen {
+            generation: Some(generation),
+            spec: serde_json::from_value(json!({"flushers": []})).unwrap(),
+            namespaces: Vec::new(),
+            status,
+        }
+    }
+
+    fn verdict(accepted: bool, reason: &'static str) -> Verdict {
+        Verdict {
+            accepted,
+            reason,
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn shared_verdicts_are_the_writers_and_a_node_failure_is_its_own() {
+        let running = verdict(true, "Running");
+        let failed = verdict(false, "PluginFailed");
+        let invalid = verdict(false, "InvalidSpec");
+        // Nothing shown yet: only the writer writes what every node shares.
+        assert!(due(&seen(1, None), &running, true));
+        assert!(!due(&seen(1, None), &running, false));
+        assert!(!due(&seen(1, None), &invalid, false));
+        // Shown already: nobody writes.
+        assert!(!due(&seen(1, Some((1, "True", "Running"))), &running, true));
+        // A node's own failure: written by it, writer or not, unless a
+        // failure already shows for this generation.
+        assert!(due(&seen(1, None), &failed, false));
+        assert!(due(&seen(2, Some((2, "True", "Running"))), &failed, false));
+        let other_node = seen(2, Some((2, "False", "PluginFailed")));
+        assert!(!due(&other_node, &verdict(false, "PluginFailed"), false));
+        // ... and no acceptance overwrites it until the next generation.
+        assert!(!due(&other_node, &running, true));
+        assert!(due(
+            &seen(3, Some((2, "False", "PluginFailed"))),
+            &running,
+            true
+        ));
+    }
 }

@@ -17,12 +17,18 @@ use kube::{Api, Client};
 use crate::common::workspace;
 
 /// Where the kit is: `GLEANER_K8S_KIT`, else `../shared/k8s` beside the
-/// checkout.
+/// checkout, else `/work/shared/k8s` (where this workplace keeps it, for a
+/// clone made elsewhere).
 pub fn kit_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("GLEANER_K8S_KIT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared/k8s"));
-    dir.join("start.sh").is_file().then_some(dir)
+    if let Some(dir) = std::env::var_os("GLEANER_K8S_KIT") {
+        return Some(PathBuf::from(dir));
+    }
+    [
+        workspace().join("../shared/k8s"),
+        PathBuf::from("/work/shared/k8s"),
+    ]
+    .into_iter()
+    .find(|d| d.join("start.sh").is_file())
 }
 
 /// One running API server.
@@ -153,6 +159,12 @@ impl Kit {
             .unwrap();
             sa.create(&PostParams::default(), &a).await.unwrap();
         });
+    }
+
+    /// Field `jsonpath` of GleanerPipeline `ns/name`.
+    pub fn glp(&self, ns: &str, name: &str, jsonpath: &str) -> String {
+        let path = format!("jsonpath={jsonpath}");
+        self.kubectl(&["-n", ns, "get", "glp", name, "-o", &path])
     }
 
     /// Creates `pod` (a JSON Pod) in `ns`; its uid.

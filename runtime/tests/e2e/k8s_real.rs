@@ -386,15 +386,11 @@ fn manifests_apply_in_order_and_grant_exactly_what_the_agent_uses() {
         count_lines(&out.join("events.ndjson")) >= 1
     });
     let accepted = || {
-        kit.kubectl(&[
-            "-n",
+        kit.glp(
             "shop",
-            "get",
-            "glp",
             "checkout",
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Accepted\")].status}",
-        ])
+            "{.status.conditions[?(@.type==\"Accepted\")].status}",
+        )
     };
     wait_until("the resource's status written", || accepted() == "True");
     let (status, _) = agent.sigterm_and_wait();
@@ -473,17 +469,7 @@ fn twenty_agents_write_one_status_per_generation() {
         kit.kubectl(&["apply", "-f", p.to_str().unwrap()]);
     };
     resource("one");
-    let observed = || {
-        kit.kubectl(&[
-            "-n",
-            "shop",
-            "get",
-            "glp",
-            "checkout",
-            "-o",
-            "jsonpath={.status.observedGeneration}",
-        ])
-    };
+    let observed = || kit.glp("shop", "checkout", "{.status.observedGeneration}");
     // GLEANER_LEASE_NS=missing measures agents without a usable Lease
     // (every agent writes; the assertion then fails with the count).
     let lease_ns = std::env::var("GLEANER_LEASE_NS").unwrap_or_else(|_| "gleaner".into());

@@ -1,4 +1,9 @@
-//! Kubernetes nodes: CRI log files as kubelet lays them out.
+//! Kubernetes nodes: CRI log files as kubelet lays them out, with the API
+//! played by the fixture server of `k8s_api.rs`, which does on demand what
+//! a real server does not: cut a watch mid-stream, compact history at a
+//! chosen moment, count every request by kind. What a real kube-apiserver
+//! can show (Job pods, a server restart and 410 Expired, RBAC, status
+//! writes by many agents) is tested against one in `k8s_real.rs`.
 
 use crate::common::*;
 

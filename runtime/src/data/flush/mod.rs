@@ -88,9 +88,11 @@ impl FlushWorker {
         // buffered batches since this one was prepared.
         self.buffer.rescan()?;
         self.instance.abort_on(&self.shutdown);
-        std::thread::Builder::new()
-            .name(name)
-            .spawn(move || match self.spill {
+        // Every line this thread logs names its pipeline.
+        let span =
+            tracing::info_span!("flusher", pipeline = %self.instance.prepared().ident().pipeline);
+        std::thread::Builder::new().name(name).spawn(move || {
+            span.in_scope(|| match self.spill {
                 Some(spill) => self.run_spilling(&queue, spill),
                 None => {
                     let mut closed = matches!(self.replay(), Outcome::Closed);
@@ -117,6 +119,7 @@ impl FlushWorker {
                     }
                 }
             })
+        })
     }
 
     /// Spill mode: while the destination fails, batches go to the disk

@@ -32,11 +32,16 @@ fn agent(env: &Env, kit: &Kit, api_port: u16) -> Child {
             out = out.display(),
         ),
     );
+    run_as(env, &config, &kit.kubeconfig())
+}
+
+/// `gleaner run` on `config` with `kubeconfig`, logging to `agent.log`.
+fn run_as(env: &Env, config: &Path, kubeconfig: &Path) -> Child {
     let log = std::fs::File::create(env.path("agent.log")).unwrap();
     gleaner()
         .args(["run", "--config"])
-        .arg(&config)
-        .env("KUBECONFIG", kit.kubeconfig())
+        .arg(config)
+        .env("KUBECONFIG", kubeconfig)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -371,17 +376,7 @@ fn manifests_apply_in_order_and_grant_exactly_what_the_agent_uses() {
          \x20     grants: { hosts: [\"127.0.0.1:9\"] }\n",
     );
     kit.kubectl(&["apply", "-f", resource.to_str().unwrap()]);
-    let log = std::fs::File::create(env.path("agent.log")).unwrap();
-    let mut agent = Reaper(Some(
-        gleaner()
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("KUBECONFIG", &kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    ));
+    let mut agent = Reaper(Some(run_as(&env, &config, &kubeconfig)));
     wait_until("the pod's line delivered", || {
         count_lines(&out.join("events.ndjson")) >= 1
     });
@@ -480,17 +475,7 @@ fn twenty_agents_write_one_status_per_generation() {
             "  []\npipeline_resources: {{ node_name: node-{i}, pods_dir: \"{}\", lease_namespace: {lease_ns} }}\n",
             env.path("pods").display()
         ));
-        let log = std::fs::File::create(env.path("agent.log")).unwrap();
-        running.push(Reaper(Some(
-            gleaner()
-                .args(["run", "--config"])
-                .arg(&config)
-                .env("KUBECONFIG", kit.kubeconfig())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        )));
+        running.push(Reaper(Some(run_as(env, &config, &kit.kubeconfig()))));
     }
     wait_until("generation 1 accepted", || observed() == "1");
     wait_until("every agent runs the resource's pipeline", || {

@@ -82,6 +82,13 @@ fn cri_write(env: &Env, ns: &str, pod: &str, uid: &str, texts: impl Iterator<Ite
     f.write_all(text.as_bytes()).unwrap();
 }
 
+/// A pod of `ns` on node-1 owned by `owner`, whose container has written
+/// `line`.
+fn pod_saying(kit: &Kit, env: &Env, ns: &str, name: &str, owner: (&str, &str), line: &str) {
+    let uid = kit.create_pod(ns, bound_pod(name, "node-1", owner));
+    cri_write(env, ns, name, &uid, std::iter::once(line.to_owned()));
+}
+
 fn count_lines(path: &Path) -> usize {
     std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
 }
@@ -217,16 +224,13 @@ fn pod_file_to_first_line_on_a_real_api_server_and_across_its_restart() {
     kit.restart_apiserver();
     let down = restart.elapsed();
     let created = Instant::now();
-    let uid = kit.create_pod(
-        "web",
-        bound_pod("after", "node-1", ("ReplicaSet", "web-5f7b9")),
-    );
-    cri_write(
+    pod_saying(
+        &kit,
         &env,
         "web",
         "after",
-        &uid,
-        std::iter::once("hello after the restart.".into()),
+        ("ReplicaSet", "web-5f7b9"),
+        "hello after the restart.",
     );
     let after = first_seen(&events, "hello after the restart.", created);
     wait_until("a relist after the restart", || resyncs() > before);
@@ -357,16 +361,13 @@ fn manifests_apply_in_order_and_grant_exactly_what_the_agent_uses() {
             out = out.display()
         ),
     );
-    let uid = kit.create_pod(
-        "shop",
-        bound_pod("checkout-1", "node-1", ("Job", "checkout")),
-    );
-    cri_write(
+    pod_saying(
+        &kit,
         &env,
         "shop",
         "checkout-1",
-        &uid,
-        std::iter::once("paid.".to_owned()),
+        ("Job", "checkout"),
+        "paid.",
     );
     let resource = env.write(
         "glp.yaml",

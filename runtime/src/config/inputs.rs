@@ -1,6 +1,6 @@
-//! Resolving inputs: `file`, `docker`, `kubernetes` and `kafka` inputs into the
-//! data path's reading options and discovery settings, with their filters,
-//! multiline rules and path patterns checked.
+//! Resolving inputs: `file`, `docker`, `kubernetes`, `kubernetes_events` and
+//! `kafka` inputs into the data path's reading options and discovery
+//! settings, with their filters, multiline rules and path patterns checked.
 
 use std::path::{Path, PathBuf};
 
@@ -11,12 +11,14 @@ use crate::data::discovery::DiscoveryConfig;
 use crate::data::discovery::docker::{self, ContainerFilter, DockerOptions};
 use crate::data::discovery::kubernetes::{KubernetesOptions, PodFilter};
 use crate::data::kafka::{KafkaOptions, Mechanism, Sasl, StartAt as KafkaStart};
+use crate::data::kube_events::{EventsStart, KubeEventsOptions};
 use crate::data::tail::{FileInputOptions, Format, MultilineRules, PathMatcher, StartAt};
 
 impl Resolver<'_> {
     pub(super) fn input(
         &self,
         key: &str,
+        pipeline: &str,
         input: raw::RawInput,
     ) -> Result<InputConfig, ConfigError> {
         match input {
@@ -24,7 +26,68 @@ impl Resolver<'_> {
             raw::RawInput::Docker(d) => self.docker_input(key, *d),
             raw::RawInput::Kubernetes(k) => self.kubernetes_input(key, *k),
             raw::RawInput::Kafka(k) => self.kafka_input(key, *k),
+            raw::RawInput::KubernetesEvents(k) => self.events_input(key, pipeline, *k),
         }
+    }
+
+    fn events_input(
+        &self,
+        key: &str,
+        pipeline: &str,
+        k: raw::RawKubernetesEventsInput,
+    ) -> Result<InputConfig, ConfigError> {
+        self.api_server(&format!("{key}.api_server"), k.api_server.as_deref())?;
+        let lease = match k.lease {
+            Some(name) => {
+                if name == crate::state::lease::STATUS_LEASE {
+                    return self.err(
+                        format!("{key}.lease"),
+                        "that Lease elects the agent writing pipeline status; name another",
+                    );
+                }
+                if !dns_subdomain(&name) {
+                    return self.err(
+                        format!("{key}.lease"),
+                        format!("`{name}` is not a Kubernetes object name (lower-case letters, digits, - and .)"),
+                    );
+                }
+                name
+            }
+            None => format!("gleaner-events-{pipeline}")
+                .to_ascii_lowercase()
+                .replace('_', "-"),
+        };
+        for (i, ns) in k.namespaces.iter().enumerate() {
+            if !dns_subdomain(ns) {
+                return self.err(
+                    format!("{key}.namespaces[{i}]"),
+                    format!("`{ns}` is not a namespace name"),
+                );
+            }
+        }
+        let identity = k
+            .identity
+            .or_else(|| std::env::var("NODE_NAME").ok())
+            .filter(|n| !n.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "gleaner".into());
+        Ok(InputConfig::KubernetesEvents(KubeEventsOptions {
+            api_server: k.api_server,
+            namespaces: k.namespaces,
+            field_selector: k.field_selector.filter(|s| !s.is_empty()),
+            lease,
+            lease_namespace: self.lease_namespace(k.lease_namespace),
+            identity,
+            start_at: match k.start_at {
+                raw::EventsStartAt::Existing => EventsStart::Existing,
+                raw::EventsStartAt::Now => EventsStart::Now,
+            },
+        }))
     }
 
     fn kafka_input(&self, key: &str, k: raw::RawKafkaInput) -> Result<InputConfig, ConfigError> {
@@ -367,4 +430,15 @@ impl Resolver<'_> {
         }
         Ok(rules)
     }
+}
+
+/// Whether `name` may name a Kubernetes object (RFC 1123 subdomain).
+fn dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }

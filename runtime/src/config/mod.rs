@@ -336,6 +336,25 @@ impl Resolver<'_> {
             }
             pipelines.push(self.pipeline(&key, p)?);
         }
+        let mut leases = std::collections::HashMap::new();
+        for (pi, p) in pipelines.iter().enumerate() {
+            for (i, input) in p.inputs.iter().enumerate() {
+                if let InputConfig::KubernetesEvents(k) = input {
+                    let key = format!("pipelines[{pi}].inputs[{i}].lease");
+                    if let Some(first) =
+                        leases.insert((k.lease_namespace.clone(), k.lease.clone()), key.clone())
+                    {
+                        return self.err(
+                            key,
+                            format!(
+                                "Lease `{}/{}` is also {first}'s: two inputs would both hold it and ship every Event twice; name another",
+                                k.lease_namespace, k.lease
+                            ),
+                        );
+                    }
+                }
+            }
+        }
         for p in &pipelines {
             for f in &p.flushers {
                 for (i, d) in f.spec.grants.dirs.iter().enumerate() {
@@ -410,14 +429,18 @@ impl Resolver<'_> {
             kubelet_dir: r.kubelet_dir,
             namespaced: r.namespaced,
             cluster: r.cluster,
-            lease_namespace: r
-                .lease_namespace
-                .or_else(|| std::env::var("POD_NAMESPACE").ok())
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| "gleaner".into()),
+            lease_namespace: self.lease_namespace(r.lease_namespace),
             base: self.base.to_path_buf(),
             plugins_dir,
         })
+    }
+
+    /// Where a Lease lives: as given, else `$POD_NAMESPACE`, else `gleaner`.
+    fn lease_namespace(&self, given: Option<String>) -> String {
+        given
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "gleaner".into())
     }
 
     fn node_name(&self, key: &str, given: Option<String>) -> Result<String, ConfigError> {
@@ -499,7 +522,7 @@ impl Resolver<'_> {
             .inputs
             .into_iter()
             .enumerate()
-            .map(|(i, input)| self.input(&format!("{key}.inputs[{i}]"), input))
+            .map(|(i, input)| self.input(&format!("{key}.inputs[{i}]"), &p.name, input))
             .collect::<Result<_, _>>()?;
         // The same with or without processors, so that adding processors
         // by a reload is a swap, not a rebuild.

@@ -310,3 +310,86 @@ fn bundles_resolve_merge_their_config_and_need_their_grants() {
     let e = parse(&file, &text).unwrap_err();
     assert!(e.message.contains("no plugins_dir is set"), "{}", e.message);
 }
+
+#[test]
+fn kubernetes_events_inputs_get_a_lease_each() {
+    let pipeline = |name: &str, input: &str| {
+        format!(
+            "  - name: {name}\n    inputs: [{{ type: kubernetes_events{input} }}]\n    flushers: [{{ plugin: builtin:stdout, grants: {{ stdout: true }} }}]\n"
+        )
+    };
+    let text = format!(
+        "data_dir: s\npipelines:\n{}{}",
+        pipeline("Cluster_Events", ", identity: node-7"),
+        pipeline(
+            "warnings",
+            ", lease: warn-events, lease_namespace: ops, start_at: now, namespaces: [shop], field_selector: type=Warning"
+        )
+    );
+    let c = parse_str(&text).unwrap();
+    let events = |i: usize| match &c.pipelines[i].inputs[0] {
+        InputConfig::KubernetesEvents(k) => k.clone(),
+        other => panic!("{other:?}"),
+    };
+    let (a, b) = (events(0), events(1));
+    assert_eq!(a.lease, "gleaner-events-cluster-events");
+    assert_eq!(a.identity, "node-7");
+    assert_eq!(a.start_at, crate::data::kube_events::EventsStart::Existing);
+    assert_eq!(
+        (b.lease.as_str(), b.lease_namespace.as_str()),
+        ("warn-events", "ops")
+    );
+    assert_eq!(b.start_at, crate::data::kube_events::EventsStart::Now);
+    assert_eq!(b.namespaces, vec!["shop"]);
+    assert_eq!(b.field_selector.as_deref(), Some("type=Warning"));
+
+    let twice = format!(
+        "data_dir: s\npipelines:\n{}{}",
+        pipeline("a", ", lease: shared, lease_namespace: ops"),
+        pipeline("b", ", lease: shared, lease_namespace: ops")
+    );
+    let cases = [
+        (
+            twice,
+            "pipelines[1].inputs[0].lease",
+            "Lease `ops/shared` is also pipelines[0].inputs[0].lease's",
+        ),
+        (
+            format!(
+                "data_dir: s\npipelines:\n{}",
+                pipeline("a", ", lease: Events_1")
+            ),
+            "pipelines[0].inputs[0].lease",
+            "is not a Kubernetes object name",
+        ),
+        (
+            format!(
+                "data_dir: s\npipelines:\n{}",
+                pipeline("a", ", lease: gleaner-pipeline-status")
+            ),
+            "pipelines[0].inputs[0].lease",
+            "elects the agent writing pipeline status",
+        ),
+        (
+            format!(
+                "data_dir: s\npipelines:\n{}",
+                pipeline("a", ", start_at: beginning")
+            ),
+            "pipelines[0].inputs[0].start_at",
+            "unknown variant `beginning`",
+        ),
+        (
+            format!(
+                "data_dir: s\npipelines:\n{}",
+                pipeline("a", ", api_server: x")
+            ),
+            "pipelines[0].inputs[0].api_server",
+            "is not a URL",
+        ),
+    ];
+    for (text, key, message) in cases {
+        let e = parse_str(&text).unwrap_err();
+        assert_eq!(e.key, key, "{text}: {e}");
+        assert!(e.message.contains(message), "{text}: {e}");
+    }
+}

@@ -7,5 +7,6 @@ pub mod batch;
 pub mod discovery;
 pub mod flush;
 pub mod kafka;
+pub mod kube_events;
 pub mod pipeline;
 pub mod tail;

@@ -336,6 +336,7 @@ fn daemon_set_mounts_what_its_config_reads_with_least_privilege() {
     let want: BTreeMap<String, Vec<&str>> = [
         ("/pods", &read),
         ("/namespaces", &read),
+        ("/events", &read),
         ("gleaner.io/gleanerpipelines", &read),
         ("gleaner.io/clustergleanerpipelines", &read),
         ("gleaner.io/gleanerpipelines/status", &write_status),
@@ -350,7 +351,8 @@ fn daemon_set_mounts_what_its_config_reads_with_least_privilege() {
             .map(|(k, v)| (k, v.into_iter().map(String::from).collect()))
             .collect()
     );
-    // In its own namespace: the status writer's Lease, and no more.
+    // In its own namespace: the status writer's and the Events input's
+    // Leases, and no more.
     let role = &m.ns_roles[0];
     assert_eq!(role.metadata.namespace.as_deref(), Some(ns.as_str()));
     type Rule = (Vec<String>, Option<Vec<String>>, Vec<String>);
@@ -373,7 +375,7 @@ fn daemon_set_mounts_what_its_config_reads_with_least_privilege() {
             (s(&["leases"]), None, s(&["create"])),
             (
                 s(&["leases"]),
-                Some(s(&["gleaner-pipeline-status"])),
+                Some(s(&["gleaner-pipeline-status", "gleaner-events"])),
                 s(&["get", "update"])
             ),
         ]

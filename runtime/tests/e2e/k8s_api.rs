@@ -5,14 +5,9 @@
 //! resourceVersion, `410 Gone` (an ERROR event with an `Expired` Status, as
 //! the API server sends for a compacted resourceVersion), and dropped
 //! connections. It counts every request, so tests can assert how many the
-//! agent made.
-//!
-//! Custom resources (`/apis/gleaner.io/v1alpha1/<plural>`) and namespaces
-//! (`/api/v1/namespaces`) are served the
-//! same way as JSON objects: list, watch from a resourceVersion, and merge
-//! patches of the `status` subresource (which, as on a real API server,
-//! bump the resourceVersion but not the generation and are seen by
-//! watchers as MODIFIED).
+//! agent made. Only for what a real API server (`k8s_kit.rs`) cannot be
+//! made to do on demand: custom resources, namespaces and status writes are
+//! tested against the real one.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -42,13 +37,6 @@ pub struct ApiState {
     pub watches: usize,
     pub gone: usize,
     pub other: usize,
-    /// Custom resources by plural, then `namespace/name` (or `name`).
-    pub crs: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
-    /// Every change of a custom resource: (resourceVersion, plural, event).
-    cr_history: Vec<(u64, String, serde_json::Value)>,
-    cr_watchers: Vec<(String, mpsc::UnboundedSender<Bytes>)>,
-    /// Requests per custom resource plural: (lists, watches, status patches).
-    pub cr_requests: BTreeMap<String, (usize, usize, usize)>,
 }
 
 pub struct ApiServer {
@@ -72,15 +60,6 @@ fn selects(node: &Option<String>, pod: &Pod) -> bool {
 }
 
 impl ApiState {
-    fn record_cr(&mut self, plural: &str, kind: &str, mut obj: serde_json::Value) {
-        self.rv += 1;
-        obj["metadata"]["resourceVersion"] = serde_json::json!(self.rv.to_string());
-        let ev = serde_json::json!({"type": kind, "object": obj});
-        self.cr_watchers
-            .retain(|(p, tx)| p != plural || tx.send(line(&ev)).is_ok());
-        self.cr_history.push((self.rv, plural.to_owned(), ev));
-    }
-
     fn record(&mut self, make: impl FnOnce(Pod) -> WatchEvent<Pod>, mut pod: Pod) {
         self.rv += 1;
         pod.metadata.resource_version = Some(self.rv.to_string());
@@ -121,7 +100,7 @@ impl ApiServer {
             || {},
             move |req: Request<Incoming>| {
                 let st = st.clone();
-                async move { Ok::<_, Infallible>(serve_request(st, req).await) }
+                async move { Ok::<_, Infallible>(handle(&st, &req)) }
             },
         );
         ApiServer {
@@ -160,53 +139,6 @@ impl ApiServer {
         s.history.clear();
     }
 
-    /// Creates or replaces a custom resource (`obj` with apiVersion, kind,
-    /// metadata and spec); the generation goes up when the spec changes,
-    /// the status is kept.
-    pub fn put_cr(&self, plural: &str, mut obj: serde_json::Value) {
-        let mut s = self.state.lock().unwrap();
-        let key = cr_key(&obj);
-        let old = s.crs.get(plural).and_then(|m| m.get(&key)).cloned();
-        let kind = match &old {
-            None => {
-                obj["metadata"]["generation"] = serde_json::json!(1);
-                obj["metadata"]["uid"] = serde_json::json!(format!("cr-{key}"));
-                "ADDED"
-            }
-            Some(old) => {
-                let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
-                let changed = old["spec"] != obj["spec"];
-                obj["metadata"]["generation"] = serde_json::json!(generation + i64::from(changed));
-                obj["metadata"]["uid"] = old["metadata"]["uid"].clone();
-                if let Some(status) = old.get("status") {
-                    obj["status"] = status.clone();
-                }
-                "MODIFIED"
-            }
-        };
-        s.crs
-            .entry(plural.to_owned())
-            .or_default()
-            .insert(key, obj.clone());
-        s.record_cr(plural, kind, obj);
-    }
-
-    pub fn delete_cr(&self, plural: &str, key: &str) {
-        let mut s = self.state.lock().unwrap();
-        let obj = s.crs.get_mut(plural).unwrap().remove(key).unwrap();
-        s.record_cr(plural, "DELETED", obj);
-    }
-
-    /// A custom resource as stored (with the status the agent wrote).
-    pub fn cr(&self, plural: &str, key: &str) -> serde_json::Value {
-        let s = self.state.lock().unwrap();
-        s.crs
-            .get(plural)
-            .and_then(|m| m.get(key))
-            .cloned()
-            .unwrap_or_default()
-    }
-
     pub fn watchers(&self) -> usize {
         self.state.lock().unwrap().watchers.len()
     }
@@ -234,113 +166,6 @@ fn streaming(rx: mpsc::UnboundedReceiver<Bytes>) -> Response<Body> {
         .header("content-type", "application/json")
         .body(StreamBody::new(stream).boxed())
         .unwrap()
-}
-
-fn cr_key(obj: &serde_json::Value) -> String {
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-    match obj["metadata"]["namespace"].as_str() {
-        Some(ns) => format!("{ns}/{name}"),
-        None => name.to_owned(),
-    }
-}
-
-const CR_PREFIX: &str = "/apis/gleaner.io/v1alpha1/";
-
-/// Serves a request: status patches need the body, the rest only the head.
-pub async fn serve_request(st: Arc<Mutex<ApiState>>, req: Request<Incoming>) -> Response<Body> {
-    if req.method() == hyper::Method::PATCH {
-        let (parts, body) = req.into_parts();
-        let bytes = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        return patch_status(&st, parts.uri.path(), &bytes);
-    }
-    if let Some(plural) = req.uri().path().strip_prefix(CR_PREFIX) {
-        let plural = plural.to_owned();
-        return handle_objects(&st, plural, &req);
-    }
-    if req.uri().path() == "/api/v1/namespaces" {
-        return handle_objects(&st, "namespaces".into(), &req);
-    }
-    handle(&st, &req)
-}
-
-/// `PATCH …/namespaces/<ns>/<plural>/<name>/status` or
-/// `PATCH …/<plural>/<name>/status` with a merge patch `{"status": …}`.
-fn patch_status(st: &Arc<Mutex<ApiState>>, path: &str, body: &[u8]) -> Response<Body> {
-    let mut s = st.lock().unwrap();
-    let parts: Vec<&str> = path
-        .strip_prefix(CR_PREFIX)
-        .unwrap_or_default()
-        .split('/')
-        .collect();
-    let (plural, key) = match parts.as_slice() {
-        ["namespaces", ns, plural, name, "status"] => (*plural, format!("{ns}/{name}")),
-        [plural, name, "status"] => (*plural, (*name).to_owned()),
-        _ => {
-            s.other += 1;
-            return full(404, Bytes::from_static(b"{}"));
-        }
-    };
-    s.cr_requests.entry(plural.to_owned()).or_default().2 += 1;
-    let Ok(patch) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return full(400, Bytes::from_static(b"{}"));
-    };
-    let Some(mut obj) = s.crs.get(plural).and_then(|m| m.get(&key)).cloned() else {
-        return full(404, Bytes::from_static(b"{}"));
-    };
-    obj["status"] = patch["status"].clone();
-    s.crs.get_mut(plural).unwrap().insert(key, obj.clone());
-    s.record_cr(plural, "MODIFIED", obj.clone());
-    let mut stored = obj;
-    stored["metadata"]["resourceVersion"] = serde_json::json!(s.rv.to_string());
-    full(200, line(&stored))
-}
-
-/// List and watch of JSON objects stored with `put_cr` under `plural`
-/// (custom resources, and namespaces).
-fn handle_objects(
-    st: &Arc<Mutex<ApiState>>,
-    plural: String,
-    req: &Request<Incoming>,
-) -> Response<Body> {
-    let mut s = st.lock().unwrap();
-    if plural.contains('/') {
-        s.other += 1;
-        return full(404, Bytes::from_static(b"{}"));
-    }
-    let query = req.uri().query().unwrap_or("");
-    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
-    if !query.split('&').any(|kv| kv == "watch=true") {
-        s.cr_requests.entry(plural.clone()).or_default().0 += 1;
-        let items: Vec<serde_json::Value> = s
-            .crs
-            .get(&plural)
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
-        let list = serde_json::json!({
-            "apiVersion": if plural == "namespaces" { "v1" } else { "gleaner.io/v1alpha1" },
-            "kind": "List",
-            "metadata": {"resourceVersion": s.rv.to_string()},
-            "items": items,
-        });
-        return full(200, line(&list));
-    }
-    s.cr_requests.entry(plural.clone()).or_default().1 += 1;
-    let from: u64 = query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("resourceVersion="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    for (rv, p, ev) in &s.cr_history {
-        if *rv > from && *p == plural {
-            let _ = tx.send(line(ev));
-        }
-    }
-    s.cr_watchers.push((plural, tx));
-    streaming(rx)
 }
 
 fn handle(st: &Arc<Mutex<ApiState>>, req: &Request<Incoming>) -> Response<Body> {

@@ -31,6 +31,25 @@ pub fn kit_dir() -> Option<PathBuf> {
     .find(|d| d.join("start.sh").is_file())
 }
 
+/// A namespaced object the kit's client reads and writes.
+pub trait Object:
+    kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+{
+}
+
+impl<K> Object for K where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+{
+}
+
 /// One running API server.
 pub struct Kit {
     kit: PathBuf,
@@ -39,12 +58,64 @@ pub struct Kit {
     pub env: BTreeMap<String, String>,
     rt: tokio::runtime::Runtime,
     client: Client,
+    /// With [`Kit::audited`]: the directory of the audit policy and log.
+    audit: Option<tempfile::TempDir>,
 }
 
 impl Kit {
     /// Starts a kit; fails the test, naming what is missing, without one.
     pub fn start() -> Kit {
         Kit::start_with("")
+    }
+
+    /// [`Kit::start`] with an audit log (level Metadata) of the requests
+    /// each of `rules` matches: an audit policy rule's keys besides
+    /// `level`, e.g. `verbs: [list, watch], resources: [{group: "",
+    /// resources: [pods]}]`; see [`Kit::audit_log`].
+    pub fn audited(rules: &[&str]) -> Kit {
+        let dir = tempfile::tempdir().unwrap();
+        let mut policy = String::from(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n",
+        );
+        for r in rules {
+            policy.push_str(&format!("- {{level: Metadata, {r}}}\n"));
+        }
+        policy.push_str("- level: None\n");
+        std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+        let mut kit = Kit::start_with(&format!(
+            "--audit-policy-file={} --audit-log-path={}",
+            dir.path().join("policy.yaml").display(),
+            dir.path().join("audit.log").display()
+        ));
+        kit.audit = Some(dir);
+        kit
+    }
+
+    /// The requests the audit log holds so far that `keep` keeps, one
+    /// entry per request (a watch logs a stage when it starts and one when
+    /// it ends: the last is kept).
+    pub fn audit_log(&self, keep: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
+        let dir = self.audit.as_ref().expect("a kit started by Kit::audited");
+        let text = std::fs::read_to_string(dir.path().join("audit.log")).unwrap_or_default();
+        let by_id: BTreeMap<String, serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| keep(e))
+            .filter_map(|e| Some((e["auditID"].as_str()?.to_owned(), e)))
+            .collect();
+        by_id.into_values().collect()
+    }
+
+    /// The agent's `verb` requests of `resource` in the audit log: those
+    /// of the kit's admin (the agent's kubeconfig), not kubectl's, nor the
+    /// API server's own watches.
+    pub fn agent_requests(&self, verb: &str, resource: &str) -> Vec<serde_json::Value> {
+        self.audit_log(|e| {
+            e["verb"] == verb
+                && e["objectRef"]["resource"] == resource
+                && e["user"]["username"] == "admin"
+                && !e["userAgent"].as_str().unwrap_or("").starts_with("kubectl")
+        })
     }
 
     /// [`Kit::start`] with more kube-apiserver flags.
@@ -85,6 +156,7 @@ impl Kit {
             env,
             rt,
             client,
+            audit: None,
         }
     }
 
@@ -95,17 +167,22 @@ impl Kit {
 
     /// Runs the kit's kubectl; its stdout (fails the test on an error).
     pub fn kubectl(&self, args: &[&str]) -> String {
+        self.try_kubectl(args)
+            .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
+    }
+
+    /// Runs the kit's kubectl; its stdout, or its stderr if it failed.
+    pub fn try_kubectl(&self, args: &[&str]) -> Result<String, String> {
         let out = Command::new(Path::new(&self.env["K8S_BIN"]).join("kubectl"))
             .env("KUBECONFIG", self.kubeconfig())
             .args(args)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     /// Whether `user` may `verb` `resource` (`pods`, `pods/log`: a
@@ -169,13 +246,39 @@ impl Kit {
 
     /// Creates `pod` (a JSON Pod) in `ns`; its uid.
     pub fn create_pod(&self, ns: &str, pod: serde_json::Value) -> String {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        let pod: Pod = serde_json::from_value(pod).unwrap();
-        let made = self
-            .rt
-            .block_on(api.create(&PostParams::default(), &pod))
+        self.create::<Pod>(ns, pod).metadata.uid.unwrap()
+    }
+
+    /// Creates `object` (JSON of a `K`) in `ns`; the object as made.
+    pub fn create<K: Object>(&self, ns: &str, object: serde_json::Value) -> K {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        let object: K = serde_json::from_value(object).unwrap();
+        self.rt
+            .block_on(api.create(&PostParams::default(), &object))
+            .unwrap()
+    }
+
+    /// `K` `name` in `ns`.
+    pub fn get<K: Object>(&self, ns: &str, name: &str) -> K {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        self.rt.block_on(api.get(name)).unwrap()
+    }
+
+    /// Replaces `object` (as read, changed) in `ns`; the object as stored.
+    pub fn replace<K: Object>(&self, ns: &str, object: &K) -> K {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        let name = object.meta().name.clone().unwrap();
+        self.rt
+            .block_on(api.replace(&name, &PostParams::default(), object))
+            .unwrap()
+    }
+
+    /// Deletes `K` `name` in `ns`.
+    pub fn delete<K: Object>(&self, ns: &str, name: &str) {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        self.rt
+            .block_on(api.delete(name, &DeleteParams::default()))
             .unwrap();
-        made.metadata.uid.unwrap()
     }
 
     /// Deletes pod `name` at once (grace period 0).

@@ -14,6 +14,11 @@ use crate::k8s_kit::{Kit, bound_pod};
 /// An agent reading node-1's pods through `kit` into `out/events.ndjson`,
 /// with the API at `127.0.0.1:api_port`.
 fn agent(env: &Env, kit: &Kit, api_port: u16) -> Child {
+    agent_with(env, kit, api_port, "")
+}
+
+/// [`agent`] with more input keys `extra` (lines indented by 8 spaces).
+pub fn agent_with(env: &Env, kit: &Kit, api_port: u16, extra: &str) -> Child {
     let out = env.path("out");
     std::fs::create_dir_all(&out).unwrap();
     let config = env.config_with(
@@ -26,6 +31,7 @@ fn agent(env: &Env, kit: &Kit, api_port: u16) -> Child {
         node_name: node-1
         pods_dir: "{pods}"
         start_at: beginning
+{extra}
     flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/events.ndjson" }}, grants: {{ dirs: ["{out}"] }} }}]
 "#,
             pods = env.path("pods").display(),
@@ -36,7 +42,7 @@ fn agent(env: &Env, kit: &Kit, api_port: u16) -> Child {
 }
 
 /// `gleaner run` on `config` with `kubeconfig`, logging to `agent.log`.
-fn run_as(env: &Env, config: &Path, kubeconfig: &Path) -> Child {
+pub fn run_as(env: &Env, config: &Path, kubeconfig: &Path) -> Child {
     let log = std::fs::File::create(env.path("agent.log")).unwrap();
     gleaner()
         .args(["run", "--config"])
@@ -65,7 +71,7 @@ fn running(ns: &str) -> (Kit, Env, u16, Reaper) {
 
 /// Appends CRI lines `texts` to `ns/pod/uid`'s container `main`, as
 /// kubelet writes them.
-fn cri_write(env: &Env, ns: &str, pod: &str, uid: &str, texts: impl Iterator<Item = String>) {
+pub fn cri_write(env: &Env, ns: &str, pod: &str, uid: &str, texts: impl Iterator<Item = String>) {
     let dir = env.path(&format!("pods/{ns}_{pod}_{uid}/main"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut f = std::fs::OpenOptions::new()
@@ -89,7 +95,7 @@ fn pod_saying(kit: &Kit, env: &Env, ns: &str, name: &str, owner: (&str, &str), l
     cri_write(env, ns, name, &uid, std::iter::once(line.to_owned()));
 }
 
-fn count_lines(path: &Path) -> usize {
+pub fn count_lines(path: &Path) -> usize {
     std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
 }
 
@@ -287,6 +293,8 @@ fn manifests_apply_in_order_and_grant_exactly_what_the_agent_uses() {
         ("watch", "pods"),
         ("list", "namespaces"),
         ("watch", "namespaces"),
+        ("list", "events"),
+        ("watch", "events"),
         ("list", "gleanerpipelines.gleaner.io"),
         ("watch", "gleanerpipelines.gleaner.io"),
         ("list", "clustergleanerpipelines.gleaner.io"),
@@ -299,6 +307,8 @@ fn manifests_apply_in_order_and_grant_exactly_what_the_agent_uses() {
         ("create", "pods"),
         ("delete", "pods"),
         ("get", "pods/log"),
+        ("get", "events"),
+        ("create", "events"),
         ("get", "secrets"),
         ("list", "configmaps"),
         ("get", "nodes"),
@@ -316,12 +326,17 @@ fn manifests_apply_in_order_and_grant_exactly_what_the_agent_uses() {
     for (verb, resource) in denied {
         assert!(!kit.can_i(sa, verb, resource), "{sa} may {verb} {resource}");
     }
-    // Its Lease, in its own namespace only.
-    let lease = "leases.coordination.k8s.io/gleaner-pipeline-status";
-    for verb in ["get", "update"] {
-        assert!(kit.can_i_in(sa, verb, lease, "gleaner"), "{verb} {lease}");
-        assert!(!kit.can_i_in(sa, verb, lease, "default"), "{verb} {lease}");
+    // Its Leases, in its own namespace only.
+    for lease in [
+        "leases.coordination.k8s.io/gleaner-pipeline-status",
+        "leases.coordination.k8s.io/gleaner-events",
+    ] {
+        for verb in ["get", "update"] {
+            assert!(kit.can_i_in(sa, verb, lease, "gleaner"), "{verb} {lease}");
+            assert!(!kit.can_i_in(sa, verb, lease, "default"), "{verb} {lease}");
+        }
     }
+    let lease = "leases.coordination.k8s.io/gleaner-pipeline-status";
     assert!(kit.can_i_in(sa, "create", "leases.coordination.k8s.io", "gleaner"));
     assert!(!kit.can_i_in(sa, "delete", lease, "gleaner"));
     assert!(!kit.can_i_in(sa, "get", "leases.coordination.k8s.io/other", "gleaner"));
@@ -356,10 +371,22 @@ fn manifests_apply_in_order_and_grant_exactly_what_the_agent_uses() {
     inputs:
       - {{ type: kubernetes, node_name: node-1, pods_dir: "{pods}", start_at: beginning, namespace_label_tags: true }}
     flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/events.ndjson" }}, grants: {{ dirs: ["{out}"] }} }}]
+  - name: cluster-events
+    inputs:
+      - {{ type: kubernetes_events, lease: gleaner-events, lease_namespace: gleaner, identity: node-1, namespaces: [shop] }}
+    flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/k8s-events.ndjson" }}, grants: {{ dirs: ["{out}"] }} }}]
 "#,
             pods = env.path("pods").display(),
             out = out.display()
         ),
+    );
+    let _: k8s_openapi::api::core::v1::Event = kit.create(
+        "shop",
+        serde_json::json!({
+            "metadata": {"name": "checkout-1.started"},
+            "involvedObject": {"kind": "Pod", "namespace": "shop", "name": "checkout-1"},
+            "reason": "Started", "message": "Started container main", "type": "Normal"
+        }),
     );
     pod_saying(
         &kit,
@@ -389,6 +416,9 @@ fn manifests_apply_in_order_and_grant_exactly_what_the_agent_uses() {
         )
     };
     wait_until("the resource's status written", || accepted() == "True");
+    wait_until("the Event of namespace shop shipped", || {
+        count_lines(&out.join("k8s-events.ndjson")) >= 1
+    });
     let (status, _) = agent.sigterm_and_wait();
     assert!(status.success(), "{}", env.log());
     let e = &lines_in(&out.join("events.ndjson"))[0];
@@ -397,23 +427,14 @@ fn manifests_apply_in_order_and_grant_exactly_what_the_agent_uses() {
         e["k8s.namespace.label.kubernetes.io/metadata.name"], "shop",
         "{e}"
     );
+    let e = &lines_in(&out.join("k8s-events.ndjson"))[0];
+    assert_eq!(e["message"], "Started container main");
+    assert_eq!(e["k8s.object.name"], "checkout-1");
     let log = env.log();
     assert!(
         !log.contains("forbidden") && !log.contains("Forbidden"),
         "{log}"
     );
-}
-
-/// Status patches of `gleanerpipelines/status` the API server's audit log
-/// recorded.
-fn status_patches(audit: &Path) -> usize {
-    std::fs::read_to_string(audit).map_or(0, |t| {
-        t.lines()
-            .filter(|l| {
-                l.contains("\"verb\":\"patch\"") && l.contains("\"subresource\":\"status\"")
-            })
-            .count()
-    })
 }
 
 /// Twenty agents (twenty node names) on one cluster, one GleanerPipeline
@@ -426,20 +447,13 @@ fn status_patches(audit: &Path) -> usize {
 fn twenty_agents_write_one_status_per_generation() {
     let agents = knob("GLEANER_STATUS_AGENTS", 20);
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("audit-policy.yaml");
-    std::fs::write(
-        &policy,
-        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
-         - level: Metadata\n  verbs: [patch, update]\n  resources: [{group: gleaner.io, resources: [gleanerpipelines/status]}]\n\
-         - level: None\n",
-    )
-    .unwrap();
-    let audit = dir.path().join("audit.log");
-    let kit = Kit::start_with(&format!(
-        "--audit-policy-file={} --audit-log-path={}",
-        policy.display(),
-        audit.display()
-    ));
+    let kit = Kit::audited(&[
+        "verbs: [patch, update], resources: [{group: gleaner.io, resources: [gleanerpipelines/status]}]",
+    ]);
+    let status_patches = || {
+        kit.audit_log(|e| e["verb"] == "patch" && e["objectRef"]["subresource"] == "status")
+            .len()
+    };
     kit.kubectl(&[
         "apply",
         "-f",
@@ -484,7 +498,7 @@ fn twenty_agents_write_one_status_per_generation() {
             .all(|e| e.log().contains("Started pipeline. pipeline=shop.checkout"))
     });
     std::thread::sleep(Duration::from_secs(3));
-    let first = status_patches(&audit);
+    let first = status_patches();
     resource("two");
     wait_until("generation 2 accepted", || observed() == "2");
     wait_until("every agent runs generation 2", || {
@@ -496,7 +510,7 @@ fn twenty_agents_write_one_status_per_generation() {
         })
     });
     std::thread::sleep(Duration::from_secs(3));
-    let second = status_patches(&audit) - first;
+    let second = status_patches() - first;
     for mut a in running {
         let (status, _) = a.sigterm_and_wait();
         assert!(status.success());

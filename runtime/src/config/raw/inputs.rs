@@ -18,6 +18,8 @@ pub enum RawInput {
     Kubernetes(Box<RawKubernetesInput>),
     /// A Kafka consumer group over topics (an aggregator's input).
     Kafka(Box<RawKafkaInput>),
+    /// The cluster's Kubernetes Events, shipped by one agent at a time.
+    KubernetesEvents(Box<RawKubernetesEventsInput>),
 }
 
 /// Marks the path inside an input in an error message, so `config::parse`
@@ -37,7 +39,8 @@ impl<'de> Deserialize<'de> for RawInput {
             None => {
                 return Err(inner(
                     "type",
-                    "missing: `file`, `docker`, `kubernetes` or `kafka`".into(),
+                    "missing: `file`, `docker`, `kubernetes`, `kubernetes_events` or `kafka`"
+                        .into(),
                 ));
             }
         };
@@ -54,10 +57,11 @@ impl<'de> Deserialize<'de> for RawInput {
             "docker" => typed(map).map(|d| RawInput::Docker(Box::new(d))),
             "kubernetes" => typed(map).map(|k| RawInput::Kubernetes(Box::new(k))),
             "kafka" => typed(map).map(|k| RawInput::Kafka(Box::new(k))),
+            "kubernetes_events" => typed(map).map(|k| RawInput::KubernetesEvents(Box::new(k))),
             other => Err(inner(
                 "type",
                 format!(
-                    "unknown input type `{other}`, expected `file`, `docker`, `kubernetes` or `kafka`"
+                    "unknown input type `{other}`, expected `file`, `docker`, `kubernetes`, `kubernetes_events` or `kafka`"
                 ),
             )),
         }
@@ -109,6 +113,52 @@ pub struct RawKafkaInput {
     /// How often delivered offsets are committed. Default `1s`.
     #[serde(default = "default_commit_interval", with = "humantime_serde")]
     pub commit_interval: Duration,
+}
+
+/// `type: kubernetes_events`: the cluster's Events (`v1/events`), each
+/// delivered once, by whichever agent holds the input's Lease; its resume
+/// point is kept in that Lease.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKubernetesEventsInput {
+    /// The API server URL. Default: the in-cluster service account, else
+    /// the kubeconfig.
+    #[serde(default)]
+    pub api_server: Option<String>,
+    /// Only Events in these namespaces. Default: all.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// A field selector the API server applies (e.g. `type=Warning` or
+    /// `involvedObject.kind=Pod`).
+    #[serde(default)]
+    pub field_selector: Option<String>,
+    /// The Lease electing the one agent that ships Events and holding its
+    /// resume point. Default `gleaner-events-<pipeline>`.
+    #[serde(default)]
+    pub lease: Option<String>,
+    /// The Lease's namespace. Default: `$POD_NAMESPACE`, else `gleaner`.
+    #[serde(default)]
+    pub lease_namespace: Option<String>,
+    /// This agent's name in the Lease. Default: `$NODE_NAME`, else the
+    /// host name.
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// Where the first agent ever starts (later ones resume where the last
+    /// one stopped): `existing` (default: every Event the API server still
+    /// holds) or `now`.
+    #[serde(default)]
+    pub start_at: EventsStartAt,
+}
+
+/// Where a `kubernetes_events` input with no resume point starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EventsStartAt {
+    /// Every Event the API server still holds (about an hour of them).
+    #[default]
+    Existing,
+    /// Events from now on.
+    Now,
 }
 
 /// SASL credentials.

@@ -13,7 +13,6 @@
 //! Owns the conversion and the resource API; never reads log files or
 //! starts pipelines itself.
 
-mod lease;
 pub mod types;
 pub mod watch;
 

@@ -29,13 +29,14 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::lease::{self, Elector};
 use super::types::{ClusterGleanerPipeline, GleanerPipeline, GleanerPipelineSpec, PipelineStatus};
 use super::{ResourceId, to_pipeline};
 use crate::config::PipelineResources;
 use crate::control::api::Health;
 use crate::control::supervisor::{ApplyError, Change, Desired, Supervisor};
+use crate::data::discovery::kubernetes::api_client;
 use crate::data::discovery::kubernetes::pace::paced;
+use crate::state::lease::{self, Elector};
 
 /// The supervisor owner name of resource pipelines.
 pub const OWNER: &str = "kubernetes resources";
@@ -70,17 +71,6 @@ pub fn spawn(
     )
 }
 
-async fn client(opts: &PipelineResources) -> Result<Client, String> {
-    let config = match &opts.api_server {
-        Some(url) => kube::Config::new(
-            url.parse::<http::Uri>()
-                .map_err(|e| format!("api_server `{url}`: {e}"))?,
-        ),
-        None => kube::Config::infer().await.map_err(|e| e.to_string())?,
-    };
-    Client::try_from(config).map_err(|e| e.to_string())
-}
-
 async fn run(
     opts: PipelineResources,
     supervisor: Arc<Supervisor>,
@@ -89,7 +79,7 @@ async fn run(
 ) {
     let mut backoff = crate::background::FIRST_BACKOFF;
     let client = loop {
-        match client(&opts).await {
+        match api_client(opts.api_server.as_deref()).await {
             Ok(c) => break c,
             Err(e) => {
                 warn!(error = %e, retry_in = ?backoff, "Cannot reach the Kubernetes API for pipeline resources; retrying.")
@@ -119,7 +109,7 @@ async fn run(
     };
     let mut elector = Elector::new(
         Api::namespaced(state.client.clone(), &state.opts.lease_namespace),
-        STATUS_LEASE,
+        lease::STATUS_LEASE,
         &state.opts.node_name,
     );
     let mut renew = tokio::time::interval(lease::RENEW_EVERY);
@@ -350,9 +340,6 @@ impl Resources {
         Ok(())
     }
 }
-
-/// The Lease electing the agent that writes shared verdicts.
-const STATUS_LEASE: &str = "gleaner-pipeline-status";
 
 /// Whether this agent writes verdict `v` on the resource it saw: never
 /// when the resource shows it already; a failure of this node

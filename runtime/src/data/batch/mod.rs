@@ -38,6 +38,23 @@ pub struct BatchLimits {
     pub linger: Duration,
 }
 
+/// Where an input that is not a file (the `kafka` and
+/// `kubernetes_events` inputs) puts what it reads: the pipeline's queue,
+/// with the pipeline's batch limits, stop signal and input counters.
+#[derive(Debug, Clone)]
+pub struct Outlet {
+    /// How big batches may get, and how long the first event waits.
+    pub limits: BatchLimits,
+    /// The pipeline's queue.
+    pub out: Sender<Envelope>,
+    /// The pipeline's stop signal.
+    pub shutdown: Arc<crate::model::shutdown::Shutdown>,
+    /// This input's counters.
+    pub stats: Arc<crate::data::tail::InputStats>,
+    /// Stop once what is there at the start was read (`--exit-on-eof`).
+    pub exit_on_eof: bool,
+}
+
 /// A batch on its way through a pipeline, with the acknowledgement that
 /// moves its file's checkpoint once every holder has dropped it.
 #[derive(Debug)]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{SendTimeoutError, Sender};
+use crossbeam_channel::SendTimeoutError;
 use gleaner_kafka::cluster::Cluster;
 use gleaner_kafka::consume::{FetchOptions, Fetcher};
 use gleaner_kafka::group::{GroupOptions, Heartbeat, Member, TopicPartition};
@@ -28,11 +28,9 @@ pub use codecs::Native as NativeCodecs;
 pub use gleaner_kafka::consume::StartAt;
 pub use gleaner_kafka::sasl::{Mechanism, Sasl};
 
-use crate::data::batch::{BatchLimits, Envelope};
-use crate::data::tail::InputStats;
+use crate::data::batch::{Envelope, Outlet};
 use crate::model::ack::{FileIdentity, FileTracker};
 use crate::model::event::{Batch, value};
-use crate::model::shutdown::Shutdown;
 use crate::plugin::TlsSpec;
 
 /// The tag naming the topic a batch was read from.
@@ -79,11 +77,7 @@ pub struct KafkaOptions {
 pub fn spawn(
     name: String,
     options: KafkaOptions,
-    limits: BatchLimits,
-    out: Sender<Envelope>,
-    shutdown: Arc<Shutdown>,
-    stats: Arc<InputStats>,
-    exit_on_eof: bool,
+    outlet: Outlet,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let mut connect = ConnectOptions::new(
         options.client_id.clone(),
@@ -98,11 +92,7 @@ pub fn spawn(
         let mut input = Input {
             cluster: Cluster::new(options.brokers.clone(), connect),
             options,
-            limits,
-            out,
-            shutdown,
-            stats,
-            exit_on_eof,
+            outlet,
             trackers: BTreeMap::new(),
             committed: HashMap::new(),
             last_commit: Instant::now(),
@@ -115,11 +105,7 @@ pub fn spawn(
 struct Input {
     options: KafkaOptions,
     cluster: Cluster,
-    limits: BatchLimits,
-    out: Sender<Envelope>,
-    shutdown: Arc<Shutdown>,
-    stats: Arc<InputStats>,
-    exit_on_eof: bool,
+    outlet: Outlet,
     /// The assigned partitions' ack trackers (offsets, not bytes).
     trackers: BTreeMap<TopicPartition, Arc<FileTracker>>,
     /// What was last committed, per partition.
@@ -137,7 +123,7 @@ enum End {
 
 impl Input {
     fn stopping(&self) -> bool {
-        self.shutdown.reading().load(Ordering::Relaxed)
+        self.outlet.shutdown.reading().load(Ordering::Relaxed)
     }
 
     fn run(&mut self) {
@@ -158,7 +144,7 @@ impl Input {
                         tracing::warn!(group = %self.options.group, error = %e, "Kafka input cannot consume; retrying with backoff.");
                         failing = true;
                     }
-                    self.shutdown.sleep(backoff);
+                    self.outlet.shutdown.sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
@@ -207,8 +193,8 @@ impl Input {
             if member.heartbeat(&mut self.cluster)? == Heartbeat::Rejoin {
                 break End::Rejoin;
             }
-            if self.out.is_full() {
-                self.shutdown.sleep(Duration::from_millis(5));
+            if self.outlet.out.is_full() {
+                self.outlet.shutdown.sleep(Duration::from_millis(5));
                 self.maybe_commit(&mut member, false);
                 continue;
             }
@@ -220,7 +206,7 @@ impl Input {
                 }
             }
             self.maybe_commit(&mut member, false);
-            if self.exit_on_eof
+            if self.outlet.exit_on_eof
                 && !assignment.is_empty()
                 && assignment.iter().all(|tp| {
                     ends.get(tp)
@@ -254,8 +240,11 @@ impl Input {
             (PARTITION_TAG.to_owned(), tp.1.to_string()),
         ];
         let now = crate::data::tail::now_nanos();
-        let mut batch =
-            Batch::with_tags(tags.clone(), records.len().min(self.limits.max_events), 0);
+        let mut batch = Batch::with_tags(
+            tags.clone(),
+            records.len().min(self.outlet.limits.max_events),
+            0,
+        );
         let mut bytes = 0u64;
         for (i, r) in records.iter().enumerate() {
             let body = r.value.as_deref().unwrap_or_default();
@@ -277,19 +266,19 @@ impl Input {
             bytes += body.len() as u64;
             let last = i + 1 == records.len();
             if last
-                || batch.len() >= self.limits.max_events
-                || batch.bodies.len() >= self.limits.max_bytes
+                || batch.len() >= self.outlet.limits.max_events
+                || batch.bodies.len() >= self.outlet.limits.max_bytes
             {
                 let ack = tracker.register((r.offset + 1) as u64);
                 let full = std::mem::replace(
                     &mut batch,
                     Batch::with_tags(
                         tags.clone(),
-                        self.limits.max_events.min(records.len() - i),
+                        self.outlet.limits.max_events.min(records.len() - i),
                         0,
                     ),
                 );
-                self.stats.lines_read.add(full.len() as u64);
+                self.outlet.stats.lines_read.add(full.len() as u64);
                 self.queue(
                     Envelope {
                         batch: full,
@@ -299,13 +288,17 @@ impl Input {
                 );
             }
         }
-        self.stats.bytes.add(bytes);
+        self.outlet.stats.bytes.add(bytes);
     }
 
     /// Queues a batch, heartbeating while the pipeline is full.
     fn queue(&mut self, mut envelope: Envelope, member: &mut Member) {
         loop {
-            match self.out.send_timeout(envelope, Duration::from_millis(200)) {
+            match self
+                .outlet
+                .out
+                .send_timeout(envelope, Duration::from_millis(200))
+            {
                 Ok(()) => return,
                 Err(SendTimeoutError::Timeout(e)) => {
                     envelope = e;
@@ -354,7 +347,7 @@ impl Input {
     fn drain(&mut self, member: &mut Member) {
         let give_up = Instant::now() + self.options.session_timeout;
         while self.trackers.values().any(|t| t.in_flight() > 0)
-            && !self.shutdown.expired()
+            && !self.outlet.shutdown.expired()
             && Instant::now() < give_up
         {
             std::thread::sleep(Duration::from_millis(10));

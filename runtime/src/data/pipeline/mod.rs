@@ -25,12 +25,13 @@ pub use self::processor::PluginSeries;
 use self::processor::{SharedPluginStats, Worker, publish, series};
 pub use self::swap::{Probation, Rollback, RollbackReport, SwapError, SwapStatus, Swapper};
 use self::swap::{SharedSwapStatus, Swap, WorkerSwap};
-use crate::data::batch::{Batcher, Envelope};
+use crate::data::batch::{Batcher, Envelope, Outlet};
 use crate::data::discovery::DiscoveryConfig;
 use crate::data::discovery::DiscoveryStats;
 use crate::data::flush::policy::OnError;
 use crate::data::flush::{FlushWorker, Shutdown};
 use crate::data::kafka::KafkaOptions;
+use crate::data::kube_events::KubeEventsOptions;
 use crate::data::tail::FileInputOptions;
 use crate::data::tail::{Checkpoints, InputStats, PatternError, Tailer};
 use crate::plugin::Instance;
@@ -122,6 +123,8 @@ pub enum InputConfig {
     },
     /// A Kafka consumer group's partitions.
     Kafka(KafkaOptions),
+    /// The cluster's Kubernetes Events.
+    KubernetesEvents(KubeEventsOptions),
 }
 
 impl InputConfig {
@@ -129,7 +132,7 @@ impl InputConfig {
     pub fn read(&self) -> Option<&FileInputOptions> {
         match self {
             InputConfig::Files { read, .. } => Some(read),
-            InputConfig::Kafka(_) => None,
+            InputConfig::Kafka(_) | InputConfig::KubernetesEvents(_) => None,
         }
     }
 
@@ -137,7 +140,7 @@ impl InputConfig {
     pub fn discovery(&self) -> Option<&DiscoveryConfig> {
         match self {
             InputConfig::Files { discovery, .. } => discovery.as_ref(),
-            InputConfig::Kafka(_) => None,
+            InputConfig::Kafka(_) | InputConfig::KubernetesEvents(_) => None,
         }
     }
 }
@@ -241,6 +244,13 @@ impl PreparedPipeline {
         drop(order);
         let mut inputs = Vec::new();
         let mut discoveries = Vec::new();
+        let outlet = |stats| Outlet {
+            limits: self.spec.batch,
+            out: in_tx.clone(),
+            shutdown: self.shutdown.clone(),
+            stats,
+            exit_on_eof,
+        };
         for (i, input) in self.spec.inputs.iter().enumerate() {
             let input_stats = Arc::new(InputStats::default());
             inputs.push(input_stats.clone());
@@ -250,11 +260,15 @@ impl PreparedPipeline {
                     threads.push(spawn_or_log(crate::data::kafka::spawn(
                         format!("{name}-kafka{i}"),
                         k.clone(),
-                        self.spec.batch,
-                        in_tx.clone(),
-                        self.shutdown.clone(),
-                        input_stats,
-                        exit_on_eof,
+                        outlet(input_stats),
+                    )));
+                    continue;
+                }
+                InputConfig::KubernetesEvents(k) => {
+                    threads.push(spawn_or_log(crate::data::kube_events::spawn(
+                        format!("{name}-events{i}"),
+                        k.clone(),
+                        outlet(input_stats),
                     )));
                     continue;
                 }

@@ -140,8 +140,10 @@ pub enum KubernetesError {
     Config(String),
 }
 
-async fn client(opts: &KubernetesOptions) -> Result<Client, KubernetesError> {
-    let config = match &opts.api_server {
+/// A client of the API server at `api_server`, else of the in-cluster
+/// service account, else of the kubeconfig (`$KUBECONFIG`, `~/.kube/config`).
+pub async fn api_client(api_server: Option<&str>) -> Result<Client, KubernetesError> {
+    let config = match api_server {
         Some(url) => {
             let uri = url
                 .parse::<http::Uri>()
@@ -175,7 +177,7 @@ async fn run(
     let stopped = || stop.load(Ordering::Relaxed);
     let mut backoff = crate::background::FIRST_BACKOFF;
     let client = loop {
-        match client(&opts).await {
+        match api_client(opts.api_server.as_deref()).await {
             Ok(c) => break c,
             Err(e) => {
                 stats.engine_errors.inc();

@@ -2,9 +2,13 @@
 //! client-go's leader election does it: the holder renews the Lease every
 //! few seconds; another agent takes it over once it has not been renewed
 //! for its duration; every write carries the resourceVersion read, so two
-//! agents cannot both take it. Owns the Lease object only; what leading
-//! means is the caller's.
+//! agents cannot both take it. A leader may keep a little state of its own
+//! in the Lease's annotations (a resume point), written with every renewal
+//! and read by whoever takes the Lease next; on a clean stop it gives the
+//! Lease up at once, so another agent need not wait for it to expire.
+//! Owns the Lease object only; what leading means is the caller's.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -13,6 +17,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::PostParams;
 use tracing::{info, warn};
+
+/// The Lease electing the agent that writes pipeline resources' status.
+pub const STATUS_LEASE: &str = "gleaner-pipeline-status";
 
 /// How long a Lease not renewed stays its holder's.
 pub const DURATION: Duration = Duration::from_secs(15);
@@ -27,6 +34,9 @@ pub struct Elector {
     leading: bool,
     /// Why the Lease cannot be used, once logged.
     failing: Option<String>,
+    /// The Lease's annotations: as last read while another agent held it,
+    /// as this agent writes them while it leads.
+    annotations: BTreeMap<String, String>,
 }
 
 fn micro(t: Timestamp) -> MicroTime {
@@ -42,6 +52,59 @@ impl Elector {
             identity: identity.to_owned(),
             leading: false,
             failing: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    /// An annotation of the Lease: the value its last holder wrote (read
+    /// when this agent took it), or this agent's own since.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).map(String::as_str)
+    }
+
+    /// Sets an annotation, written with the next renewal (or release).
+    pub fn set_annotation(&mut self, key: &str, value: String) {
+        self.annotations.insert(key.to_owned(), value);
+    }
+
+    /// Whether this agent held the Lease at its last tick.
+    pub fn leading(&self) -> bool {
+        self.leading
+    }
+
+    /// Gives the Lease up (with the annotations set), so another agent
+    /// takes it at its next look instead of after [`DURATION`]. Does
+    /// nothing unless this agent leads; a failure is logged (the Lease
+    /// then expires as if the agent had died).
+    pub async fn release(&mut self) {
+        if !self.leading {
+            return;
+        }
+        self.leading = false;
+        let result = async {
+            let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+                return Ok(());
+            };
+            let spec = lease.spec.clone().unwrap_or_default();
+            if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+                return Ok(());
+            }
+            lease.metadata.annotations = Some(self.annotations.clone());
+            lease.spec = Some(LeaseSpec {
+                holder_identity: None,
+                ..spec
+            });
+            self.api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+                .map(drop)
+        }
+        .await;
+        match result {
+            Ok(()) => info!(lease = %self.name, identity = %self.identity, "Gave the Lease up."),
+            Err(e) => {
+                warn!(lease = %self.name, error = %e, "Cannot give the Lease up; it expires by itself.")
+            }
         }
     }
 
@@ -76,12 +139,13 @@ impl Elector {
         self.leading
     }
 
-    async fn try_hold(&self) -> Result<bool, kube::Error> {
+    async fn try_hold(&mut self) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
+                    annotations: Some(self.annotations.clone()),
                     ..ObjectMeta::default()
                 },
                 spec: Some(self.spec(now, now, 0)),
@@ -94,15 +158,23 @@ impl Elector {
         };
         let spec = lease.spec.clone().unwrap_or_default();
         let mine = spec.holder_identity.as_deref() == Some(self.identity.as_str());
-        let expired = spec.renew_time.as_ref().is_none_or(|r| {
-            let secs = spec
-                .lease_duration_seconds
-                .unwrap_or(DURATION.as_secs() as i32);
-            r.0.as_millisecond() + i64::from(secs) * 1000 < now.as_millisecond()
-        });
+        let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
+        let expired = free
+            || spec.renew_time.as_ref().is_none_or(|r| {
+                let secs = spec
+                    .lease_duration_seconds
+                    .unwrap_or(DURATION.as_secs() as i32);
+                r.0.as_millisecond() + i64::from(secs) * 1000 < now.as_millisecond()
+            });
+        if !self.leading || !mine {
+            // Another agent's state (or this agent's from before a
+            // restart): what the holder wrote is what a new holder resumes.
+            self.annotations = lease.metadata.annotations.clone().unwrap_or_default();
+        }
         if !mine && !expired {
             return Ok(false);
         }
+        lease.metadata.annotations = Some(self.annotations.clone());
         let (acquired, transitions) = if mine {
             (
                 spec.acquire_time.map_or(now, |t| t.0),

@@ -36,18 +36,24 @@ fn agent(env: &Env, kit: &Kit, identity: &str) -> Child {
     run_as(env, &config, &kit.kubeconfig())
 }
 
-/// Who holds the input's Lease (empty when given up or not made yet).
-fn holder(kit: &Kit) -> String {
-    kit.try_kubectl(&[
+/// Field `jsonpath` of the input's Lease (empty before it is made).
+fn lease(kit: &Kit, jsonpath: &str) -> String {
+    let path = format!("jsonpath={jsonpath}");
+    let args = [
         "-n",
         "gleaner",
         "get",
         "lease",
         "gleaner-events-events",
         "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ])
-    .unwrap_or_default()
+        &path,
+    ];
+    kit.try_kubectl(&args).unwrap_or_default()
+}
+
+/// Who holds the input's Lease (empty when given up or not made yet).
+fn holder(kit: &Kit) -> String {
+    lease(kit, "{.spec.holderIdentity}")
 }
 
 /// What the test made: per Event uid, its object's uid, name and number.
@@ -232,14 +238,9 @@ fn events_are_shipped_once_across_a_leader_change_and_a_restart() {
         .map(|e| e["k8s.event.resource_version"].as_i64().unwrap())
         .max()
         .unwrap();
-    let kept = kit.kubectl(&[
-        "-n",
-        "gleaner",
-        "get",
-        "lease",
-        "gleaner-events-events",
-        "-o",
-        "jsonpath={.metadata.annotations.gleaner\\.io/events-delivered-through}",
-    ]);
+    let kept = lease(
+        &kit,
+        "{.metadata.annotations.gleaner\\.io/events-delivered-through}",
+    );
     assert_eq!(kept, last.to_string());
 }

@@ -70,6 +70,9 @@ if $sdks; then
   # TLS, so the TLS tests put socat (OpenSSL) in front of it, as an SSL
   # listener.
   apt_install socat
+  # promtool (Debian's prometheus package) checks the alert rules in
+  # deploy/prometheus/.
+  apt_install prometheus
   # The memory:// and s3:// stores (dynostore) keep no SCRAM users, so the
   # SASL tests use sqlite:// (libsql). The stamp says which features the
   # cached binary was built with.

@@ -1,0 +1,197 @@
+//! What operators run beside the agent: the alert rules
+//! (`deploy/prometheus/`), checked by `promtool`; the Grafana dashboard
+//! (`deploy/grafana/`); the PodMonitor (`deploy/kubernetes/monitoring/`).
+//! Every metric and grouping label they use must be on a running agent's
+//! `/metrics`: a renamed metric breaks this test, not a dashboard.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::*;
+use crate::kubernetes::{api_get, free_port};
+
+/// Every PromQL expression of the rules and the dashboard, with where it is.
+fn expressions() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let rules: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(workspace().join("deploy/prometheus/gleaner-rules.yaml")).unwrap(),
+    )
+    .unwrap();
+    for group in rules["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            let name = rule["alert"].as_str().unwrap();
+            out.push((
+                format!("rule {name}"),
+                rule["expr"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join("deploy/grafana/gleaner-dashboard.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            out.push((
+                format!("panel {}", panel["title"]),
+                target["expr"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    for var in dashboard["templating"]["list"].as_array().unwrap() {
+        if var["type"] == "query" {
+            out.push((
+                format!("variable {}", var["name"]),
+                var["query"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// The `gleaner_*` names in `expr`, and the labels it groups by.
+fn names_and_labels(expr: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let names = expr
+        .split(|c: char| !word(c))
+        .filter(|w| w.starts_with("gleaner_"))
+        .map(str::to_owned)
+        .collect();
+    let mut labels = BTreeSet::new();
+    for part in expr.split("by (").skip(1) {
+        let inside = &part[..part.find(')').unwrap()];
+        labels.extend(inside.split(',').map(|l| l.trim().to_owned()));
+    }
+    // Added by Prometheus when it scrapes, not by the agent.
+    labels.remove("instance");
+    (names, labels)
+}
+
+#[test]
+fn alert_rules_pass_promtool() {
+    let promtool = which("promtool");
+    let out = Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(workspace().join("deploy/prometheus/gleaner-rules.yaml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("SUCCESS: 12 rules found"), "{text}");
+}
+
+fn which(tool: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{tool} not found: run scripts/setup.sh --sdks (Debian's prometheus package)")
+        })
+}
+
+#[test]
+fn every_metric_the_dashboard_and_rules_use_is_exported() {
+    let env = Env::new();
+    env.write("in.log", "{\"a\": 1}\nplain\n");
+    let port = free_port();
+    let config = env.files_pipeline(
+        &format!("api: {{ address: \"127.0.0.1:{port}\" }}\nprogress_interval: 100ms"),
+        &format!("\"{}\"", env.path("in.log").display()),
+        ", start_at: beginning",
+    );
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replace(
+        "    flushers:",
+        "    processors: [{ plugin: builtin:parse-json }]\n    flushers:",
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut agent = Reaper(Some(start(&env, &config)));
+    wait_until("the API answers", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    // Series per metric name, each a label set.
+    let mut exported: BTreeMap<String, Vec<BTreeSet<String>>> = BTreeMap::new();
+    wait_until("backlog metrics sampled", || {
+        let (_, body) = api_get(port, "/metrics");
+        exported.clear();
+        for line in body
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let series = line.rsplit_once(' ').unwrap().0;
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (
+                    n,
+                    rest.trim_end_matches('}')
+                        .split(',')
+                        .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.to_owned()))
+                        .collect(),
+                ),
+                None => (series, BTreeSet::new()),
+            };
+            exported.entry(name.to_owned()).or_default().push(labels);
+        }
+        exported.contains_key("gleaner_input_backlog_bytes")
+    });
+    let (status, _) = agent.sigterm_and_wait();
+    assert!(status.success(), "{}", env.log());
+    let mut used = 0;
+    for (place, expr) in expressions() {
+        let (names, labels) = names_and_labels(&expr);
+        assert!(!names.is_empty(), "{place}: no gleaner metric in `{expr}`");
+        for name in &names {
+            let Some(series) = exported.get(name) else {
+                panic!("{place}: `{name}` is not on /metrics");
+            };
+            for label in &labels {
+                assert!(
+                    series.iter().any(|s| s.contains(label)),
+                    "{place}: `{name}` has no label `{label}`"
+                );
+            }
+            used += 1;
+        }
+    }
+    assert!(used >= 30, "{used} metric uses checked");
+}
+
+#[test]
+fn the_pod_monitor_scrapes_the_daemon_sets_api_port() {
+    let read = |rel: &str| -> Value {
+        serde_yaml_ng::from_str(&std::fs::read_to_string(workspace().join(rel)).unwrap()).unwrap()
+    };
+    let monitor = read("deploy/kubernetes/monitoring/podmonitor.yaml");
+    let ds = read("deploy/kubernetes/40-daemonset.yaml");
+    assert_eq!(monitor["kind"], "PodMonitor");
+    assert_eq!(
+        monitor["metadata"]["namespace"],
+        ds["metadata"]["namespace"]
+    );
+    let pod_labels = &ds["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(&pod_labels[k], v, "the DaemonSet's pods carry {k}={v}");
+    }
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["path"], "/metrics");
+    let ports = &ds["spec"]["template"]["spec"]["containers"][0]["ports"];
+    assert!(
+        ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == endpoint["port"]),
+        "{ports}"
+    );
+}

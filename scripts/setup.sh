@@ -32,9 +32,10 @@ apt_install() {
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
-# The Docker tests run containers made from Debian's static busybox.
+# The Docker tests run containers made from Debian's static busybox, and
+# build Gleaner's image (deploy/docker/build.sh: setcap from libcap2-bin).
 if command -v docker >/dev/null 2>&1; then
-  apt_install busybox-static
+  apt_install busybox-static libcap2-bin
   bash scripts/test-image.sh
 fi
 

@@ -431,7 +431,7 @@ fn malformed_json_file_lines_are_kept_raw_and_counted() {
     assert!(log.contains("lines_malformed=1"), "{log}");
 }
 
-/// The image built from `deploy/docker/Dockerfile` with the binary under test.
+/// The image `deploy/docker/build.sh` builds with the binary under test.
 fn gleaner_image() -> String {
     static ONCE: Once = Once::new();
     let tag = "gleaner-test/gleaner:dev".to_owned();
@@ -469,6 +469,21 @@ fn gleaner_in_a_container_collects_another_container_across_its_own_restart() {
     for d in [&out, &data, &etc] {
         std::fs::create_dir_all(d).unwrap();
     }
+    // The image runs as uid 10001: what it writes must be its own.
+    for d in [&out, &data] {
+        std::os::unix::fs::chown(d, Some(10001), Some(10001)).unwrap();
+    }
+    // Small, and not root.
+    let inspect = |format: &str| {
+        let o = Command::new("docker")
+            .args(["image", "inspect", &image, "--format", format])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    let size: u64 = inspect("{{.Size}}").parse().unwrap();
+    assert!(size <= 60_000_000, "the image is {size} bytes");
+    assert_eq!(inspect("{{.Config.User}}"), "10001:10001");
     std::fs::write(
         etc.join("gleaner.yaml"),
         format!(
@@ -496,6 +511,9 @@ pipelines:
         format!("{}:/etc/gleaner:ro", etc.display()),
         format!("{}:/out", out.display()),
     ];
+    let socket_group = std::fs::metadata("/var/run/docker.sock")
+        .map(|m| std::os::unix::fs::MetadataExt::gid(&m).to_string())
+        .unwrap();
     let mut args = vec![
         "run",
         "-d",
@@ -503,6 +521,12 @@ pipelines:
         &gleaner_name,
         "--label",
         "gleaner.test.agent=1",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "DAC_READ_SEARCH",
+        "--group-add",
+        &socket_group,
     ];
     for m in &mounts {
         args.extend_from_slice(&["-v", m]);
@@ -520,6 +544,29 @@ pipelines:
     wait_until("the agent in a container connects", || {
         agent_log().contains("Connected to the Docker engine")
     });
+    // Its process: uid 10001, and of all capabilities only the one that
+    // reads root's log files (CAP_DAC_READ_SEARCH, bit 2).
+    let pid = Command::new("docker")
+        .args(["inspect", "--format", "{{.State.Pid}}", &gleaner_name])
+        .output()
+        .unwrap();
+    let status = std::fs::read_to_string(format!(
+        "/proc/{}/status",
+        String::from_utf8_lossy(&pid.stdout).trim()
+    ))
+    .unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(field("Uid:"), "10001", "{status}");
+    assert_eq!(field("CapEff:"), "0000000000000004", "{status}");
     let total = 3000;
     c.run(
         "logger",

@@ -69,6 +69,20 @@ enum Command {
         #[arg(long)]
         destinations: bool,
     },
+    /// Show a running agent's pipelines and plugins live: events in and
+    /// out per second, bytes read, queues, backlog, lag, losses, errors,
+    /// traps, memory (from its `/metrics`).
+    Top {
+        /// The agent's API address (its `api.address`).
+        #[arg(long, default_value = "127.0.0.1:8686")]
+        api: std::net::SocketAddr,
+        /// Time between samples.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// Print one table and exit (for scripts).
+        #[arg(long)]
+        once: bool,
+    },
     /// Work with plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -194,6 +208,11 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::from(1),
             Err(e) => Err(e),
         },
+        Command::Top {
+            api,
+            interval,
+            once,
+        } => gleaner::tooling::top::run(api, interval, once).map_err(anyhow::Error::from),
         Command::Crd => gleaner::control::crd::types::crd_yaml()
             .map(|y| print!("{y}"))
             .map_err(anyhow::Error::from),

@@ -195,3 +195,95 @@ fn the_pod_monitor_scrapes_the_daemon_sets_api_port() {
         "{ports}"
     );
 }
+
+/// `gleaner top --once` on a running agent: the pipeline's totals exactly,
+/// its rates while lines are written, and each plugin's row.
+#[test]
+fn top_once_shows_a_running_pipelines_rates_and_plugins() {
+    let env = Env::new();
+    let lines: String = (0..1000).map(|i| format!("{{\"n\": {i}}}\n")).collect();
+    env.write("in.log", &lines);
+    let port = free_port();
+    let config = env.files_pipeline(
+        &format!("api: {{ address: \"127.0.0.1:{port}\" }}"),
+        &format!("\"{}\"", env.path("in.log").display()),
+        ", start_at: beginning",
+    );
+    let mut agent = Reaper(Some(start(&env, &config)));
+    let out = env.path("out/events.ndjson");
+    wait_until("1000 lines delivered", || lines_in(&out).len() == 1000);
+    let top = |interval: &str| {
+        let o = gleaner()
+            .args(["top", "--once", "--api", &format!("127.0.0.1:{port}")])
+            .args(["--interval", interval])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let row = |table: &str, first: &str| -> Vec<String> {
+        table
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .find(|r| r.first().map(String::as_str) == Some(first))
+            .unwrap_or_else(|| panic!("no row {first}: {table}"))
+    };
+    // Idle: no rate, every total exact.
+    let idle = top("200ms");
+    let files = row(&idle, "files");
+    // in/s, out/s, read B/s, in, out, queue, backlog, lag, dead, dropped
+    assert_eq!(
+        files[1..],
+        ["0", "0", "0", "1.0k", "1.0k", "0", "0", "0", "0", "0"],
+        "{idle}"
+    );
+    assert!(idle.starts_with("gleaner top: 1 pipelines"), "{idle}");
+    let plugin = idle
+        .lines()
+        .find(|l| l.contains("builtin:file"))
+        .unwrap_or_else(|| panic!("{idle}"));
+    assert!(plugin.starts_with("files"), "{plugin}");
+    assert!(plugin.contains("flusher0"), "{plugin}");
+    // Lines written while it samples: rates above zero.
+    let writer = {
+        let path = env.path("in.log");
+        std::thread::spawn(move || {
+            for i in 0..20 {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .unwrap();
+                let chunk: String = (0..100)
+                    .map(|j| format!("{{\"n\": {}}}\n", 1000 + i * 100 + j))
+                    .collect();
+                std::io::Write::write_all(&mut f, chunk.as_bytes()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    };
+    let busy = top("1s");
+    writer.join().unwrap();
+    let files = row(&busy, "files");
+    let rate = |s: &str| -> f64 {
+        match s.strip_suffix('k') {
+            Some(k) => k.parse::<f64>().unwrap() * 1000.0,
+            None => s.parse().unwrap(),
+        }
+    };
+    assert!(rate(&files[1]) > 0.0 && rate(&files[1]) <= 3000.0, "{busy}");
+    assert!(rate(&files[3]) > 0.0, "read bytes/s: {busy}");
+    wait_until("3000 lines delivered", || lines_in(&out).len() == 3000);
+    let (status, _) = agent.sigterm_and_wait();
+    assert!(status.success(), "{}", env.log());
+    // Without an agent: a clear error naming the address.
+    let o = gleaner()
+        .args(["top", "--once", "--api", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("cannot read http://127.0.0.1:{port}/metrics")),
+        "{err}"
+    );
+}

@@ -268,8 +268,12 @@ fn plugin_new_build_and_test_in_every_language() {
             .trim(),
         );
         assert_eq!(dir, env.path(&name));
-        let mut build = with_tools(gleaner());
+        // No WASM_TOOLS or COMPONENTIZE_PY: `plugin build` finds them in
+        // the tools cache where scripts/setup.sh put them.
+        let mut build = gleaner();
         build
+            .env_remove("WASM_TOOLS")
+            .env_remove("COMPONENTIZE_PY")
             .env("CARGO_TARGET_DIR", &target)
             .args(["plugin", "build"])
             .arg(&dir);
@@ -305,6 +309,23 @@ fn plugin_new_build_and_test_in_every_language() {
             t0.elapsed().as_secs_f64()
         );
     }
+    // Without the toolchain anywhere: how to install it.
+    let out = gleaner()
+        .env_remove("COMPONENTIZE_PY")
+        .env("GLEANER_TOOLS", env.path("no-tools"))
+        .env("PATH", "/usr/bin:/bin")
+        .args(["plugin", "build"])
+        .arg(env.path("hello-python-flusher"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("componentize-py not found")
+            && stderr.contains("pip install componentize-py==0.25.1")
+            && stderr.contains("set COMPONENTIZE_PY"),
+        "{stderr}"
+    );
     // The Rust project's own native test passes too.
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo

@@ -8,6 +8,7 @@
 //! sandbox); starts no pipeline and touches no checkpoint.
 
 mod templates;
+mod toolchains;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -224,14 +225,15 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
                 .with_context(|| format!("cannot copy {} to {}", built.display(), out.display()))?;
         }
         Lang::C => {
-            // WASM_TOOLS, CC, ... in the environment reach make.
+            // CC and the rest of the environment reach make too.
+            let wasm_tools = toolchains::find(toolchains::WASM_TOOLS)?;
             run(Command::new("make")
                 .current_dir(dir)
-                .arg(format!("GLEANER={}", gleaner.display())))?;
+                .arg(format!("GLEANER={}", gleaner.display()))
+                .arg(format!("WASM_TOOLS={}", wasm_tools.display())))?;
         }
         Lang::Python => {
-            let tool =
-                std::env::var_os("COMPONENTIZE_PY").unwrap_or_else(|| "componentize-py".into());
+            let tool = toolchains::find(toolchains::COMPONENTIZE_PY)?;
             run(Command::new(tool).current_dir(dir).args([
                 "-d",
                 "wit",

@@ -67,11 +67,6 @@ impl Elector {
         self.annotations.insert(key.to_owned(), value);
     }
 
-    /// Whether this agent held the Lease at its last tick.
-    pub fn leading(&self) -> bool {
-        self.leading
-    }
-
     /// Gives the Lease up (with the annotations set), so another agent
     /// takes it at its next look instead of after [`DURATION`]. Does
     /// nothing unless this agent leads; a failure is logged (the Lease
@@ -128,7 +123,7 @@ impl Elector {
                 self.leading = false;
                 let why = e.to_string();
                 if self.failing.as_deref() != Some(&why) {
-                    warn!(lease = %self.name, error = %why, "Cannot use the Lease that elects the agent writing pipeline resource status.");
+                    warn!(lease = %self.name, error = %why, "Cannot use the Lease; no agent is elected through it until it can be.");
                     self.failing = Some(why);
                 }
             }

@@ -53,9 +53,18 @@ impl Resolver<'_> {
                 }
                 name
             }
-            None => format!("gleaner-events-{pipeline}")
-                .to_ascii_lowercase()
-                .replace('_', "-"),
+            None => {
+                let name = format!("gleaner-events-{pipeline}")
+                    .to_ascii_lowercase()
+                    .replace('_', "-");
+                if !dns_subdomain(&name) {
+                    return self.err(
+                        format!("{key}.lease"),
+                        format!("not set, and `{name}` (from the pipeline's name) is not a Kubernetes object name: set it"),
+                    );
+                }
+                name
+            }
         };
         for (i, ns) in k.namespaces.iter().enumerate() {
             if !dns_subdomain(ns) {

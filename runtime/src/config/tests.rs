@@ -371,6 +371,11 @@ fn kubernetes_events_inputs_get_a_lease_each() {
             "elects the agent writing pipeline status",
         ),
         (
+            format!("data_dir: s\npipelines:\n{}", pipeline("events_", "")),
+            "pipelines[0].inputs[0].lease",
+            "`gleaner-events-events-` (from the pipeline's name) is not a Kubernetes object name",
+        ),
+        (
             format!(
                 "data_dir: s\npipelines:\n{}",
                 pipeline("a", ", start_at: beginning")

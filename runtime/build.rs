@@ -1,6 +1,8 @@
 //! Builds the first-party plugins in `plugins/` for `wasm32-wasip2` (the same
 //! build as `cargo plugins`, into `target/plugins`) and embeds them so that
-//! `builtin:NAME` works with nothing else installed.
+//! `builtin:NAME` works with nothing else installed. Also lists the Rust
+//! SDK's sources (with the kernels', the WIT and `Cargo.lock`) for
+//! `gleaner plugin new` to vendor into Rust projects.
 //!
 //! Set `GLEANER_PLUGINS_DIR` to a directory of prebuilt `*.wasm` files to
 //! skip the nested build (e.g. for packaging).
@@ -52,6 +54,65 @@ fn main() {
     }
     code.push_str("];\n");
     std::fs::write(out.join("builtin_plugins.rs"), code).expect("write builtin_plugins.rs");
+    std::fs::write(out.join("rust_sdk.rs"), rust_sdk_files(&workspace)).expect("write rust_sdk.rs");
+}
+
+/// The Rust SDK as `gleaner plugin new` vendors it into a project: (path
+/// in the project, file) for the SDK's and the kernels' sources and
+/// manifests, the WIT, the workspace's lock file, and (as
+/// `(workspace)/Cargo.toml`) the manifest their inherited settings come from.
+fn rust_sdk_files(workspace: &Path) -> String {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut pairs: Vec<(String, PathBuf)> = Vec::new();
+    for (from, to) in [
+        ("sdk/rust/src", "vendor/gleaner-sdk/src"),
+        ("kernels/src", "vendor/gleaner-kernels/src"),
+        ("wit", "wit"),
+    ] {
+        let mut files = Vec::new();
+        walk(&workspace.join(from), &mut files);
+        for f in files {
+            let rel = f
+                .strip_prefix(workspace.join(from))
+                .expect("under its directory")
+                .to_string_lossy()
+                .into_owned();
+            pairs.push((format!("{to}/{rel}"), f));
+        }
+    }
+    for (from, to) in [
+        ("sdk/rust/Cargo.toml", "vendor/gleaner-sdk/Cargo.toml"),
+        ("kernels/Cargo.toml", "vendor/gleaner-kernels/Cargo.toml"),
+        ("Cargo.lock", "Cargo.lock"),
+        ("Cargo.toml", "(workspace)/Cargo.toml"),
+    ] {
+        pairs.push((to.to_owned(), workspace.join(from)));
+    }
+    let mut code = String::from(
+        "/// (path in a new Rust plugin project, contents): the vendored SDK.\npub static RUST_SDK: &[(&str, &[u8])] = &[\n",
+    );
+    for (to, from) in pairs {
+        code.push_str(&format!(
+            "    ({to:?}, include_bytes!({:?})),\n",
+            from.display().to_string()
+        ));
+    }
+    code.push_str("];\n");
+    code
 }
 
 /// Crate names of the first-party plugins (directory names under plugins/).

@@ -83,6 +83,29 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Print a sample of the events passing one stage of a running
+    /// pipeline, as JSON lines, as they pass. Delivery is not affected.
+    Tap {
+        /// The pipeline.
+        pipeline: String,
+        /// `input` (what the inputs read), `processor:N` (what processor N
+        /// puts out) or `flusher:N` (what flusher N is handed); N counts
+        /// from 0 in config order, or is the plugin (`flusher:builtin:loki`).
+        #[arg(long, default_value = "input")]
+        stage: String,
+        /// Events to print, then stop.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// Events a second at most (the rest pass unseen).
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        /// The agent's API address (its `api.address`).
+        #[arg(long, default_value = "127.0.0.1:8686")]
+        api: std::net::SocketAddr,
+    },
+    /// Work with a running pipeline's dead letters.
+    #[command(subcommand, name = "dead-letter")]
+    DeadLetter(DeadLetterCommand),
     /// Work with plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -119,6 +142,30 @@ enum Command {
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadLetterCommand {
+    /// Send a pipeline's dead letters back through it, each at the stage
+    /// that gave it up, once each; what is delivered leaves the
+    /// dead-letter file. Waits until all are delivered.
+    Replay {
+        /// The pipeline.
+        pipeline: String,
+        /// Only records dead-lettered at or after this time (RFC 3339, or
+        /// a duration back from now such as `2h`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records dead-lettered before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Return once the agent has taken the records, without waiting.
+        #[arg(long)]
+        no_wait: bool,
+        /// The agent's API address (its `api.address`).
+        #[arg(long, default_value = "127.0.0.1:8686")]
+        api: std::net::SocketAddr,
     },
 }
 
@@ -213,6 +260,35 @@ fn main() -> ExitCode {
             interval,
             once,
         } => gleaner::tooling::top::run(api, interval, once).map_err(anyhow::Error::from),
+        Command::Tap {
+            pipeline,
+            stage,
+            limit,
+            rate,
+            api,
+        } => {
+            let o = gleaner::tooling::tap::TapOptions {
+                pipeline,
+                stage,
+                limit,
+                rate,
+            };
+            gleaner::tooling::tap::run(api, &o)
+                .map(|_| ())
+                .map_err(anyhow::Error::from)
+        }
+        Command::DeadLetter(DeadLetterCommand::Replay {
+            pipeline,
+            since,
+            until,
+            no_wait,
+            api,
+        }) => gleaner::tooling::dead_letter::replay(
+            api,
+            &pipeline,
+            (since.as_deref(), until.as_deref()),
+            !no_wait,
+        ),
         Command::Crd => gleaner::control::crd::types::crd_yaml()
             .map(|y| print!("{y}"))
             .map_err(anyhow::Error::from),

@@ -118,7 +118,7 @@ impl ItemFlusher for ClickHouse {
             "INSERT INTO `{}`.`{}` FORMAT JSONEachRow",
             c.database, c.table
         );
-        let mut path = format!("/?query={}", percent(&query));
+        let mut path = format!("/?query={}", gleaner_sdk::http::percent_encode(&query, b""));
         if c.skip_unknown_fields {
             path.push_str("&input_format_skip_unknown_fields=1");
         }
@@ -157,18 +157,6 @@ impl ItemFlusher for ClickHouse {
             },
         )
     }
-}
-
-/// `text` percent-encoded for a URL query value.
-fn percent(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 gleaner_sdk::export_item_flusher!(ClickHouse);

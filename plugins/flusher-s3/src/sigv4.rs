@@ -35,16 +35,7 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// URI-encodes a path as S3 wants it: every byte but unreserved ones and
 /// `/` percent-encoded.
 pub fn encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for b in path.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
-            b => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    gleaner_sdk::http::percent_encode(path, b"/")
 }
 
 /// The headers that sign a `PUT` of a payload whose SHA-256 is

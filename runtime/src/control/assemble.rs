@@ -67,6 +67,7 @@ pub fn prepare(
         })?;
         flushers.push(FlushWorker {
             instance: instance(config, host, entry)?,
+            index: i,
             on_error: entry.on_error.clone(),
             dead_letter: dead_letter.clone(),
             buffer: Arc::new(buffer),

@@ -9,4 +9,6 @@ pub mod flush;
 pub mod kafka;
 pub mod kube_events;
 pub mod pipeline;
+pub mod replay;
 pub mod tail;
+pub mod tap;

@@ -25,6 +25,8 @@ crate::telemetry::counters! {
         events_buffered => "pipeline_events_buffered_total",
         /// Events replayed from the disk buffer.
         events_replayed => "pipeline_events_replayed_total",
+        /// Dead-lettered events sent back (`gleaner dead-letter replay`).
+        events_resent => "pipeline_events_resent_total",
     }
     extra {
         /// Per processor swap: how long it held the processor thread, plus

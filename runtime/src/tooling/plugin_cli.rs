@@ -22,8 +22,8 @@ pub enum PluginCommand {
         /// Where to create it (default: here).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// Rust: the path of Gleaner's sdk/rust (default: the one this
-        /// gleaner was built from).
+        /// Rust: depend on this sdk/rust of a Gleaner checkout instead of
+        /// the SDK vendored into the project (for SDK development).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
@@ -195,13 +195,6 @@ fn plugin_new(
         "flusher" => crate::plugin::bundle::ManifestKind::Flusher,
         other => anyhow::bail!("--kind: `{other}` is not processor or flusher"),
     };
-    // The sdk/rust this binary was built from, if it is still there.
-    let sdk = sdk.or_else(|| {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/rust");
-        p.join("Cargo.toml")
-            .exists()
-            .then(|| gleaner_sdk::normalize_path(&p))
-    });
     let sdk = sdk.map(|p| std::path::absolute(&p).unwrap_or(p));
     let created = crate::tooling::devkit::new(lang, kind, name, dir, sdk.as_deref())?;
     println!("{}", created.display());

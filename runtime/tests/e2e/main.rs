@@ -26,6 +26,7 @@ mod k8s_real;
 mod k8s_resources;
 mod kafka;
 mod kubernetes;
+mod live;
 mod operating;
 mod processors;
 mod quickstart;

@@ -196,6 +196,52 @@ fn the_pod_monitor_scrapes_the_daemon_sets_api_port() {
     );
 }
 
+/// `gleaner top` in a terminal (a pty from util-linux's `script`): the
+/// live view draws both tables with the pipeline and its plugin, and `q`
+/// quits it with the terminal given back.
+fn live_view_in_a_terminal(port: u16) {
+    use std::io::{Read, Write};
+    // A pty made by `script` has no size until it is given one.
+    let command = format!(
+        "stty cols 160 rows 40; {} top --interval 200ms --api 127.0.0.1:{port}",
+        env!("CARGO_BIN_EXE_gleaner")
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = {
+        let screen = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let shown = |text: &str| String::from_utf8_lossy(&screen.lock().unwrap()).contains(text);
+    wait_until("the live view draws both tables", || {
+        // Blank cells are not written: words, not the spaces around them.
+        shown("Pipelines") && shown("Plugins") && shown("builtin:file") && shown("rates over")
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"q").unwrap();
+    stdin.flush().unwrap();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success(), "q quits");
+    // The alternate screen is left on the way out.
+    assert!(shown("\x1b[?1049l"), "the terminal is restored");
+}
+
 /// `gleaner top --once` on a running agent: the pipeline's totals exactly,
 /// its rates while lines are written, and each plugin's row.
 #[test]
@@ -273,6 +319,7 @@ fn top_once_shows_a_running_pipelines_rates_and_plugins() {
     assert!(rate(&files[1]) > 0.0 && rate(&files[1]) <= 3000.0, "{busy}");
     assert!(rate(&files[3]) > 0.0, "read bytes/s: {busy}");
     wait_until("3000 lines delivered", || lines_in(&out).len() == 3000);
+    live_view_in_a_terminal(port);
     let (status, _) = agent.sigterm_and_wait();
     assert!(status.success(), "{}", env.log());
     // Without an agent: a clear error naming the address.
@@ -283,7 +330,9 @@ fn top_once_shows_a_running_pipelines_rates_and_plugins() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains(&format!("cannot read http://127.0.0.1:{port}/metrics")),
+        err.contains(&format!(
+            "cannot reach the agent's API at http://127.0.0.1:{port}/metrics"
+        )),
         "{err}"
     );
 }

@@ -242,6 +242,20 @@ fn the_masking_example_is_identical_in_rust_c_and_python() {
     mask_throughput(&env, &components);
 }
 
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 #[test]
 fn plugin_new_build_and_test_in_every_language() {
     let env = Env::new();
@@ -250,6 +264,7 @@ fn plugin_new_build_and_test_in_every_language() {
     let target = workspace().join("target/scaffold");
     for (lang, kind) in [
         ("rust", "processor"),
+        ("rust", "flusher"),
         ("c", "processor"),
         ("python", "processor"),
         ("c", "flusher"),
@@ -268,6 +283,23 @@ fn plugin_new_build_and_test_in_every_language() {
             .trim(),
         );
         assert_eq!(dir, env.path(&name));
+        if lang == "rust" {
+            // The SDK is vendored: nothing points into this checkout.
+            let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+            assert!(
+                manifest.contains(r#"gleaner-sdk = { path = "vendor/gleaner-sdk" }"#),
+                "{manifest}"
+            );
+            let checkout = workspace().display().to_string();
+            for f in walk(&dir) {
+                let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
+                assert!(
+                    !text.contains(&checkout),
+                    "{} names the checkout",
+                    f.display()
+                );
+            }
+        }
         // No WASM_TOOLS or COMPONENTIZE_PY: `plugin build` finds them in
         // the tools cache where scripts/setup.sh put them.
         let mut build = gleaner();

@@ -71,6 +71,21 @@ pub fn describe(status: u16, text: &str) -> String {
     )
 }
 
+/// `text` percent-encoded for a URL: every byte but the unreserved ones
+/// (RFC 3986: letters, digits, `-_.~`) and those in `keep` (e.g. `/` in a
+/// path) as `%XX`.
+pub fn percent_encode(text: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The `authorization` header of HTTP basic auth.
 pub fn basic_auth(user: &str, password: &str) -> (String, Vec<u8>) {
     use base64::Engine as _;

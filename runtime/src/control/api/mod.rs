@@ -4,13 +4,16 @@
 //! /api/v1/pipelines` (what runs, who runs it, plugin versions, swaps and
 //! rollbacks, counters, queues, read progress), `GET /api/v1/plugins`
 //! (builtins, bundles and refused bundles, and who uses them), `POST
-//! /api/v1/reload` (reload the config file, answer with the outcome).
-//! Served by one thread of its own, so a busy pipeline never delays a
-//! probe.
+//! /api/v1/reload` (reload the config file, answer with the outcome),
+//! `GET /api/v1/tap` (a live sample of a stage's events: `stream`), `POST
+//! /api/v1/pipelines/NAME/dead-letter/replay` (`dead_letter`). Served by
+//! one thread of its own, so a busy pipeline never delays a probe.
 //!
 //! Reads the supervisor's state; never starts or stops anything.
 
+mod dead_letter;
 mod metrics;
+pub mod stream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -95,7 +98,7 @@ pub fn serve(addr: SocketAddr, ctx: ApiContext) -> std::io::Result<SocketAddr> {
             };
             rt.block_on(accept_loop(listener, ctx));
         })?;
-    tracing::info!(address = %bound, "Serving the API (/healthz, /readyz, /metrics, /api/v1/pipelines, /api/v1/plugins, /api/v1/reload).");
+    tracing::info!(address = %bound, "Serving the API (/healthz, /readyz, /metrics, /api/v1/pipelines, /api/v1/plugins, /api/v1/reload, /api/v1/tap).");
     Ok(bound)
 }
 
@@ -143,16 +146,35 @@ async fn accept_loop(listener: std::net::TcpListener, ctx: Arc<ApiContext>) {
         }
         let (ctx, open) = (ctx.clone(), open.clone());
         tokio::spawn(async move {
+            // Set once the connection streams a tap: it may outlive
+            // CONNECTION_TIMEOUT (a tap ends by its limit, or when the
+            // client or the pipeline goes).
+            let streaming = Arc::new(AtomicBool::new(false));
+            let flag = streaming.clone();
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(handle(req, ctx).await) }
+                let (ctx, flag) = (ctx.clone(), flag.clone());
+                async move {
+                    let r = handle(req, ctx).await;
+                    if matches!(r.body(), Either::Right(_)) {
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                    Ok::<_, Infallible>(r)
+                }
             });
             let conn = http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
             tokio::select! {
-                _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn) => {}
+                _ = tokio::time::timeout(CONNECTION_TIMEOUT, &mut conn) => {
+                    if streaming.load(Ordering::Relaxed) {
+                        tokio::select! {
+                            _ = &mut conn => {}
+                            _ = close.notified() => {}
+                        }
+                    }
+                }
                 _ = close.notified() => {}
             }
             open.lock()
@@ -162,26 +184,49 @@ async fn accept_loop(listener: std::net::TcpListener, ctx: Arc<ApiContext>) {
     }
 }
 
+/// A response body: whole, or a tap's stream.
+pub(super) type Body = Either<Full<Bytes>, stream::TapBody>;
+
 /// Open connections, oldest first: (id, how to close it).
 type OpenConnections = std::collections::VecDeque<(u64, Arc<tokio::sync::Notify>)>;
 
-async fn handle(
-    req: Request<hyper::body::Incoming>,
-    ctx: Arc<ApiContext>,
-) -> Response<Full<Bytes>> {
-    if req.method() == Method::POST && req.uri().path() == "/api/v1/reload" {
-        if !authorized(&req, ctx.token.as_ref()) {
-            let mut r = reply(
-                StatusCode::UNAUTHORIZED,
+async fn handle(req: Request<hyper::body::Incoming>, ctx: Arc<ApiContext>) -> Response<Body> {
+    let path = req.uri().path();
+    // Changes, and the events themselves, need the token when one is set.
+    let guarded = req.method() == Method::POST || path == "/api/v1/tap";
+    if guarded && !authorized(&req, ctx.token.as_ref()) {
+        let mut r = reply(
+            StatusCode::UNAUTHORIZED,
+            "text/plain; charset=utf-8",
+            "this endpoint needs `Authorization: Bearer <api.token>`\n".into(),
+        );
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    if req.method() == Method::GET && path == "/api/v1/tap" {
+        return stream::tap(req.uri(), &ctx.supervisor);
+    }
+    if req.method() == Method::POST
+        && let Some(name) = dead_letter::replay_target(path)
+    {
+        // It rewrites the dead-letter file: off this thread.
+        let (name, uri, ctx) = (name.to_owned(), req.uri().clone(), ctx.clone());
+        return tokio::task::spawn_blocking(move || {
+            dead_letter::replay(&name, &uri, &ctx.supervisor)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
                 "text/plain; charset=utf-8",
-                "this endpoint needs `Authorization: Bearer <api.token>`\n".into(),
-            );
-            r.headers_mut().insert(
-                hyper::header::WWW_AUTHENTICATE,
-                hyper::header::HeaderValue::from_static("Bearer"),
-            );
-            return r;
-        }
+                format!("{e}\n"),
+            )
+        });
+    }
+    if req.method() == Method::POST && path == "/api/v1/reload" {
         // A reload compiles plugins: off this thread.
         let reloader = ctx.reloader.clone();
         let outcome =
@@ -210,8 +255,8 @@ fn authorized<B>(req: &Request<B>, token: Option<&crate::config::Secret>) -> boo
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Body> {
+    let mut r = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *r.status_mut() = status;
     if let Ok(v) = content_type.parse() {
         r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
@@ -219,7 +264,7 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
     r
 }
 
-fn reload_reply(outcome: Option<Outcome>) -> Response<Full<Bytes>> {
+fn reload_reply(outcome: Option<Outcome>) -> Response<Body> {
     match outcome {
         Some(o) => reply(
             if o.applied {
@@ -238,14 +283,14 @@ fn reload_reply(outcome: Option<Outcome>) -> Response<Full<Bytes>> {
     }
 }
 
-fn route<B>(req: &Request<B>, ctx: &ApiContext) -> Response<Full<Bytes>> {
+fn route<B>(req: &Request<B>, ctx: &ApiContext) -> Response<Body> {
     let (sup, health, reloader) = (&ctx.supervisor, &ctx.health, ctx.reloader.as_ref());
     const TEXT: &str = "text/plain; charset=utf-8";
     if req.method() != Method::GET {
         return reply(
             StatusCode::METHOD_NOT_ALLOWED,
             TEXT,
-            "use GET (POST only for /api/v1/reload)\n".into(),
+            "use GET (POST only for /api/v1/reload and dead-letter replays)\n".into(),
         );
     }
     match req.uri().path() {
@@ -354,7 +399,11 @@ fn pipeline_json(v: &PipelineView, progress: &Progress) -> serde_json::Value {
         "counters": s.each().map(|c| (c.name.to_owned(), json!(c.value))).collect::<serde_json::Map<_, _>>(),
         "queues": v.queues.iter().map(|(n, d)| (n.clone(), json!(d))).collect::<serde_json::Map<_, _>>(),
         "inputs": inputs,
+        "taps": v.taps,
     });
+    if let Some(r) = &v.resend {
+        j["dead_letter_replay"] = json!(r);
+    }
     if let Some(c) = &v.config {
         j["processors"] = json!(plugins(&c.processors));
         j["flushers"] = json!(plugins(&c.flushers));

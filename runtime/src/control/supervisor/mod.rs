@@ -99,6 +99,10 @@ pub struct PipelineView {
     pub queues: Vec<(String, usize)>,
     /// Plugin counters by plugin (every version that ran).
     pub plugins: Vec<crate::data::pipeline::PluginSeries>,
+    /// Taps open now.
+    pub taps: usize,
+    /// The last replay of dead letters, if any.
+    pub resend: Option<crate::data::replay::ReplayStatus>,
 }
 
 /// A pipeline a source wants running.
@@ -521,9 +525,23 @@ impl Supervisor {
                     discoveries: p.discovery_stats().to_vec(),
                     queues: p.queue_depths(),
                     plugins: p.plugin_stats(),
+                    taps: p.taps().count(),
+                    resend: p.resend_status(),
                 }
             })
             .collect()
+    }
+
+    /// Runs `f` on the running pipeline `name` and the config of the chain
+    /// processing now; `None` if no such pipeline runs.
+    pub fn with_pipeline<R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&RunningPipeline, Option<&PipelineConfig>) -> R,
+    ) -> Option<R> {
+        let state = self.lock();
+        let e = state.running.get(name)?;
+        Some(f(&e.pipeline, e.active_config()))
     }
 
     /// Names of the running pipelines and who runs them.

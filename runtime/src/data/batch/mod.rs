@@ -63,6 +63,30 @@ pub struct Envelope {
     pub batch: Batch,
     /// `None` for batches with no file position (replayed from the disk buffer).
     pub ack: Option<AckRef>,
+    /// Where it enters the pipeline.
+    pub route: Route,
+}
+
+impl Envelope {
+    /// A batch for the whole pipeline.
+    pub fn new(batch: Batch, ack: Option<AckRef>) -> Self {
+        Envelope {
+            batch,
+            ack,
+            route: Route::default(),
+        }
+    }
+}
+
+/// Where a batch enters a pipeline: read batches at its first processor
+/// and on to every flusher; dead letters sent back (`gleaner dead-letter
+/// replay`) at the stage that gave them up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Route {
+    /// The first processor to run (past the last: none).
+    pub from_processor: usize,
+    /// Only this flusher (by place), or every one.
+    pub flusher: Option<usize>,
 }
 
 impl Envelope {
@@ -113,10 +137,7 @@ impl Batcher {
 
     fn send(&mut self, open: Open) {
         let ack = open.source.tracker.register(open.end);
-        self.pending.push_back(Envelope {
-            batch: open.batch,
-            ack: Some(ack),
-        });
+        self.pending.push_back(Envelope::new(open.batch, Some(ack)));
         self.pump();
     }
 

@@ -42,6 +42,8 @@ use crate::telemetry::stats::PipelineStats;
 pub struct FlushWorker {
     /// The flusher instance.
     pub instance: Instance,
+    /// Its place among the pipeline's flushers (named in dead letters).
+    pub index: usize,
     /// Failure policy.
     pub on_error: OnError,
     /// Where given-up batches go.
@@ -273,8 +275,9 @@ impl FlushWorker {
             error!(plugin = &*plugin, events = batch.len(), error = %err, "Giving up on a batch.");
             match self.on_error.then {
                 GiveUp::DeadLetter | GiveUp::Skip => {
+                    let stage = format!("flusher:{}", self.index);
                     self.dead_letter
-                        .write(&plugin, &err.to_string(), batch, &self.stats)
+                        .write((&stage, &*plugin), &err.to_string(), batch, &self.stats)
                 }
                 GiveUp::Drop => self.stats.events_dropped.add(batch.len() as u64),
             }
@@ -309,7 +312,7 @@ impl FlushWorker {
             );
             match self.on_error.then {
                 GiveUp::DeadLetter | GiveUp::Skip => self.dead_letter.write(
-                    &plugin,
+                    (&format!("flusher:{}", self.index), &*plugin),
                     &format!("flusher rejected the event: {reason}"),
                     &refused,
                     &self.stats,

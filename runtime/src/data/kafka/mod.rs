@@ -279,13 +279,7 @@ impl Input {
                     ),
                 );
                 self.outlet.stats.lines_read.add(full.len() as u64);
-                self.queue(
-                    Envelope {
-                        batch: full,
-                        ack: Some(ack),
-                    },
-                    member,
-                );
+                self.queue(Envelope::new(full, Some(ack)), member);
             }
         }
         self.outlet.stats.bytes.add(bytes);

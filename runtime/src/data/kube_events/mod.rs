@@ -178,13 +178,7 @@ impl<'a> Leader<'a> {
             .annotation(RESUME_ANNOTATION)
             .and_then(|v| v.parse::<u64>().ok())
             .filter(|&rv| rv > 0);
-        let identity = FileIdentity {
-            dev: 0,
-            ino: 0,
-            fingerprint: 0,
-            fingerprint_len: 0,
-            born_ns: 0,
-        };
+        let identity = FileIdentity::default();
         let start = resume.unwrap_or(0);
         if let Some(rv) = resume {
             info!(
@@ -424,10 +418,7 @@ impl<'a> Leader<'a> {
         let stats = &self.input.outlet.stats;
         stats.lines_read.add(batch.len() as u64);
         stats.bytes.add(std::mem::take(&mut self.batch_bytes));
-        let mut envelope = Envelope {
-            batch,
-            ack: Some(self.tracker.register(self.sent)),
-        };
+        let mut envelope = Envelope::new(batch, Some(self.tracker.register(self.sent)));
         loop {
             match self.input.outlet.out.try_send(envelope) {
                 Ok(()) => return true,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tracing::{error, warn};
 
 use crate::data::flush::policy::{GiveUp, OnError, Step};
+use crate::data::tap::{Point, Taps};
 use crate::model::event::Batch;
 use crate::model::shutdown::Shutdown;
 use crate::plugin::{CallError, Instance};
@@ -21,10 +22,8 @@ pub struct Stage {
     pub on_error: OnError,
 }
 
-/// The chain of one worker.
-pub struct Chain {
-    /// Stages in order.
-    pub stages: Vec<Stage>,
+/// What every chain of a pipeline shares.
+pub struct Shared {
     /// Where given-up batches go.
     pub dead_letter: Arc<DeadLetter>,
     /// Pipeline counters.
@@ -32,6 +31,16 @@ pub struct Chain {
     /// The pipeline's stop signal: past its deadline, failing batches are
     /// not retried but left undelivered (read again after the restart).
     pub shutdown: Arc<Shutdown>,
+    /// Samples of each processor's output.
+    pub taps: Arc<Taps>,
+}
+
+/// The chain of one worker.
+pub struct Chain {
+    /// Stages in order.
+    pub stages: Vec<Stage>,
+    /// The pipeline's dead letters, counters, stop signal and taps.
+    pub shared: Arc<Shared>,
 }
 
 /// The pipeline is past its shutdown deadline and a stage failed: the
@@ -41,44 +50,43 @@ pub struct Chain {
 pub struct Abandoned;
 
 impl Chain {
-    /// Runs the batch through every stage. `Ok(None)` if a stage gave up
-    /// on it (it was dead-lettered or dropped, and counted).
-    pub fn run(&mut self, batch: Batch) -> Result<Option<Batch>, Abandoned> {
-        Self::run_stages(
-            &mut self.stages,
-            batch,
-            &self.dead_letter,
-            &self.stats,
-            &self.shutdown,
-        )
+    /// Runs the batch through every stage from `from` on (0 but for
+    /// replayed dead letters). `Ok(None)` if a stage gave up on it (it was
+    /// dead-lettered or dropped, and counted).
+    pub fn run(&mut self, batch: Batch, from: usize) -> Result<Option<Batch>, Abandoned> {
+        Self::run_stages(&mut self.stages, from, batch, &self.shared)
     }
 
     /// [`Chain::run`] over `stages` (e.g. the previous chain, kept while
     /// new processors are on probation).
     pub fn run_stages(
         stages: &mut [Stage],
+        from: usize,
         mut batch: Batch,
-        dead_letter: &DeadLetter,
-        stats: &PipelineStats,
-        shutdown: &Shutdown,
+        shared: &Shared,
     ) -> Result<Option<Batch>, Abandoned> {
-        for stage in stages {
+        for (n, stage) in stages.iter_mut().enumerate().skip(from) {
             if batch.is_empty() {
                 break;
             }
-            batch = match Self::stage(stage, batch, dead_letter, stats, shutdown)? {
+            batch = match Self::stage(stage, n, batch, shared)? {
                 Some(b) => b,
                 None => return Ok(None),
             };
+            shared.taps.observe(Point::Processor(n), &batch);
         }
         Ok(Some(batch))
     }
 
-    /// Runs the batch through every stage once, without retries or
-    /// give-up policy: the first failure is returned with the plugin's
-    /// name (the caller still holds a copy of the batch).
-    pub fn try_run(&mut self, mut batch: Batch) -> Result<Batch, (Arc<str>, CallError)> {
-        for stage in &mut self.stages {
+    /// Runs the batch through every stage from `from` on once, without
+    /// retries or give-up policy: the first failure is returned with the
+    /// plugin's name (the caller still holds a copy of the batch).
+    pub fn try_run(
+        &mut self,
+        mut batch: Batch,
+        from: usize,
+    ) -> Result<Batch, (Arc<str>, CallError)> {
+        for (n, stage) in self.stages.iter_mut().enumerate().skip(from) {
             if batch.is_empty() {
                 break;
             }
@@ -86,17 +94,18 @@ impl Chain {
                 .instance
                 .process(&mut batch)
                 .map_err(|e| (stage.instance.prepared().ident().plugin.clone(), e))?;
+            self.shared.taps.observe(Point::Processor(n), &batch);
         }
         Ok(batch)
     }
 
     fn stage(
         stage: &mut Stage,
+        n: usize,
         mut batch: Batch,
-        dead_letter: &DeadLetter,
-        stats: &PipelineStats,
-        shutdown: &Shutdown,
+        shared: &Shared,
     ) -> Result<Option<Batch>, Abandoned> {
+        let (stats, shutdown) = (&shared.stats, &shared.shutdown);
         let mut backoff = stage.on_error.backoff;
         let mut attempt = 0;
         loop {
@@ -127,7 +136,11 @@ impl Chain {
                     Some(batch)
                 }
                 GiveUp::DeadLetter => {
-                    dead_letter.write(&plugin, &err.to_string(), &batch, stats);
+                    let at = format!("processor:{n}");
+                    let reason = err.to_string();
+                    shared
+                        .dead_letter
+                        .write((&at, &*plugin), &reason, &batch, stats);
                     None
                 }
                 GiveUp::Drop => {

@@ -12,6 +12,7 @@
 mod chain;
 mod order;
 mod processor;
+mod resend;
 mod swap;
 
 use std::sync::Arc;
@@ -19,10 +20,12 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use self::chain::{Chain, Stage};
+use self::chain::{Chain, Shared, Stage};
 use self::order::{Job, Reorder, spawn_sequencer};
 pub use self::processor::PluginSeries;
 use self::processor::{SharedPluginStats, Worker, publish, series};
+pub use self::resend::ResendError;
+use self::resend::{Resend, stages_of};
 pub use self::swap::{Probation, Rollback, RollbackReport, SwapError, SwapStatus, Swapper};
 use self::swap::{SharedSwapStatus, Swap, WorkerSwap};
 use crate::data::batch::{Batcher, Envelope, Outlet};
@@ -32,11 +35,13 @@ use crate::data::flush::policy::OnError;
 use crate::data::flush::{FlushWorker, Shutdown};
 use crate::data::kafka::KafkaOptions;
 use crate::data::kube_events::KubeEventsOptions;
+use crate::data::replay::ReplayStatus;
 use crate::data::tail::FileInputOptions;
 use crate::data::tail::{Checkpoints, InputStats, PatternError, Tailer};
+use crate::data::tap::Taps;
 use crate::plugin::Instance;
 use crate::state::checkpoint::CheckpointStore;
-use crate::state::dead_letter::DeadLetter;
+use crate::state::dead_letter::{DeadLetter, Taken};
 use crate::telemetry::stats::PipelineStats;
 
 /// What a pipeline reads and how it batches and queues: the part of its
@@ -159,6 +164,8 @@ pub struct RunningPipeline {
     workers: usize,
     swap_status: SharedSwapStatus,
     queues: Vec<(String, Receiver<Envelope>)>,
+    taps: Arc<Taps>,
+    resend: Resend,
 }
 
 impl PreparedPipeline {
@@ -203,7 +210,14 @@ impl PreparedPipeline {
         // Workers run at most a few batches each ahead of the oldest one
         // unfinished; the reorder stage passes results on in read order.
         let workers = self.workers.len().max(1);
-        let order = Reorder::new(flush_queues, 2 * workers as u64 + 2);
+        let taps = Arc::new(Taps::default());
+        let order = Reorder::new(flush_queues, 2 * workers as u64 + 2, taps.clone());
+        let shared = Arc::new(Shared {
+            dead_letter: self.dead_letter.clone(),
+            stats: self.stats.clone(),
+            shutdown: self.shutdown.clone(),
+            taps: taps.clone(),
+        });
         let (jobs_tx, jobs_rx) = bounded::<Job>(workers);
         let (swap_tx, swap_rx) = bounded::<Swap>(1);
         let swap_status = SharedSwapStatus::default();
@@ -221,9 +235,7 @@ impl PreparedPipeline {
                 name: format!("{name}-process{w}"),
                 chain: Chain {
                     stages,
-                    dead_letter: self.dead_letter.clone(),
-                    stats: self.stats.clone(),
-                    shutdown: self.shutdown.clone(),
+                    shared: shared.clone(),
                 },
                 generation: 0,
                 swaps: rx,
@@ -236,7 +248,7 @@ impl PreparedPipeline {
         }
         threads.push(spawn_or_log(spawn_sequencer(
             format!("{name}-sequence"),
-            in_rx,
+            (in_rx, taps.clone()),
             jobs_tx,
             order.clone(),
             (swap_rx, worker_swaps),
@@ -314,6 +326,28 @@ impl PreparedPipeline {
             ));
         }
         tracing::info!(pipeline = %name, inputs = inputs.len(), "Started pipeline.");
+        let resend = Resend {
+            // A one-off run ends when its inputs are done: nothing may
+            // hold its queue open but a replay already due.
+            queue: std::sync::Mutex::new((!exit_on_eof).then(|| in_tx.clone())),
+            limits: self.spec.batch,
+            dead_letter: self.dead_letter.clone(),
+            shutdown: self.shutdown.clone(),
+            stats: self.stats.clone(),
+            status: Arc::default(),
+            thread: std::sync::Mutex::new(None),
+        };
+        if resend.dead_letter.replay_path().exists() {
+            // Left by a stop in the middle of a replay: it goes on.
+            *resend.queue.lock().unwrap_or_else(|p| p.into_inner()) = Some(in_tx.clone());
+            if let Err(e) = resend.start(&name, stages_of(&plugins)) {
+                tracing::error!(pipeline = %name, error = %e, "Cannot go on sending dead letters back.");
+            }
+            if exit_on_eof {
+                *resend.queue.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+        }
+        drop(in_tx);
         Ok(RunningPipeline {
             name,
             shutdown: self.shutdown,
@@ -326,6 +360,8 @@ impl PreparedPipeline {
             workers,
             swap_status,
             queues,
+            taps,
+            resend,
         })
     }
 }
@@ -372,7 +408,57 @@ impl RunningPipeline {
     /// Tells the inputs to stop reading and the flushers to deliver what is
     /// queued within `grace`, then buffer the rest; returns at once.
     pub fn stop(&self, grace: std::time::Duration) {
+        self.resend
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         self.shutdown.stop(grace);
+    }
+
+    /// The pipeline's taps (`gleaner tap`).
+    pub fn taps(&self) -> &Arc<Taps> {
+        &self.taps
+    }
+
+    /// Sends the dead-lettered records `chosen` picks back through the
+    /// pipeline, each at the stage that gave it up; returns what was moved
+    /// out of the dead-letter file (nothing is sent if that is none).
+    pub fn resend_dead_letters(
+        &self,
+        chosen: &dyn Fn(&serde_json::Map<String, serde_json::Value>) -> bool,
+    ) -> Result<Taken, ResendError> {
+        if self
+            .resend
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+        {
+            return Err(ResendError::Closed);
+        }
+        let taken = self.resend.dead_letter.take(chosen)?;
+        if taken.events > 0 {
+            self.resend.start(&self.name, stages_of(&self.plugins))?;
+        }
+        Ok(taken)
+    }
+
+    /// How the last replay of dead letters went (`None`: there was none).
+    pub fn resend_status(&self) -> Option<ReplayStatus> {
+        let started = self
+            .resend
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        started.then(|| {
+            self.resend
+                .status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        })
     }
 
     /// The counters of the plugins running now, processors then flushers,
@@ -421,7 +507,21 @@ impl RunningPipeline {
 
     /// Waits until every batch read has been processed and flushed.
     pub fn join(mut self) {
+        self.resend
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         for t in std::mem::take(&mut self.threads) {
+            let _ = t.join();
+        }
+        if let Some(t) = self
+            .resend
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             let _ = t.join();
         }
         // One line: every input counter summed over the inputs, then every

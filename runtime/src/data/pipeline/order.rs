@@ -23,7 +23,8 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::swap::{Swap, WorkerSwap};
-use crate::data::batch::Envelope;
+use crate::data::batch::{Envelope, Route};
+use crate::data::tap::{Point, Taps};
 
 /// A numbered batch for a worker.
 pub(super) type Job = (u64, Envelope);
@@ -41,6 +42,8 @@ pub(super) struct Reorder {
     advanced: Condvar,
     outputs: Vec<Sender<Envelope>>,
     window: u64,
+    /// Samples of what each flusher is handed.
+    taps: Arc<Taps>,
     /// Batches left undelivered after a processor failed past the
     /// shutdown deadline (every later batch is left too).
     pub(super) abandoned: AtomicU64,
@@ -49,7 +52,7 @@ pub(super) struct Reorder {
 impl Reorder {
     /// Results go to every one of `outputs`; workers run at most `window`
     /// batches ahead of the oldest unfinished one.
-    pub(super) fn new(outputs: Vec<Sender<Envelope>>, window: u64) -> Arc<Self> {
+    pub(super) fn new(outputs: Vec<Sender<Envelope>>, window: u64, taps: Arc<Taps>) -> Arc<Self> {
         Arc::new(Reorder {
             state: Mutex::new(State {
                 next: 0,
@@ -58,6 +61,7 @@ impl Reorder {
             advanced: Condvar::new(),
             outputs,
             window: window.max(1),
+            taps,
             abandoned: AtomicU64::new(0),
         })
     }
@@ -91,25 +95,25 @@ impl Reorder {
         }
     }
 
-    fn send(&self, Envelope { batch, ack }: Envelope) {
+    fn send(&self, Envelope { batch, ack, route }: Envelope) {
         // A flusher that is gone did not deliver: its copy fails the ack,
         // so the bytes stay uncommitted.
-        let put = |q: &Sender<Envelope>, e: Envelope| {
-            if let Err(e) = q.send(e) {
+        let put = |n: usize, e: Envelope| {
+            self.taps.observe(Point::Flusher(n), &e.batch);
+            if let Err(e) = self.outputs[n].send(e) {
                 e.into_inner().fail();
             }
         };
-        if let Some((last, rest)) = self.outputs.split_last() {
-            for q in rest {
-                put(
-                    q,
-                    Envelope {
-                        batch: batch.clone(),
-                        ack: ack.clone(),
-                    },
-                );
+        let to: Vec<usize> = match route.flusher {
+            Some(n) if n < self.outputs.len() => vec![n],
+            _ => (0..self.outputs.len()).collect(),
+        };
+        if let Some((&last, rest)) = to.split_last() {
+            for &n in rest {
+                let (batch, ack) = (batch.clone(), ack.clone());
+                put(n, Envelope { batch, ack, route });
             }
-            put(last, Envelope { batch, ack });
+            put(last, Envelope { batch, ack, route });
         }
     }
 
@@ -137,7 +141,7 @@ impl Reorder {
 /// when the inputs are done.
 pub(super) fn spawn_sequencer(
     name: String,
-    input: Receiver<Envelope>,
+    (input, taps): (Receiver<Envelope>, Arc<Taps>),
     jobs: Sender<Job>,
     order: Arc<Reorder>,
     (swaps, workers): (Receiver<Swap>, Vec<Sender<WorkerSwap>>),
@@ -154,6 +158,9 @@ pub(super) fn spawn_sequencer(
                 },
                 recv(input) -> envelope => {
                     let Ok(envelope) = envelope else { break };
+                    if envelope.route == Route::default() {
+                        taps.observe(Point::Input, &envelope.batch);
+                    }
                     order.wait_turn(seq);
                     if jobs.send((seq, envelope)).is_err() {
                         break;
@@ -197,13 +204,13 @@ mod tests {
     fn envelope(body: &str) -> Envelope {
         let mut batch = Batch::default();
         batch.push(0, body.as_bytes());
-        Envelope { batch, ack: None }
+        Envelope::new(batch, None)
     }
 
     #[test]
     fn results_pass_on_in_sequence_order_whatever_order_they_finish_in() {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let order = Reorder::new(vec![tx], 8);
+        let order = Reorder::new(vec![tx], 8, Arc::default());
         order.done(2, Some(envelope("c")));
         order.done(1, None);
         assert!(rx.try_recv().is_err(), "0 is not done yet");
@@ -215,9 +222,36 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_routed_to_one_flusher_reaches_it_alone_and_its_tap() {
+        let (a, a_rx) = crossbeam_channel::unbounded();
+        let (b, b_rx) = crossbeam_channel::unbounded();
+        let taps: Arc<Taps> = Arc::default();
+        let mut to_a = taps.open(Point::Flusher(0), 10, 0).unwrap();
+        let mut to_b = taps.open(Point::Flusher(1), 10, 0).unwrap();
+        let order = Reorder::new(vec![a, b], 8, taps.clone());
+        order.done(0, Some(envelope("both")));
+        let mut only_b = envelope("b");
+        only_b.route.flusher = Some(1);
+        order.done(1, Some(only_b));
+        let bodies = |rx: &Receiver<Envelope>| -> Vec<Vec<u8>> {
+            rx.try_iter().map(|e| e.batch.body(0).to_vec()).collect()
+        };
+        assert_eq!(bodies(&a_rx), vec![b"both".to_vec()]);
+        assert_eq!(bodies(&b_rx), vec![b"both".to_vec(), b"b".to_vec()]);
+        let chunks = |rx: &mut tokio::sync::mpsc::Receiver<bytes::Bytes>| {
+            let mut n = 0;
+            while rx.try_recv().is_ok() {
+                n += 1;
+            }
+            n
+        };
+        assert_eq!((chunks(&mut to_a), chunks(&mut to_b)), (1, 2));
+    }
+
+    #[test]
     fn the_sequencer_waits_while_the_oldest_batch_is_unfinished() {
         let (tx, _rx) = crossbeam_channel::unbounded();
-        let order = Reorder::new(vec![tx], 2);
+        let order = Reorder::new(vec![tx], 2, Arc::default());
         let (in_tx, in_rx) = crossbeam_channel::unbounded();
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         for b in ["a", "b", "c"] {
@@ -227,7 +261,7 @@ mod tests {
         let (_swap_tx, swaps) = crossbeam_channel::bounded(1);
         let t = spawn_sequencer(
             "seq".into(),
-            in_rx,
+            (in_rx, Arc::default()),
             jobs_tx,
             order.clone(),
             (swaps, Vec::new()),

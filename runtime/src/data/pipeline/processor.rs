@@ -14,7 +14,7 @@ use crossbeam_channel::Receiver;
 use super::chain::{self, Abandoned, Chain, Stage};
 use super::order::{Job, Reorder};
 use super::swap::{Rollback, RollbackReport, SharedSwapStatus, SwapStatus, Verdict, WorkerSwap};
-use crate::data::batch::Envelope;
+use crate::data::batch::{Envelope, Route};
 use crate::model::ack::AckRef;
 use crate::model::event::Batch;
 use crate::plugin::{Instance, PluginStats};
@@ -100,7 +100,7 @@ impl Worker {
     fn take_swap(&mut self, mut swap: WorkerSwap, run: &mut Run) {
         let t0 = std::time::Instant::now();
         for stage in &mut swap.stages {
-            stage.instance.abort_on(&self.chain.shutdown);
+            stage.instance.abort_on(&self.chain.shared.shutdown);
         }
         let old = std::mem::replace(&mut self.chain.stages, swap.stages);
         let previous = std::mem::replace(&mut self.generation, swap.generation);
@@ -163,18 +163,21 @@ impl Worker {
     /// Runs a batch on probation: a batch the new chain fails on goes
     /// through the previous chain instead, so it is lost neither way and
     /// processed by exactly one version.
-    fn on_probation(&mut self, batch: Batch, run: &mut Run) -> Result<Option<Batch>, Abandoned> {
+    fn on_probation(
+        &mut self,
+        batch: Batch,
+        from: usize,
+        run: &mut Run,
+    ) -> Result<Option<Batch>, Abandoned> {
         let Some(f) = run.fallback.as_mut() else {
-            return self.chain.run(batch);
+            return self.chain.run(batch, from);
         };
         let copy = batch.clone();
-        let (out, failure) = match self.chain.try_run(batch) {
+        let (out, failure) = match self.chain.try_run(batch, from) {
             Ok(out) => (Ok(Some(out)), None),
             Err((plugin, e)) => {
                 tracing::warn!(pipeline = %self.name, plugin = &*plugin, error = %e, "New processors failed on a batch during probation; the previous ones processed it.");
-                let c = &self.chain;
-                let out =
-                    Chain::run_stages(&mut f.stages, copy, &c.dead_letter, &c.stats, &c.shutdown);
+                let out = Chain::run_stages(&mut f.stages, from, copy, &self.chain.shared);
                 (out, Some(format!("{plugin}: {e}")))
             }
         };
@@ -229,7 +232,7 @@ impl Worker {
                     measuring: None,
                 };
                 loop {
-                    let (seq, Envelope { batch, ack }) = crossbeam_channel::select! {
+                    let (seq, Envelope { batch, ack, route }) = crossbeam_channel::select! {
                         recv(self.swaps) -> swap => {
                             if let Ok(swap) = swap {
                                 self.take_swap(swap, &mut run);
@@ -241,16 +244,21 @@ impl Worker {
                             Err(_) => break,
                         },
                     };
-                    let out = self.process(batch, &ack, &mut run);
+                    let out = self.process(batch, (&ack, route), &mut run);
                     self.order
-                        .done(seq, out.map(|batch| Envelope { batch, ack }));
+                        .done(seq, out.map(|batch| Envelope { batch, ack, route }));
                 }
             })
     }
 
     /// One batch through the chain; `None` if nothing is to be passed on
     /// (dropped, dead-lettered, or left undelivered: its ack then fails).
-    fn process(&mut self, batch: Batch, ack: &Option<AckRef>, run: &mut Run) -> Option<Batch> {
+    fn process(
+        &mut self,
+        batch: Batch,
+        (ack, route): (&Option<AckRef>, Route),
+        run: &mut Run,
+    ) -> Option<Batch> {
         let fail = || {
             if let Some(a) = ack {
                 a.fail();
@@ -265,11 +273,11 @@ impl Worker {
             return None;
         }
         self.follow_verdict(run);
-        let stats = self.chain.stats.clone();
+        let stats = self.chain.shared.stats.clone();
         stats.batches_in.inc();
         stats.events_in.add(batch.len() as u64);
         let started = std::time::Instant::now();
-        let out = self.on_probation(batch, run);
+        let out = self.on_probation(batch, route.from_processor, run);
         run.last_took = started.elapsed();
         if let Some((held, before, generation)) = run.measuring.take() {
             let pause = held + run.last_took.saturating_sub(before);

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Identity of a file, independent of its path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct FileIdentity {
     /// Device number.
     pub dev: u64,
@@ -175,6 +175,16 @@ impl FileTracker {
     pub fn in_flight(&self) -> usize {
         self.lock().pending.len()
     }
+
+    /// Batches registered whose holders have not all let go yet (failed
+    /// ones, and those behind one, are settled but stay in flight).
+    pub fn unsettled(&self) -> usize {
+        self.lock()
+            .pending
+            .iter()
+            .filter(|(_, _, s)| *s == Status::InFlight)
+            .count()
+    }
 }
 
 #[derive(Debug)]
@@ -255,7 +265,13 @@ mod tests {
         drop(c);
         assert_eq!(t.committed(), 20, "nothing after a failed batch commits");
         let d = t.register(50);
+        assert_eq!((t.in_flight(), t.unsettled()), (3, 1));
         drop(d);
         assert_eq!(t.committed(), 20);
+        assert_eq!(
+            (t.in_flight(), t.unsettled()),
+            (3, 0),
+            "settled, not committed"
+        );
     }
 }

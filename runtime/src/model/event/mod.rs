@@ -2,6 +2,8 @@
 //! that crossing into a plugin moves buffers instead of converting events.
 //! Owns the layout checks; knows nothing of where events come from or go.
 
+pub mod json;
+
 pub use gleaner_kernels::value;
 
 /// One field of one event: a span into [`Batch::values`] and its type.

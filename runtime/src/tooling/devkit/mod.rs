@@ -9,6 +9,7 @@
 
 mod templates;
 mod toolchains;
+mod vendor;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

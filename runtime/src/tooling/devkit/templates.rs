@@ -1,11 +1,9 @@
-//! The files `gleaner plugin new` writes, per language and kind. The C
-//! and Python SDKs and the WIT are copied into each project (embedded in
-//! the binary), so a project builds wherever it is moved; a Rust project
-//! depends on `sdk/rust` by path.
+//! The files `gleaner plugin new` writes, per language and kind. Each
+//! language's SDK and the WIT are copied into each project (embedded in
+//! the binary; Rust's through `vendor`), so a project builds wherever it
+//! is moved, with only its language's toolchain.
 
 use std::path::Path;
-
-use anyhow::bail;
 
 use crate::plugin::bundle::ManifestKind;
 
@@ -91,12 +89,16 @@ pub fn files(
     };
     match lang {
         Lang::Rust => {
-            let Some(sdk) = rust_sdk else {
-                bail!("cannot find Gleaner's sdk/rust: pass --sdk PATH/TO/gleaner/sdk/rust");
+            let sdk = match rust_sdk {
+                Some(sdk) => sdk.display().to_string(),
+                None => {
+                    files.extend(super::vendor::files());
+                    "vendor/gleaner-sdk".to_owned()
+                }
             };
             let cargo = include_str!("templates/Cargo.toml.in")
                 .replace("{{name}}", name)
-                .replace("{{sdk}}", &sdk.display().to_string());
+                .replace("{{sdk}}", &sdk);
             files.push(("Cargo.toml".into(), cargo.into_bytes()));
             let src = if processor {
                 include_str!("templates/rust_processor.rs")

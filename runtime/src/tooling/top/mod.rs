@@ -2,32 +2,19 @@
 //! in and out per second, bytes read per second, queue depth, backlog and
 //! delivery lag, losses, errors, traps and memory — from two samples of
 //! its `/metrics` an interval apart. `--once` prints one table (for scripts
-//! and tests); otherwise the table is redrawn every interval until Ctrl-C.
+//! and tests); in a terminal the live view (`tui`) redraws every interval
+//! until `q`; piped, a table is printed every interval.
 //!
 //! Reads the agent's local API only; starts, stops and changes nothing.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Why `top` could not read the agent.
-#[derive(Debug, thiserror::Error)]
-pub enum TopError {
-    /// The API did not answer.
-    #[error(
-        "cannot read http://{addr}/metrics: {source} (is the agent running with `api: {{address: {addr}}}`?)"
-    )]
-    Connect {
-        /// Where it was asked.
-        addr: SocketAddr,
-        /// What failed.
-        source: std::io::Error,
-    },
-    /// It answered something else than metrics.
-    #[error("http://{0}/metrics did not answer 200 OK")]
-    Status(SocketAddr),
-}
+use crate::tooling::api_client::{ApiClient, ClientError};
+
+mod tui;
 
 /// One sample: every series' value, by metric name and label set.
 #[derive(Debug, Default, Clone)]
@@ -115,24 +102,9 @@ fn labels_of(text: &str) -> BTreeMap<String, String> {
 }
 
 /// Reads `/metrics` from the agent at `addr`.
-pub fn fetch(addr: SocketAddr) -> Result<Sample, TopError> {
-    let connect = |source| TopError::Connect { addr, source };
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(connect)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(connect)?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(connect)?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).map_err(connect)?;
-    let (head, text) = body.split_once("\r\n\r\n").unwrap_or((&body, ""));
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        return Err(TopError::Status(addr));
-    }
-    Ok(Sample::parse(text))
+pub fn fetch(api: &ApiClient) -> Result<Sample, ClientError> {
+    let (_, text) = api.call("GET", "/metrics")?;
+    Ok(Sample::parse(&text))
 }
 
 fn rate(before: &Sample, after: &Sample, secs: f64, name: &str, with: &[(&str, &str)]) -> f64 {
@@ -154,101 +126,180 @@ fn human(v: f64) -> String {
     }
 }
 
-/// The table for two samples `secs` apart.
-pub fn render(before: &Sample, after: &Sample, secs: f64) -> String {
-    let mut out = String::new();
-    let rss = after.sum("gleaner_process_resident_memory_bytes", &[]);
-    out.push_str(&format!(
-        "gleaner top: {} pipelines, agent RSS {}B, rates over {secs:.1} s\n\n",
-        after.values_of("gleaner_pipeline_up", "pipeline").len(),
-        human(rss)
-    ));
-    out.push_str(&format!(
-        "{:<24} {:>9} {:>9} {:>10} {:>9} {:>9} {:>6} {:>9} {:>9} {:>8} {:>8}\n",
-        "PIPELINE",
-        "IN/s",
-        "OUT/s",
-        "READ B/s",
-        "IN",
-        "OUT",
-        "QUEUE",
-        "BACKLOG",
-        "LAG",
-        "DEAD",
-        "DROPPED"
-    ));
-    for p in after.values_of("gleaner_pipeline_up", "pipeline") {
-        let with = [("pipeline", p.as_str())];
-        let r = |name: &str| rate(before, after, secs, name, &with);
-        let v = |name: &str| after.sum(name, &with);
-        out.push_str(&format!(
-            "{:<24} {:>9} {:>9} {:>10} {:>9} {:>9} {:>6} {:>9} {:>9} {:>8} {:>8}\n",
-            p,
-            human(r("gleaner_pipeline_events_in_total")),
-            human(r("gleaner_pipeline_events_delivered_total")),
-            human(r("gleaner_input_bytes_total")),
-            human(v("gleaner_pipeline_events_in_total")),
-            human(v("gleaner_pipeline_events_delivered_total")),
-            human(v("gleaner_pipeline_queue_batches")),
-            human(v("gleaner_input_backlog_bytes")),
-            human(v("gleaner_input_checkpoint_lag_bytes")),
-            human(v("gleaner_pipeline_events_dead_lettered_total")),
-            human(v("gleaner_pipeline_events_dropped_total")),
-        ));
+/// The pipeline table's columns.
+pub const PIPELINE_COLUMNS: [&str; 11] = [
+    "PIPELINE", "IN/s", "OUT/s", "READ B/s", "IN", "OUT", "QUEUE", "BACKLOG", "LAG", "DEAD",
+    "DROPPED",
+];
+/// The plugin table's columns.
+pub const PLUGIN_COLUMNS: [&str; 8] = [
+    "PIPELINE", "STAGE", "PLUGIN", "CALLS/s", "EVENTS/s", "ERRORS", "TRAPS", "MEMORY",
+];
+
+/// One pipeline's figures, in [`PIPELINE_COLUMNS`] order after the name.
+#[derive(Debug, Clone)]
+pub struct PipelineRow {
+    /// The pipeline.
+    pub name: String,
+    /// In/s, out/s, read B/s, in, out, queue, backlog, lag, dead, dropped.
+    pub values: [f64; 10],
+}
+
+/// One plugin's figures, in [`PLUGIN_COLUMNS`] order after the names.
+#[derive(Debug, Clone)]
+pub struct PluginRow {
+    /// Pipeline, stage and plugin.
+    pub names: [String; 3],
+    /// Calls/s, events/s, errors, traps, memory bytes.
+    pub values: [f64; 5],
+}
+
+/// What two samples `secs` apart show.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// The agent's resident memory.
+    pub rss: f64,
+    /// Seconds between the samples.
+    pub secs: f64,
+    /// Per pipeline.
+    pub pipelines: Vec<PipelineRow>,
+    /// Per plugin.
+    pub plugins: Vec<PluginRow>,
+}
+
+impl View {
+    /// The view of two samples `secs` apart.
+    pub fn of(before: &Sample, after: &Sample, secs: f64) -> View {
+        let pipelines = after
+            .values_of("gleaner_pipeline_up", "pipeline")
+            .into_iter()
+            .map(|p| {
+                let with = [("pipeline", p.as_str())];
+                let r = |name: &str| rate(before, after, secs, name, &with);
+                let v = |name: &str| after.sum(name, &with);
+                let values = [
+                    r("gleaner_pipeline_events_in_total"),
+                    r("gleaner_pipeline_events_delivered_total"),
+                    r("gleaner_input_bytes_total"),
+                    v("gleaner_pipeline_events_in_total"),
+                    v("gleaner_pipeline_events_delivered_total"),
+                    v("gleaner_pipeline_queue_batches"),
+                    v("gleaner_input_backlog_bytes"),
+                    v("gleaner_input_checkpoint_lag_bytes"),
+                    v("gleaner_pipeline_events_dead_lettered_total"),
+                    v("gleaner_pipeline_events_dropped_total"),
+                ];
+                PipelineRow { name: p, values }
+            })
+            .collect();
+        let plugins = after
+            .plugins()
+            .into_iter()
+            .map(|(p, stage, plugin)| {
+                let with = [
+                    ("pipeline", p.as_str()),
+                    ("stage", stage.as_str()),
+                    ("plugin", plugin.as_str()),
+                ];
+                let values = [
+                    rate(before, after, secs, "gleaner_plugin_calls_total", &with),
+                    rate(before, after, secs, "gleaner_plugin_events_in_total", &with),
+                    after.sum("gleaner_plugin_errors_total", &with),
+                    after.sum("gleaner_plugin_traps_total", &with),
+                    after.sum("gleaner_plugin_memory_bytes", &with),
+                ];
+                PluginRow {
+                    names: [p, stage, plugin],
+                    values,
+                }
+            })
+            .collect();
+        View {
+            rss: after.sum("gleaner_process_resident_memory_bytes", &[]),
+            secs,
+            pipelines,
+            plugins,
+        }
     }
-    out.push_str(&format!(
-        "\n{:<24} {:<11} {:<28} {:>9} {:>9} {:>7} {:>6} {:>9}\n",
-        "PIPELINE", "STAGE", "PLUGIN", "CALLS/s", "EVENTS/s", "ERRORS", "TRAPS", "MEMORY"
-    ));
-    for (p, stage, plugin) in after.plugins() {
-        let with = [
-            ("pipeline", p.as_str()),
-            ("stage", stage.as_str()),
-            ("plugin", plugin.as_str()),
-        ];
-        out.push_str(&format!(
+
+    /// The first line.
+    pub fn title(&self) -> String {
+        format!(
+            "gleaner top: {} pipelines, agent RSS {}B, rates over {:.1} s",
+            self.pipelines.len(),
+            human(self.rss),
+            self.secs
+        )
+    }
+
+    /// A pipeline row's cells, as shown.
+    pub fn pipeline_cells(row: &PipelineRow) -> Vec<String> {
+        std::iter::once(row.name.clone())
+            .chain(row.values.iter().map(|v| human(*v)))
+            .collect()
+    }
+
+    /// A plugin row's cells, as shown.
+    pub fn plugin_cells(row: &PluginRow) -> Vec<String> {
+        let mut cells: Vec<String> = row.names.to_vec();
+        cells.extend(row.values[..4].iter().map(|v| human(*v)));
+        cells.push(human(row.values[4]) + "B");
+        cells
+    }
+}
+
+/// The table for two samples `secs` apart, as plain text.
+pub fn render(before: &Sample, after: &Sample, secs: f64) -> String {
+    let view = View::of(before, after, secs);
+    let mut out = view.title() + "\n\n";
+    let pipeline_line = |c: &[String]| {
+        format!(
+            "{:<24} {:>9} {:>9} {:>10} {:>9} {:>9} {:>6} {:>9} {:>9} {:>8} {:>8}\n",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10]
+        )
+    };
+    let plugin_line = |c: &[String]| {
+        format!(
             "{:<24} {:<11} {:<28} {:>9} {:>9} {:>7} {:>6} {:>9}\n",
-            p,
-            stage,
-            plugin,
-            human(rate(
-                before,
-                after,
-                secs,
-                "gleaner_plugin_calls_total",
-                &with
-            )),
-            human(rate(
-                before,
-                after,
-                secs,
-                "gleaner_plugin_events_in_total",
-                &with
-            )),
-            human(after.sum("gleaner_plugin_errors_total", &with)),
-            human(after.sum("gleaner_plugin_traps_total", &with)),
-            human(after.sum("gleaner_plugin_memory_bytes", &with)) + "B",
-        ));
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+        )
+    };
+    out.push_str(&pipeline_line(&PIPELINE_COLUMNS.map(String::from)));
+    for row in &view.pipelines {
+        out.push_str(&pipeline_line(&View::pipeline_cells(row)));
+    }
+    out.push('\n');
+    out.push_str(&plugin_line(&PLUGIN_COLUMNS.map(String::from)));
+    for row in &view.plugins {
+        out.push_str(&plugin_line(&View::plugin_cells(row)));
     }
     out
 }
 
-/// Runs `gleaner top` against the agent at `addr`.
-pub fn run(addr: SocketAddr, interval: Duration, once: bool) -> Result<(), TopError> {
-    let mut before = fetch(addr)?;
+/// Runs `gleaner top` against the agent at `addr`: one table with
+/// `once`, else the live view until `q` (plain redraws when stdout is not
+/// a terminal).
+pub fn run(addr: SocketAddr, interval: Duration, once: bool) -> Result<(), ClientError> {
+    let api = ApiClient::new(addr);
+    let mut before = fetch(&api)?;
+    if !once && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return tui::run(&api, interval, before).map_err(|error| ClientError::Connect {
+            addr,
+            path: "/metrics".into(),
+            error,
+        });
+    }
     let mut at = Instant::now();
     loop {
         std::thread::sleep(interval);
-        let after = fetch(addr)?;
-        let secs = at.elapsed().as_secs_f64();
-        let table = render(&before, &after, secs);
+        let after = fetch(&api)?;
+        let table = render(&before, &after, at.elapsed().as_secs_f64());
         let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(table.as_bytes());
         if once {
-            let _ = stdout.write_all(table.as_bytes());
             return Ok(());
         }
-        // Home and clear, then the table: a terminal shows one screen.
-        let _ = write!(stdout, "\x1b[H\x1b[2J{table}");
+        let _ = stdout.write_all(b"\n");
         let _ = stdout.flush();
         before = after;
         at = Instant::now();

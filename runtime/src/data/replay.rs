@@ -185,11 +185,15 @@ impl Replay {
                 stopped = true;
                 break;
             }
+            // A new batch: the one before it was just sent. Progress is
+            // noted once per batch, not per record.
+            if open.is_none() {
+                note(&tracker, &mut written);
+            }
             let (batch, _) = open.get_or_insert_with(|| (Batch::with_tags(tags, 64, 4096), route));
             if let Err(e) = json::push_object(batch, &record) {
                 tracing::error!(offset, error = %e, "Skipping a replay record that is not an event.");
             }
-            note(&tracker, &mut written);
         }
         if !stopped && let Some((batch, r)) = open.take() {
             stopped = !self.send(batch, r, &tracker, offset);

@@ -322,6 +322,48 @@ fn reload_over_the_api_needs_the_token_when_one_is_set() {
     assert_eq!(post(port, "/api/v1/reload", Some("wrong-token!")), 401);
     assert_eq!(post(port, "/api/v1/reload", Some("s3cret-token")), 200);
     assert_eq!(api_get(port, "/readyz").0, 200, "reads need no token");
+    // Events themselves, and sending dead letters back, need it too.
+    assert_eq!(api_get(port, "/api/v1/tap?pipeline=a").0, 401);
+    let replay = "/api/v1/pipelines/a/dead-letter/replay";
+    assert_eq!(post(port, replay, None), 401);
+    assert_eq!(
+        post(port, replay, Some("s3cret-token")),
+        200,
+        "nothing to send back"
+    );
+    // The CLI sends GLEANER_API_TOKEN.
+    let tap = |token: &str| {
+        gleaner()
+            .args([
+                "tap",
+                "a",
+                "--limit",
+                "1",
+                "--api",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("GLEANER_API_TOKEN", token)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let refused = tap("wrong-token!").wait_with_output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("answered 401"));
+    let mut opened = tap("s3cret-token");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(opened.stderr.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(
+        first.starts_with("Tapping pipeline=a; stage=input"),
+        "{first}"
+    );
+    opened.kill().unwrap();
+    opened.wait().unwrap();
     stop(agent);
     let log = env.log();
     assert!(!log.contains("s3cret"), "the token is never logged");

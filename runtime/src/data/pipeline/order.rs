@@ -104,12 +104,14 @@ impl Reorder {
                 e.into_inner().fail();
             }
         };
-        let to: Vec<usize> = match route.flusher {
-            Some(n) if n < self.outputs.len() => vec![n],
-            _ => (0..self.outputs.len()).collect(),
+        // Every flusher, or the one a replayed dead letter goes back to:
+        // a range, so the data path allocates nothing here.
+        let to = match route.flusher {
+            Some(n) if n < self.outputs.len() => n..n + 1,
+            _ => 0..self.outputs.len(),
         };
-        if let Some((&last, rest)) = to.split_last() {
-            for &n in rest {
+        if let Some(last) = to.end.checked_sub(1).filter(|l| *l >= to.start) {
+            for n in to.start..last {
                 let (batch, ack) = (batch.clone(), ack.clone());
                 put(n, Envelope { batch, ack, route });
             }

@@ -506,7 +506,7 @@ fn an_http_output_down_under_load_loses_nothing_and_memory_stays_bounded() {
         r#"
   - name: out
     batch: {{ max_events: 1000, linger: 50ms }}
-    inputs: [{{ type: file, paths: ["{logs}/app.log*"], poll_interval: 50ms }}]
+    inputs: [{{ type: file, paths: ["{logs}/app.log*"], poll_interval: 50ms, start_at: beginning }}]
     flushers:
       - plugin: builtin:http
         config: {{ url: "http://{addr}/", compression: zstd }}

@@ -41,6 +41,11 @@ pub struct Target {
     /// How lines are decoded.
     #[serde(default)]
     pub format: Format,
+    /// Its files exist when it is added (a started container's own log):
+    /// finding none then means they were removed before they could be
+    /// read, which is logged and counted, never silent.
+    #[serde(default)]
+    pub lost_if_absent: bool,
 }
 
 /// A change of what to read.

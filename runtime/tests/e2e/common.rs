@@ -274,16 +274,25 @@ pub fn json_lines(bytes: &[u8]) -> Vec<Value> {
 /// Waits until `cond` holds; panics after a generous limit (never a
 /// performance assertion: the limit only keeps a broken test from hanging;
 /// `GLEANER_WAIT_SECS` raises it for large figure runs).
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    assert!(waited_for(cond), "timed out waiting for {what}");
+}
+
+/// [`wait_until`] that answers whether `cond` came to hold instead of
+/// panicking, for a test that then says what it saw.
+pub fn waited_for(mut cond: impl FnMut() -> bool) -> bool {
     let limit = std::env::var("GLEANER_WAIT_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
     let deadline = Instant::now() + Duration::from_secs(limit);
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
 }
 
 /// The complete lines of a file (none if it does not exist): a last line

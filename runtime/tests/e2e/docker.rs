@@ -918,8 +918,11 @@ fn removed_at_exit_containers_are_read_from_the_handle_held_or_counted() {
     }
     let missed = || {
         let agent_log = env.log();
-        agent_log.matches("could not be read").count()
-            + agent_log.matches("before they could be read").count()
+        // Gone before the inspection, or before the tailer opened its log.
+        agent_log.matches("its output could not be read").count()
+            + agent_log
+                .matches("The log of a container was removed before it could be read")
+                .count()
     };
     let per_container = || {
         let mut per: BTreeMap<String, usize> = BTreeMap::new();
@@ -930,9 +933,15 @@ fn removed_at_exit_containers_are_read_from_the_handle_held_or_counted() {
     };
     // Every container ends read in full or counted as missed (no sleep:
     // a slow machine only takes longer).
-    wait_until("every container read or counted", || {
-        per_container().values().filter(|n| **n == 500).count() + missed() >= n
-    });
+    let settled =
+        waited_for(|| per_container().values().filter(|n| **n == 500).count() + missed() >= n);
+    assert!(
+        settled,
+        "every container read or counted: read {:?}, {} counted as missed; agent log:\n{}",
+        per_container(),
+        missed(),
+        env.log()
+    );
     std::thread::sleep(Duration::from_millis(300));
     stop(agent);
     let missed = missed();
@@ -944,7 +953,8 @@ fn removed_at_exit_containers_are_read_from_the_handle_held_or_counted() {
     assert_eq!(
         per.len() + missed,
         n,
-        "each container read or counted as missed"
+        "each container read or counted as missed: {per:?}; agent log:\n{}",
+        env.log()
     );
     eprintln!(
         "--rm containers: {} of {n} read in full, {missed} counted as missed",

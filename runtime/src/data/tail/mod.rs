@@ -107,5 +107,7 @@ crate::telemetry::counters! {
         targets_added => "input_targets_added_total",
         /// Targets removed (drained and released).
         targets_removed => "input_targets_removed_total",
+        /// Targets whose files were deleted before they could be opened (lost).
+        targets_missed => "input_targets_missed_total",
     }
 }

@@ -75,6 +75,11 @@ impl Default for OpenFiles {
 }
 
 impl OpenFiles {
+    /// Whether a file of target `id` is open (at its path or draining).
+    pub fn owns_any(&self, id: &str) -> bool {
+        self.owner.values().any(|o| &**o == id) || self.draining.iter().any(|d| &*d.owner == id)
+    }
+
     /// Counts a non-regular file at a matching path, and warns once per path.
     pub fn skip(&mut self, path: &Path, stats: &InputStats) {
         if self.skipped.insert(path.to_path_buf()) {

@@ -193,6 +193,7 @@ mod tests {
             exclude: vec![],
             tags: Arc::from(vec![("t".to_owned(), tag.to_owned())]),
             format: Default::default(),
+            lost_if_absent: false,
         }
     }
 

@@ -509,6 +509,7 @@ mod tests {
             exclude: Vec::new(),
             tags: Arc::from(vec![("container.name".to_owned(), id.to_owned())]),
             format: crate::model::target::Format::DockerJson,
+            lost_if_absent: true,
         };
         store.remember_target("c/0", &target("a"));
         store.remember_target("c/0", &target("b"));

@@ -91,25 +91,30 @@ pub struct ContainerFilter {
 pub use super::whole;
 
 impl ContainerFilter {
-    fn conditions<'a>(&'a self, c: &'a Container) -> impl Iterator<Item = bool> + 'a {
+    /// Each condition on `c` (without those on the environment unless
+    /// `env`: a container known only from an event has none).
+    fn conditions<'a>(&'a self, c: &'a Container, env: bool) -> impl Iterator<Item = bool> + 'a {
         let kv = |set: &'a [(String, Regex)], map: &'a BTreeMap<String, String>| {
             set.iter()
                 .map(move |(k, re)| map.get(k).is_some_and(|v| re.is_match(v)))
         };
+        let env = if env { &self.env[..] } else { &[] };
         kv(&self.labels, &c.labels)
-            .chain(kv(&self.env, &c.env))
+            .chain(kv(env, &c.env))
             .chain(self.name.iter().map(|re| re.is_match(&c.name)))
             .chain(self.image.iter().map(|re| re.is_match(&c.image)))
     }
 
-    /// True if `c` matches every condition (or there are none).
-    pub fn all(&self, c: &Container) -> bool {
-        self.conditions(c).all(|m| m)
+    /// True if `c` matches every condition (or there are none); without
+    /// `env`, those on the environment are taken as met.
+    pub fn all(&self, c: &Container, env: bool) -> bool {
+        self.conditions(c, env).all(|m| m)
     }
 
-    /// True if `c` matches at least one condition.
-    pub fn any(&self, c: &Container) -> bool {
-        self.conditions(c).any(|m| m)
+    /// True if `c` matches at least one condition; without `env`, those
+    /// on the environment are taken as not met.
+    pub fn any(&self, c: &Container, env: bool) -> bool {
+        self.conditions(c, env).any(|m| m)
     }
 }
 
@@ -152,6 +157,7 @@ pub fn spawn(
         inspected: HashMap::new(),
         sent: HashMap::new(),
         last_contact: None,
+        root: None,
     };
     crate::background::spawn_on_runtime(name, async move { d.run().await })
 }
@@ -309,27 +315,66 @@ mod tests {
                 name: name.map(|n| whole(n).unwrap()),
                 image: image.map(|i| whole(i).unwrap()),
             };
-        assert!(f(&[], None, None).all(&c));
-        assert!(!f(&[], None, None).any(&c));
-        assert!(f(&[("app", "web")], Some("web-\\d+"), Some("nginx:.*")).all(&c));
+        assert!(f(&[], None, None).all(&c, true));
+        assert!(!f(&[], None, None).any(&c, true));
+        assert!(f(&[("app", "web")], Some("web-\\d+"), Some("nginx:.*")).all(&c, true));
         assert!(
-            !f(&[("app", "we")], None, None).all(&c),
+            !f(&[("app", "we")], None, None).all(&c, true),
             "values match whole"
         );
-        assert!(!f(&[("app", "web")], Some("db"), None).all(&c));
-        assert!(f(&[("app", "db")], Some("web-1"), None).any(&c));
-        assert!(!f(&[("missing", ".*")], None, None).any(&c));
+        assert!(!f(&[("app", "web")], Some("db"), None).all(&c, true));
+        assert!(f(&[("app", "db")], Some("web-1"), None).any(&c, true));
+        assert!(!f(&[("missing", ".*")], None, None).any(&c, true));
         let env = ContainerFilter {
             env: vec![("VERSION".into(), whole("[23]").unwrap())],
             ..ContainerFilter::default()
         };
-        assert!(env.all(&c));
+        assert!(env.all(&c, true));
 
         let mut o = opts();
         o.exclude = f(&[("tier", "front")], None, None);
         let mut p = planner(o);
         assert!(p.targets(&c).is_empty());
         assert_eq!(p.stats.containers_filtered.get(), 1);
+    }
+
+    #[test]
+    fn a_container_known_only_from_its_event_is_judged_on_what_it_carries() {
+        let attributes = HashMap::from([
+            ("name".to_owned(), "web-1".to_owned()),
+            ("image".to_owned(), "nginx:1.25".to_owned()),
+            ("app".to_owned(), "web".to_owned()),
+            ("exitCode".to_owned(), "0".to_owned()),
+        ]);
+        let c = Container::from_event("abc", &attributes);
+        assert_eq!((&*c.name, &*c.image), ("web-1", "nginx:1.25"));
+        assert_eq!(c.labels, BTreeMap::from([("app".into(), "web".into())]));
+        let filter = |labels: &[(&str, &str)], env: &[(&str, &str)]| ContainerFilter {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), whole(v).unwrap()))
+                .collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), whole(v).unwrap()))
+                .collect(),
+            ..ContainerFilter::default()
+        };
+        let judge = |include, exclude| {
+            let mut o = opts();
+            (o.include, o.exclude) = (include, exclude);
+            planner(o).could_select(&c)
+        };
+        let none = ContainerFilter::default;
+        assert!(judge(filter(&[("app", "web")], &[]), none()));
+        assert!(
+            !judge(filter(&[("app", "db")], &[]), none()),
+            "another input's"
+        );
+        assert!(!judge(none(), filter(&[("app", "web")], &[])), "excluded");
+        // The environment is unknown: it never rules a container out.
+        assert!(judge(filter(&[], &[("VERSION", "3")]), none()));
+        assert!(judge(none(), filter(&[], &[("VERSION", "3")])));
     }
 
     #[test]

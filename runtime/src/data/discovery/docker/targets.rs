@@ -3,7 +3,7 @@
 //! names inside it, mapped to host paths, with the container's tags. Plain
 //! functions of the container and the options: no engine calls.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use bollard::models::{ContainerInspectResponse, MountPoint};
@@ -14,7 +14,7 @@ use crate::data::discovery::{DiscoveryStats, glob_escape, map_path, on_host};
 use crate::data::tail::{Format, Tags, Target};
 
 /// What discovery knows of a container, from one inspect.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Container {
     /// Full id.
     pub id: String,
@@ -82,6 +82,41 @@ impl Container {
     }
 }
 
+impl Container {
+    /// A created container's json-file log, before it starts (the engine
+    /// names it then): `<root>/containers/<id>/<id>-json.log`.
+    pub fn expect_log_under(&mut self, root: &str) {
+        if self.log_path.is_none() && self.log_driver == "json-file" {
+            let id = &self.id;
+            self.log_path = Some(format!(
+                "{}/containers/{id}/{id}-json.log",
+                root.trim_end_matches('/')
+            ));
+        }
+    }
+
+    /// What an event says of a container: its name, its image and its
+    /// labels (the event's other attributes, besides the exit's).
+    pub fn from_event(id: &str, attributes: &HashMap<String, String>) -> Container {
+        let mut labels: BTreeMap<String, String> = attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let name = labels.remove("name").unwrap_or_default();
+        let image = labels.remove("image").unwrap_or_default();
+        for k in ["exitCode", "execDuration", "signal"] {
+            labels.remove(k);
+        }
+        Container {
+            id: id.to_owned(),
+            name,
+            image,
+            labels,
+            ..Container::default()
+        }
+    }
+}
+
 /// The live json-file log and its rotated files (`.1`, `.2`, …).
 fn json_file_patterns(log: &str) -> Vec<String> {
     let escaped = glob_escape(log);
@@ -107,7 +142,14 @@ pub(super) struct Planner {
 
 impl Planner {
     pub(super) fn selected(&self, c: &Container) -> bool {
-        self.opts.include.all(c) && !self.opts.exclude.any(c)
+        self.opts.include.all(c, true) && !self.opts.exclude.any(c, true)
+    }
+
+    /// Whether the filters could have selected `c`, known only from an
+    /// event (gone before it could be inspected): its environment is not
+    /// known, so conditions on it never rule it out.
+    pub(super) fn could_select(&self, c: &Container) -> bool {
+        self.opts.include.all(c, false) && !self.opts.exclude.any(c, false)
     }
 
     pub(super) fn tags(&self, c: &Container) -> Tags {
@@ -160,6 +202,7 @@ impl Planner {
                     )],
                     tags: tags.clone(),
                     format: Format::DockerJson,
+                    lost_if_absent: true,
                 }),
                 (driver, _) => {
                     if self.warned.insert(format!("{}/driver", c.id)) {
@@ -193,6 +236,7 @@ impl Planner {
                 exclude: Vec::new(),
                 tags,
                 format: Format::Raw,
+                lost_if_absent: false,
             });
         }
         out

@@ -3,7 +3,6 @@
 //! and after every reconnect, and send the tailer what changed.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -16,7 +15,6 @@ use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
 use super::{Container, DiscoveryError, Planner};
-use crate::data::discovery::on_host;
 use crate::data::tail::TargetUpdate;
 
 pub(super) struct Discovery {
@@ -29,6 +27,9 @@ pub(super) struct Discovery {
     pub(super) sent: HashMap<String, Vec<Arc<str>>>,
     /// The engine's state is known up to this time (last event or list).
     pub(super) last_contact: Option<std::time::SystemTime>,
+    /// The engine's root directory (`DockerRootDir`), where a created
+    /// container's json-file log will be.
+    pub(super) root: Option<String>,
 }
 
 /// Seconds.nanoseconds since the epoch, as the engine's `since` takes it.
@@ -88,7 +89,7 @@ impl Discovery {
             ("type".to_owned(), vec!["container".to_owned()]),
             (
                 "event".to_owned(),
-                ["start", "die", "destroy", "rename"]
+                ["create", "start", "die", "destroy", "rename"]
                     .map(str::to_owned)
                     .to_vec(),
             ),
@@ -98,6 +99,7 @@ impl Discovery {
             until: None,
             filters: Some(filters),
         }));
+        self.root = docker.info().await.ok().and_then(|i| i.docker_root_dir);
         self.resync(&docker).await?;
         info!(endpoint = %self.endpoint(), containers = self.sent.len(), "Connected to the Docker engine.");
         *backoff = crate::background::FIRST_BACKOFF;
@@ -130,8 +132,11 @@ impl Discovery {
             .await
         {
             Ok(r) => {
-                let c = Container::from_inspect(r);
-                if let Some(c) = &c {
+                let mut c = Container::from_inspect(r);
+                if let Some(c) = &mut c {
+                    if let Some(root) = &self.root {
+                        c.expect_log_under(root);
+                    }
                     self.inspected.insert(c.id.clone(), c.clone());
                 }
                 Ok(c)
@@ -178,42 +183,28 @@ impl Discovery {
             let at = std::time::UNIX_EPOCH + Duration::from_nanos(t);
             self.last_contact = Some(self.last_contact.map_or(at, |l| l.max(at)));
         }
-        let Some(id) = ev.actor.and_then(|a| a.id) else {
-            return;
-        };
+        let Some(actor) = ev.actor else { return };
+        let Some(id) = actor.id else { return };
         let action = ev.action.unwrap_or_default();
         debug!(container = %id, action = %action, "Docker event.");
         match action.as_str() {
-            "start" | "rename" => {
+            "create" | "start" | "rename" => {
                 if action == "rename" {
                     self.inspected.remove(&id);
                 }
                 match self.inspect(docker, &id).await {
-                    Ok(Some(c)) => {
-                        let targets = self.planner.targets(&c);
-                        if !targets.is_empty() && !self.sent.contains_key(&id) {
-                            self.planner.stats.containers_added.inc();
-                            info!(container = %c.name, id = %short(&id), targets = targets.len(), "Container started; reading it.");
-                        }
-                        self.sent
-                            .insert(id, targets.iter().map(|t| t.id.clone()).collect());
-                        for t in targets {
-                            let _ = self.tx.send(TargetUpdate::Added(t));
-                        }
-                        // A `--rm` container can be gone, log and all, by now.
-                        if let Some(log) = &c.log_path
-                            && self.planner.opts.stdout
-                            && c.log_driver == "json-file"
-                            && !Path::new(&on_host(&self.planner.opts.host_root, log)).exists()
-                        {
+                    Ok(Some(c)) => self.add(&c, &action),
+                    // Counted once, at its start (the create was its first
+                    // chance), if this input could have read it: its
+                    // event carries its name, image and labels.
+                    Ok(None) if action == "start" => {
+                        let c = Container::from_event(&id, &actor.attributes.unwrap_or_default());
+                        if self.planner.could_select(&c) {
                             self.planner.stats.containers_missed.inc();
-                            warn!(container = %c.name, "Container and its log were removed before they could be read; its output is lost.");
+                            warn!(container = %c.name, id = %short(&id), "Container was removed before it could be inspected; its output could not be read.");
                         }
                     }
-                    Ok(None) => {
-                        self.planner.stats.containers_missed.inc();
-                        warn!(id = %short(&id), "Container was removed before it could be inspected; its output could not be read.");
-                    }
+                    Ok(None) => {}
                     Err(e) => {
                         warn!(error = %e, "Cannot inspect a container; the next resync retries.")
                     }
@@ -229,6 +220,32 @@ impl Discovery {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Sends the targets of `c`, on its `action`. At `create` its log does
+    /// not exist yet: the tailer has the target before the container
+    /// runs, and opens the log the moment the engine makes it (a `--rm`
+    /// container can be gone by the time its `start` event is read).
+    /// From `start` on, its log must be there.
+    fn add(&mut self, c: &Container, action: &str) {
+        if action == "create" && c.log_path.is_none() && self.planner.opts.stdout {
+            return;
+        }
+        let mut targets = self.planner.targets(c);
+        if action == "start" && !targets.is_empty() {
+            self.planner.stats.containers_added.inc();
+            info!(container = %c.name, id = %short(&c.id), targets = targets.len(), "Container started; reading it.");
+        }
+        if action == "create" {
+            for t in &mut targets {
+                t.lost_if_absent = false;
+            }
+        }
+        self.sent
+            .insert(c.id.clone(), targets.iter().map(|t| t.id.clone()).collect());
+        for t in targets {
+            let _ = self.tx.send(TargetUpdate::Added(t));
         }
     }
 }

@@ -313,6 +313,8 @@ pub fn pod_targets(p: &PodInfo, opts: &KubernetesOptions) -> Vec<Target> {
                 exclude: vec![format!("{logs}/*.gz")],
                 tags: tags.clone(),
                 format: Format::Cri,
+                // A pod is seen before its containers start and write.
+                lost_if_absent: false,
             });
         }
         let include = container_files(p, name, mounts, opts);
@@ -323,6 +325,7 @@ pub fn pod_targets(p: &PodInfo, opts: &KubernetesOptions) -> Vec<Target> {
                 exclude: Vec::new(),
                 tags,
                 format: Format::Raw,
+                lost_if_absent: false,
             });
         }
     }

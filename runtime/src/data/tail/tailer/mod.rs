@@ -18,10 +18,12 @@ use super::file::{Checkpoints, TailedFile};
 use super::glob::PatternError;
 use super::open_files::{Draining, Key, OpenFiles, is_regular};
 use super::options::FileInputOptions;
-use super::targets::{Targets, Upsert};
+use super::targets::Targets;
 use super::watches::{Notification, Watches};
 use super::{EventSink, InputStats};
 use crate::model::target::{Target, TargetUpdate};
+
+mod updates;
 
 /// How long the files of a removed target are quiet at their end before
 /// they are closed: a writer may still flush its last lines (an engine
@@ -61,6 +63,9 @@ pub struct Tailer {
     rotate_wait: Duration,
     /// Set when the input must stop reading (after the current chunk).
     stop: Arc<AtomicBool>,
+    /// Targets that had a file opened, or were counted missed: a
+    /// `lost_if_absent` target is checked until then, once.
+    settled: HashSet<Arc<str>>,
 }
 
 impl Tailer {
@@ -78,6 +83,7 @@ impl Tailer {
             exclude: opts.exclude.clone(),
             tags: Arc::from(Vec::new()),
             format: opts.format,
+            lost_if_absent: false,
         };
         let mut t = Self::build(opts, stats, checkpoints, None);
         t.add_target(files)?;
@@ -126,115 +132,8 @@ impl Tailer {
             checkpoints,
             rotate_wait: REMOVED_QUIET,
             stop: Arc::new(AtomicBool::new(false)),
+            settled: HashSet::new(),
         }
-    }
-
-    /// Adds `target`, or replaces the one with its id (it is live again:
-    /// new tags apply to its open files from their next batch).
-    fn add_target(&mut self, target: Target) -> Result<usize, PatternError> {
-        if self.updates.is_some() {
-            self.checkpoints
-                .store
-                .remember_target(&self.checkpoints.input, &target);
-        }
-        let (id, tags, include) = (
-            target.id.clone(),
-            target.tags.clone(),
-            target.include.clone(),
-        );
-        match self.targets.upsert(target)? {
-            Upsert::New(i) => {
-                debug!(target = %id, include = ?include, "Added target.");
-                self.stats.targets_added.inc();
-                Ok(i)
-            }
-            Upsert::Existing { index, retagged } => {
-                if retagged {
-                    for (key, owner) in &self.open.owner {
-                        if *owner == id
-                            && let Some(f) = self.open.files.get_mut(key)
-                        {
-                            f.set_tags(tags.clone());
-                        }
-                    }
-                }
-                Ok(index)
-            }
-        }
-    }
-
-    fn remove_target(&mut self, id: &str) {
-        // Files not seen yet (a Job's pod deleted right after it wrote):
-        // opened now, with the target's tags, before it stops matching.
-        let paths = self
-            .targets
-            .live_index(id)
-            .map(|i| self.targets.get(i).matcher.scan());
-        paths
-            .into_iter()
-            .flatten()
-            .for_each(|p| self.open_if_new(p, false));
-        if self.targets.mark_removed(id) {
-            debug!(target = %id, "Target removed; reading its files to their end at once.");
-            for (key, owner) in &self.open.owner {
-                if &**owner == id {
-                    self.open.dirty.insert(*key);
-                }
-            }
-        }
-    }
-
-    fn apply(&mut self, update: TargetUpdate) {
-        match update {
-            TargetUpdate::Added(target) => self.add_and_scan(target, false),
-            TargetUpdate::Removed(id) => self.remove_target(&id),
-            TargetUpdate::Sync(all) => {
-                let initial = !self.synced;
-                self.synced = true;
-                let keep: HashSet<Arc<str>> = all.iter().map(|t| t.id.clone()).collect();
-                let gone = self.targets.ids_not_in(&keep);
-                for id in gone {
-                    self.remove_target(&id);
-                }
-                // Add all, watch once, then open what they match (a node's
-                // whole list can hold a thousand targets).
-                let mut added = Vec::new();
-                for target in all {
-                    let id = target.id.clone();
-                    match self.add_target(target) {
-                        Ok(i) => added.push(i),
-                        Err(e) => {
-                            warn!(target = %id, error = %e, "Ignoring a target with invalid patterns.")
-                        }
-                    }
-                }
-                self.watch_roots();
-                for i in added {
-                    for path in self.targets.get(i).matcher.scan() {
-                        self.open_if_new(path, initial);
-                    }
-                }
-            }
-        }
-    }
-
-    fn add_and_scan(&mut self, target: Target, initial: bool) {
-        let id = target.id.clone();
-        match self.add_target(target) {
-            Ok(i) => {
-                self.watches
-                    .cover(self.targets.get(i).matcher.watch_roots());
-                for path in self.targets.get(i).matcher.scan() {
-                    self.open_if_new(path, initial);
-                }
-            }
-            Err(e) => warn!(target = %id, error = %e, "Ignoring a target with invalid patterns."),
-        }
-    }
-
-    /// Watches exactly what the live targets need.
-    fn watch_roots(&mut self) {
-        self.watches.reconcile(self.targets.live_roots());
     }
 
     /// Opens files that match and are not open yet (and notices renames).
@@ -324,6 +223,9 @@ impl Tailer {
                 self.open.dirty.insert(key);
                 self.open.by_path.insert(path, key);
                 self.open.files.insert(key, f);
+                if !self.settled.contains(&id) {
+                    self.settled.insert(id.clone());
+                }
                 self.open.owner.insert(key, id);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -422,6 +324,7 @@ impl Tailer {
         let done: HashSet<Arc<str>> = due.difference(&busy).cloned().collect();
         let forgot = self.targets.forget(&done);
         for id in &done {
+            self.settled.remove(id);
             self.checkpoints
                 .store
                 .forget_target(&self.checkpoints.input, id);
@@ -429,16 +332,6 @@ impl Tailer {
         }
         if forgot {
             self.watch_roots();
-        }
-    }
-
-    /// Applies every update waiting in the channel.
-    fn apply_pending(&mut self) {
-        let Some(updates) = self.updates.clone() else {
-            return;
-        };
-        while let Ok(u) = updates.try_recv() {
-            self.apply(u);
         }
     }
 

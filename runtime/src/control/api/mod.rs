@@ -115,6 +115,10 @@ async fn accept_loop(listener: std::net::TcpListener, ctx: Arc<ApiContext>) {
         }
     };
     let open: Arc<std::sync::Mutex<OpenConnections>> = Arc::default();
+    // One permit per open socket, given back when its task has dropped it:
+    // an evicted connection's descriptor is closed before the next accept,
+    // so a burst of clients never holds more than MAX_CONNECTIONS + 1.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut next_id = 0u64;
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -144,6 +148,9 @@ async fn accept_loop(listener: std::net::TcpListener, ctx: Arc<ApiContext>) {
             }
             open.push_back((id, close.clone()));
         }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return; // never closed
+        };
         let (ctx, open) = (ctx.clone(), open.clone());
         tokio::spawn(async move {
             // Set once the connection streams a tap: it may outlive
@@ -165,21 +172,24 @@ async fn accept_loop(listener: std::net::TcpListener, ctx: Arc<ApiContext>) {
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = tokio::time::timeout(CONNECTION_TIMEOUT, &mut conn) => {
-                    if streaming.load(Ordering::Relaxed) {
-                        tokio::select! {
-                            _ = &mut conn => {}
-                            _ = close.notified() => {}
+            {
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    _ = tokio::time::timeout(CONNECTION_TIMEOUT, &mut conn) => {
+                        if streaming.load(Ordering::Relaxed) {
+                            tokio::select! {
+                                _ = &mut conn => {}
+                                _ = close.notified() => {}
+                            }
                         }
                     }
+                    _ = close.notified() => {}
                 }
-                _ = close.notified() => {}
-            }
+            } // the socket is closed here
             open.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|(i, _)| *i != id);
+            drop(slot);
         });
     }
 }

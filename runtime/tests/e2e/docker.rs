@@ -97,9 +97,16 @@ impl Drop for Containers {
 
 /// A pipeline reading this run's containers into `out/events.ndjson`.
 fn docker_pipeline(env: &Env, c: &Containers, extra: &str) -> PathBuf {
+    docker_pipeline_with(env, c, "", extra)
+}
+
+/// [`docker_pipeline`] with top-level config lines `top`.
+fn docker_pipeline_with(env: &Env, c: &Containers, top: &str, extra: &str) -> PathBuf {
     let out = env.path("out");
     std::fs::create_dir_all(&out).unwrap();
-    env.config(&format!(
+    env.config_with(
+        top,
+        &format!(
         r#"  - name: containers
     inputs:
       - type: docker
@@ -112,7 +119,8 @@ fn docker_pipeline(env: &Env, c: &Containers, extra: &str) -> PathBuf {
 "#,
         include = c.include(),
         out = out.display(),
-    ))
+        ),
+    )
 }
 
 /// A fresh test dir and run id, and the agent started on a pipeline that
@@ -960,4 +968,62 @@ fn removed_at_exit_containers_are_read_from_the_handle_held_or_counted() {
         "--rm containers: {} of {n} read in full, {missed} counted as missed",
         per.len()
     );
+}
+
+#[test]
+fn a_created_container_keeps_its_target_through_resyncs_until_it_starts() {
+    let env = Env::new();
+    let c = Containers::new();
+    let port = crate::kubernetes::free_port();
+    let config = docker_pipeline_with(
+        &env,
+        &c,
+        &format!("api: {{ address: \"127.0.0.1:{port}\" }}"),
+        "        resync_interval: 100ms",
+    );
+    let mut agent = Reaper(Some(start(&env, &config)));
+    env.wait_log("Connected to the Docker engine", 1);
+    // The sum of a counter's series (this agent has one pipeline).
+    let total = |name: &str| -> f64 {
+        let (_, m) = crate::kubernetes::api_get(port, "/metrics");
+        m.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    let label = format!("{LABEL}={}", c.run);
+    let name = c.name("created");
+    docker(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        &label,
+        IMAGE,
+        "sh",
+        "-c",
+        "echo one; echo two",
+    ]);
+    wait_until("the created container's target", || {
+        total("gleaner_input_targets_added_total") == 1.0
+    });
+    // Resyncs list running containers: one only created must keep its
+    // target (its log is awaited, as from its `create` event). Twenty of
+    // them take 2 s at least, past the second after which a dropped
+    // target would be forgotten and counted as removed.
+    let resyncs = total("gleaner_discovery_resyncs_total");
+    wait_until("twenty resyncs", || {
+        total("gleaner_discovery_resyncs_total") >= resyncs + 20.0
+    });
+    assert_eq!(total("gleaner_input_targets_removed_total"), 0.0);
+    docker(&["start", &name]);
+    let got = wait_events(&env, 2);
+    let messages: Vec<&str> = got.iter().map(|e| s(e, "message")).collect();
+    assert_eq!(messages, ["one", "two"]);
+    assert!(got.iter().all(|e| s(e, "container.name") == name));
+    // Its start found the target in place; nothing was missed.
+    assert_eq!(total("gleaner_input_targets_added_total"), 1.0);
+    assert_eq!(total("gleaner_input_targets_missed_total"), 0.0);
+    assert_eq!(total("gleaner_discovery_containers_missed_total"), 0.0);
+    stop(agent.take());
 }

@@ -390,6 +390,25 @@ mod tests {
     }
 
     #[test]
+    fn a_created_containers_log_is_awaited_not_counted_lost() {
+        let mut p = planner(opts());
+        let started = p.targets(&container());
+        assert_eq!(
+            started.iter().map(|t| t.lost_if_absent).collect::<Vec<_>>(),
+            [true, false]
+        );
+        let created = p.targets_before_start(&container());
+        assert_eq!(created.len(), 2);
+        assert!(created.iter().all(|t| !t.lost_if_absent));
+        assert_eq!(created[0].include, started[0].include);
+        // Without the engine's root its log cannot be predicted: nothing
+        // until it starts.
+        let mut unknown = container();
+        unknown.log_path = None;
+        assert!(p.targets_before_start(&unknown).is_empty());
+    }
+
+    #[test]
     fn engine_time_has_nanoseconds() {
         let t = std::time::UNIX_EPOCH + Duration::new(12, 5);
         assert_eq!(engine_time(t), "12.000000005");

@@ -177,6 +177,21 @@ impl Planner {
         }
     }
 
+    /// The targets of `c`, created but not started: its log does not exist
+    /// yet, so the tailer waits for it to appear rather than count it lost.
+    /// None when its json-file log's path cannot be predicted (the
+    /// engine's root is unknown): it is read from its start instead.
+    pub(super) fn targets_before_start(&mut self, c: &Container) -> Vec<Target> {
+        if c.log_path.is_none() && self.opts.stdout {
+            return Vec::new();
+        }
+        let mut targets = self.targets(c);
+        for t in &mut targets {
+            t.lost_if_absent = false;
+        }
+        targets
+    }
+
     /// The targets of `c` (none if the filters skip it).
     pub(super) fn targets(&mut self, c: &Container) -> Vec<Target> {
         if !self.selected(c) {

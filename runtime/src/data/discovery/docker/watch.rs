@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::EventMessage;
+use bollard::models::{ContainerSummaryStateEnum, EventMessage};
 use bollard::query_parameters::{EventsOptions, InspectContainerOptions, ListContainersOptions};
 use crossbeam_channel::Sender;
 use futures_util::StreamExt;
@@ -148,26 +148,40 @@ impl Discovery {
         }
     }
 
-    /// Lists running containers and sends the complete set of targets.
+    /// Lists running containers, and those created but not yet started
+    /// (their targets wait for their logs, as at their `create`), and sends
+    /// the complete set of targets.
     async fn resync(&mut self, docker: &Docker) -> Result<(), DiscoveryError> {
         let listed_at = std::time::SystemTime::now();
+        let states = ["created", "running", "paused", "restarting"];
         let list = docker
             .list_containers(Some(ListContainersOptions {
-                all: false,
+                all: true,
+                filters: Some(HashMap::from([(
+                    "status".to_owned(),
+                    states.map(str::to_owned).to_vec(),
+                )])),
                 ..Default::default()
             }))
             .await
             .map_err(|e| self.err(e))?;
-        let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
-        let live: HashSet<&String> = ids.iter().collect();
+        let ids: Vec<(String, bool)> = list
+            .into_iter()
+            .filter_map(|c| Some((c.id?, c.state == Some(ContainerSummaryStateEnum::CREATED))))
+            .collect();
+        let live: HashSet<&String> = ids.iter().map(|(id, _)| id).collect();
         self.inspected.retain(|id, _| live.contains(id));
         let mut all = Vec::new();
         let mut sent = HashMap::new();
-        for id in ids {
+        for (id, created) in ids {
             let Some(c) = self.inspect(docker, &id).await? else {
                 continue;
             };
-            let targets = self.planner.targets(&c);
+            let targets = if created {
+                self.planner.targets_before_start(&c)
+            } else {
+                self.planner.targets(&c)
+            };
             sent.insert(id, targets.iter().map(|t| t.id.clone()).collect());
             all.extend(targets);
         }
@@ -229,18 +243,17 @@ impl Discovery {
     /// container can be gone by the time its `start` event is read).
     /// From `start` on, its log must be there.
     fn add(&mut self, c: &Container, action: &str) {
-        if action == "create" && c.log_path.is_none() && self.planner.opts.stdout {
+        let targets = if action == "create" {
+            self.planner.targets_before_start(c)
+        } else {
+            self.planner.targets(c)
+        };
+        if targets.is_empty() && action == "create" {
             return;
         }
-        let mut targets = self.planner.targets(c);
         if action == "start" && !targets.is_empty() {
             self.planner.stats.containers_added.inc();
             info!(container = %c.name, id = %short(&c.id), targets = targets.len(), "Container started; reading it.");
-        }
-        if action == "create" {
-            for t in &mut targets {
-                t.lost_if_absent = false;
-            }
         }
         self.sent
             .insert(c.id.clone(), targets.iter().map(|t| t.id.clone()).collect());

@@ -73,6 +73,8 @@ impl Writer {
     }
 }
 
+/// The writer may create `app.log` before the tailer's first scan, which
+/// would start a file found then at its end: read from the beginning.
 fn file_config(env: &Env) -> PathBuf {
     let out = env.path("out");
     std::fs::create_dir_all(env.path("logs")).unwrap();
@@ -83,6 +85,7 @@ fn file_config(env: &Env) -> PathBuf {
     inputs:
       - type: file
         paths: ["{logs}/app.log*"]
+        start_at: beginning
         poll_interval: 50ms
         rescan_interval: 500ms
     flushers: [{{ plugin: builtin:file, config: {{ path: "{out}/events.ndjson", max_bytes: 10000000000 }}, grants: {{ dirs: ["{out}"] }} }}]

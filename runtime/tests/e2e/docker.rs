@@ -59,9 +59,16 @@ impl Containers {
 
     /// `docker run -d` with this run's label; returns the container id.
     pub fn run(&self, name: &str, extra: &[&str], script: &str) -> String {
+        self.docker(&["run", "-d"], name, extra, script)
+    }
+
+    /// `docker VERB…` (`run`, `create`) of a container named `name` in
+    /// this run, with its label, running `script`; returns stdout.
+    pub fn docker(&self, verb: &[&str], name: &str, extra: &[&str], script: &str) -> String {
         let label = format!("{LABEL}={}", self.run);
-        let name = format!("{}-{name}", self.run);
-        let mut args = vec!["run", "-d", "--name", &name, "--label", &label];
+        let name = self.name(name);
+        let mut args = verb.to_vec();
+        args.extend_from_slice(&["--name", &name, "--label", &label]);
         args.extend_from_slice(extra);
         args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
         docker(&args)
@@ -907,22 +914,14 @@ fn json_file_rotation_by_the_engine_loses_and_duplicates_nothing() {
 fn removed_at_exit_containers_are_read_from_the_handle_held_or_counted() {
     let (env, c, agent) = start_agent("");
     let n = 8;
-    let label = format!("{LABEL}={}", c.run);
     for i in 0..n {
-        let name = c.name(&format!("rm{i}"));
         // `docker run --rm` (attached) returns once the container is gone.
-        docker(&[
-            "run",
-            "--rm",
-            "--name",
-            &name,
-            "--label",
-            &label,
-            IMAGE,
-            "sh",
-            "-c",
+        c.docker(
+            &["run", "--rm"],
+            &format!("rm{i}"),
+            &[],
             "i=0; while [ $i -lt 500 ]; do echo \"$HOSTNAME $i\"; i=$((i+1)); done",
-        ]);
+        );
     }
     let missed = || {
         let agent_log = env.log();
@@ -991,19 +990,8 @@ fn a_created_container_keeps_its_target_through_resyncs_until_it_starts() {
             .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
             .sum()
     };
-    let label = format!("{LABEL}={}", c.run);
     let name = c.name("created");
-    docker(&[
-        "create",
-        "--name",
-        &name,
-        "--label",
-        &label,
-        IMAGE,
-        "sh",
-        "-c",
-        "echo one; echo two",
-    ]);
+    c.docker(&["create"], "created", &[], "echo one; echo two");
     wait_until("the created container's target", || {
         total("gleaner_input_targets_added_total") == 1.0
     });
